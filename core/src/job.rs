@@ -252,6 +252,8 @@ pub struct PlannedJob {
     pub array_size: Option<usize>,
     /// Manifest object to write before submitting, as (bucket, key, body).
     pub manifest: Option<(String, String, Vec<u8>)>,
+    /// The chunks, wherever the spec keeps them.
+    pub chunks: Vec<Vec<ImageRef>>,
 }
 
 /// Where manifests are written when a spec is too large to inline.
@@ -286,7 +288,7 @@ pub fn plan_job(
         v: CONTRACT_VERSION,
         table: table.to_owned(),
         options,
-        images: ImageSource::Inline(chunks),
+        images: ImageSource::Inline(chunks.clone()),
     };
     if inline.to_parameter().len() <= INLINE_JOB_MAX_BYTES {
         return Ok(PlannedJob {
@@ -294,11 +296,9 @@ pub fn plan_job(
             spec: inline,
             array_size,
             manifest: None,
+            chunks,
         });
     }
-    let ImageSource::Inline(chunks) = inline.images else {
-        unreachable!("built inline above")
-    };
     let images = chunks.iter().map(Vec::len).sum::<usize>() as u32;
     let chunk_count = chunks.len() as u32;
     let bucket = manifests
@@ -308,7 +308,7 @@ pub fn plan_job(
     let key = format!("{}{name}.json", manifests.prefix);
     let (body, sha256) = Manifest {
         v: CONTRACT_VERSION,
-        chunks,
+        chunks: chunks.clone(),
     }
     .to_body();
     Ok(PlannedJob {
@@ -327,6 +327,7 @@ pub fn plan_job(
         name,
         array_size,
         manifest: Some((bucket, key, body)),
+        chunks,
     })
 }
 

@@ -1,0 +1,154 @@
+//! The dispatcher's pure core: object changes in, decisions and jobs out.
+
+use crate::config::Config;
+use crate::event::{Change, ObjectChange};
+use labeler_core::job::{chunk_images, plan_job, ContractError, PlannedJob, MAX_ARRAY_SIZE};
+use labeler_core::{ImageRef, Revision};
+use std::collections::HashMap;
+
+/// What to do about one object change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Label it.
+    Label(ImageRef),
+    /// Record it SKIPPED with this reason.
+    Skip(ImageRef, String),
+    /// Delete its record and label entries (unless a newer upload owns them).
+    Remove {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Revision of the delete.
+        revision: Revision,
+    },
+    /// Do nothing; the reason is logged.
+    Ignore(String),
+}
+
+/// Applies the filters to one change.
+pub fn decide(change: &ObjectChange, cfg: &Config) -> Decision {
+    let key = change.key.as_str();
+    if let Some(prefix) = cfg.exclude_prefixes.iter().find(|p| key.starts_with(p.as_str())) {
+        return Decision::Ignore(format!("key is under excluded prefix {prefix:?}"));
+    }
+    if !cfg.include_prefixes.is_empty()
+        && !cfg.include_prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    {
+        return Decision::Ignore("key is outside the included prefixes".into());
+    }
+    if change.change == Change::Removed {
+        return if cfg.delete_on_remove {
+            Decision::Remove {
+                bucket: change.bucket.clone(),
+                key: change.key.clone(),
+                revision: change.revision.clone(),
+            }
+        } else {
+            Decision::Ignore("object removed; DELETE_ON_REMOVE is off".into())
+        };
+    }
+    let image = ImageRef {
+        bucket: change.bucket.clone(),
+        key: change.key.clone(),
+        revision: change.revision.clone(),
+        version_id: change.version_id.clone(),
+        etag: change.etag.clone(),
+        size: change.size,
+    };
+    let lower = key.to_lowercase();
+    if !cfg.suffixes.iter().any(|s| lower.ends_with(s.as_str())) {
+        return Decision::Skip(
+            image,
+            format!(
+                "not an image this pipeline labels: the key does not end in {}",
+                cfg.suffixes.join(", ")
+            ),
+        );
+    }
+    match change.size {
+        Some(0) => Decision::Skip(image, "object is empty (0 bytes)".into()),
+        Some(size) if size > cfg.max_object_bytes => Decision::Skip(
+            image,
+            format!(
+                "object is {size} bytes; Rekognition accepts images in S3 of at most {} bytes",
+                cfg.max_object_bytes
+            ),
+        ),
+        _ => Decision::Label(image),
+    }
+}
+
+/// Keeps only the newest revision of each key; returns the survivors (with
+/// the delivery they came from) and the superseded ones.
+pub fn newest_per_key<T: Clone>(
+    images: Vec<(T, ImageRef)>,
+) -> (Vec<(T, ImageRef)>, Vec<(T, ImageRef)>) {
+    let mut newest: HashMap<(String, String), usize> = HashMap::new();
+    for (i, (_, img)) in images.iter().enumerate() {
+        let k = (img.bucket.clone(), img.key.clone());
+        match newest.get(&k) {
+            Some(&j) if images[j].1.revision >= img.revision => {}
+            _ => {
+                newest.insert(k, i);
+            }
+        }
+    }
+    let mut kept = Vec::new();
+    let mut superseded = Vec::new();
+    for (i, entry) in images.into_iter().enumerate() {
+        if newest.get(&(entry.1.bucket.clone(), entry.1.key.clone())) == Some(&i) {
+            kept.push(entry);
+        } else {
+            superseded.push(entry);
+        }
+    }
+    (kept, superseded)
+}
+
+/// Packs images into as few jobs as possible: chunks of `images_per_job`,
+/// one array job per up to 10,000 chunks.
+pub fn plan_jobs(images: Vec<ImageRef>, cfg: &Config) -> Result<Vec<PlannedJob>, ContractError> {
+    if images.is_empty() {
+        return Ok(Vec::new());
+    }
+    let chunks = chunk_images(images, cfg.images_per_job);
+    let mut jobs = Vec::new();
+    let mut rest = chunks.into_iter().peekable();
+    while rest.peek().is_some() {
+        let group: Vec<_> = rest.by_ref().take(MAX_ARRAY_SIZE).collect();
+        jobs.push(plan_job(&cfg.table, cfg.label_options, group, &cfg.manifests)?);
+    }
+    Ok(jobs)
+}
+
+/// Chunks a finished job (or array child) held: all of them for a plain job
+/// or an array parent, only its own for an array child.
+pub fn chunks_of_ended_job(
+    chunks: &[Vec<ImageRef>],
+    array_index: Option<usize>,
+) -> Vec<(Option<usize>, &[ImageRef])> {
+    match array_index {
+        Some(i) => chunks
+            .get(i)
+            .map(|c| vec![(Some(i), c.as_slice())])
+            .unwrap_or_default(),
+        None if chunks.len() == 1 => vec![(None, chunks[0].as_slice())],
+        None => chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (Some(i), c.as_slice()))
+            .collect(),
+    }
+}
+
+/// The parent job id of an array child id (`parent:index`), or the id itself.
+pub fn parent_job_id(job_id: &str) -> &str {
+    job_id.split(':').next().unwrap_or(job_id)
+}
+
+/// True when `queue` (name or ARN from an event) is the configured queue.
+pub fn is_our_queue(queue: &str, configured: &str) -> bool {
+    let name = |q: &str| q.rsplit('/').next().unwrap_or(q).to_owned();
+    queue == configured || name(queue) == name(configured)
+}
