@@ -93,7 +93,6 @@ async fn submit_job_is_retried_through_throttling_then_succeeds() {
                 .job_id("job-1")
                 .job_name("n")
                 .build()
-                .unwrap()
         })
         .build();
     let clients = Clients {
