@@ -1,0 +1,375 @@
+//! The dispatcher against moto on loopback: real S3 notifications (moto
+//! delivers them to SQS), real SubmitJob calls landing in moto's Batch, real
+//! conditional writes in moto's DynamoDB.
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use dispatcher::config::Config;
+use dispatcher::dispatch::{handle, Clients};
+use integration_tests::{drain_as_lambda_event, provision, s3_client, Moto, Stack};
+use labeler_core::job::{ImageSource, Manifest, JOB_PARAMETER};
+use labeler_core::store::{self, Clock};
+use labeler_core::{JobSpec, Status};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+
+struct World {
+    _moto: Moto,
+    sdk: SdkConfig,
+    stack: Stack,
+    clients: Clients,
+    cfg: Config,
+}
+
+async fn world(extra: &[(&str, &str)]) -> World {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let stack = provision(&sdk).await;
+    let mut env: HashMap<String, String> = stack
+        .dispatcher_env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    for (k, v) in extra {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let cfg = Config::from_lookup(|k| env.get(k).cloned()).unwrap();
+    let clients = Clients {
+        batch: aws_sdk_batch::Client::new(&sdk),
+        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+        s3: s3_client(&sdk),
+    };
+    World {
+        _moto: moto,
+        sdk,
+        stack,
+        clients,
+        cfg,
+    }
+}
+
+impl World {
+    async fn deliver(&self, payload: &Value, request_id: &str) -> Value {
+        handle(payload, request_id, &self.clients, &self.cfg, Clock::now())
+            .await
+            .expect("invocation succeeds")
+    }
+
+    async fn upload(&self, key: &str, body: &[u8]) {
+        s3_client(&self.sdk)
+            .put_object()
+            .bucket(&self.stack.bucket)
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .expect("upload");
+    }
+
+    /// Top-level jobs in the queue (array children are not listed).
+    async fn jobs(&self) -> Vec<aws_sdk_batch::types::JobDetail> {
+        let batch = aws_sdk_batch::Client::new(&self.sdk);
+        let summaries = batch
+            .list_jobs()
+            .job_queue(&self.stack.job_queue)
+            .filters(
+                aws_sdk_batch::types::KeyValuesPair::builder()
+                    .name("JOB_NAME")
+                    .values("*")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("list jobs")
+            .job_summary_list
+            .unwrap_or_default();
+        let ids: Vec<String> = summaries
+            .into_iter()
+            .filter(|s| !s.job_id().unwrap_or_default().contains(':'))
+            .filter_map(|s| s.job_id)
+            .collect();
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        batch
+            .describe_jobs()
+            .set_jobs(Some(ids))
+            .send()
+            .await
+            .expect("describe jobs")
+            .jobs
+            .unwrap_or_default()
+    }
+
+    async fn record(&self, key: &str) -> Option<HashMap<String, AttributeValue>> {
+        store::get_image(
+            &self.clients.dynamodb,
+            &self.stack.table,
+            &self.stack.bucket,
+            key,
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn items_under(&self, key: &str) -> usize {
+        self.clients
+            .dynamodb
+            .query()
+            .table_name(&self.stack.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(
+                ":pk",
+                AttributeValue::S(format!("s3://{}/{key}", self.stack.bucket)),
+            )
+            .send()
+            .await
+            .unwrap()
+            .count as usize
+    }
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn spec_of(job: &aws_sdk_batch::types::JobDetail) -> JobSpec {
+    let raw = job
+        .parameters()
+        .and_then(|p| p.get(JOB_PARAMETER))
+        .expect("job carries the job parameter");
+    JobSpec::from_parameter(raw).unwrap()
+}
+
+fn direct_put(bucket: &str, key: &str, seq: &str) -> Value {
+    json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-23T00:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:EXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {},
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+               "object": {"key": labeler_core::key::encode_event_key(key, false), "size": 2048, "eTag": "0123456789abcdef", "sequencer": seq}}
+    }]})
+}
+
+#[tokio::test]
+async fn uploads_become_one_job_with_exact_keys_and_queued_records_and_redelivery_adds_nothing()
+{
+    let w = world(&[]).await;
+    let long_key = format!("long/{}x.jpg", "é".repeat(507));
+    assert_eq!(long_key.len(), 1024);
+    let images = [
+        "a b.jpg",
+        "1+1=2.png",
+        "100% real.jpeg",
+        "фото/日本 café.JPG",
+        long_key.as_str(),
+    ];
+    for key in images {
+        w.upload(key, b"not really a jpeg, the dispatcher never reads it")
+            .await;
+    }
+    w.upload("notes/readme.txt", b"hello").await;
+    w.upload("empty.jpg", b"").await;
+    let event = drain_as_lambda_event(&w.sdk, &w.stack.events_queue_url).await;
+    // Seven uploads plus the s3:TestEvent sent when the notification was set up.
+    assert_eq!(event["Records"].as_array().unwrap().len(), 8);
+
+    let response = w.deliver(&event, "req-1").await;
+
+    assert_eq!(response["batchItemFailures"], json!([]));
+    let jobs = w.jobs().await;
+    assert_eq!(jobs.len(), 1, "one job for one invocation");
+    let spec = spec_of(&jobs[0]);
+    let ImageSource::Inline(chunks) = &spec.images else {
+        panic!("small jobs are inline")
+    };
+    let submitted: BTreeSet<&str> = chunks[0].iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(submitted, images.iter().copied().collect());
+    let job_id = jobs[0].job_id().unwrap().to_owned();
+    for key in images {
+        let record = w.record(key).await.expect("record exists");
+        assert_eq!(text(&record, "status"), "QUEUED", "{key}");
+        assert_eq!(text(&record, "job_id"), job_id, "{key}");
+        assert_eq!(text(&record, "key"), key);
+    }
+    for (key, reason) in [("notes/readme.txt", "not an image"), ("empty.jpg", "empty")] {
+        let record = w.record(key).await.expect("skipped record exists");
+        assert_eq!(text(&record, "status"), "SKIPPED");
+        assert!(text(&record, "reason").contains(reason), "{key}");
+    }
+
+    let again = w.deliver(&event, "req-2").await;
+
+    assert_eq!(again["batchItemFailures"], json!([]));
+    assert_eq!(w.jobs().await.len(), 1, "a redelivery submits nothing");
+    for key in images {
+        assert_eq!(text(&w.record(key).await.unwrap(), "job_id"), job_id);
+    }
+}
+
+#[tokio::test]
+async fn an_older_upload_arriving_after_a_newer_one_submits_nothing() {
+    let w = world(&[]).await;
+    let newer = direct_put(&w.stack.bucket, "cats/tabby cat.jpg", "0062E99D11AA22BB50");
+    let older = direct_put(&w.stack.bucket, "cats/tabby cat.jpg", "0062E99D11AA22BB4F");
+
+    let first = w.deliver(&newer, "req-1").await;
+    let second = w.deliver(&older, "req-2").await;
+
+    assert_eq!(first["jobs_submitted"], 1);
+    assert_eq!(second["jobs_submitted"], 0);
+    assert_eq!(second["superseded"], 1);
+    assert_eq!(w.jobs().await.len(), 1);
+    let record = w.record("cats/tabby cat.jpg").await.unwrap();
+    assert!(text(&record, "revision").starts_with("2.0062E99D11AA22BB50"));
+}
+
+#[tokio::test]
+async fn a_delete_removes_the_record_and_its_label_entries() {
+    let w = world(&[]).await;
+    w.upload("dogs/corgi.png", b"png bytes").await;
+    let put = drain_as_lambda_event(&w.sdk, &w.stack.events_queue_url).await;
+    w.deliver(&put, "req-1").await;
+    let revision = text(&w.record("dogs/corgi.png").await.unwrap(), "revision");
+    w.clients
+        .dynamodb
+        .put_item()
+        .table_name(&w.stack.table)
+        .item("pk", AttributeValue::S(format!("s3://{}/dogs/corgi.png", w.stack.bucket)))
+        .item("sk", AttributeValue::S("LABEL#Dog".into()))
+        .item("label", AttributeValue::S("dog".into()))
+        .item("confidence", AttributeValue::N("98.5".into()))
+        .item("revision", AttributeValue::S(revision))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(w.items_under("dogs/corgi.png").await, 2);
+    s3_client(&w.sdk)
+        .delete_object()
+        .bucket(&w.stack.bucket)
+        .key("dogs/corgi.png")
+        .send()
+        .await
+        .unwrap();
+    let delete = drain_as_lambda_event(&w.sdk, &w.stack.events_queue_url).await;
+
+    let response = w.deliver(&delete, "req-2").await;
+
+    assert_eq!(response["batchItemFailures"], json!([]));
+    assert_eq!(w.items_under("dogs/corgi.png").await, 0);
+}
+
+fn batch_failure_event(job: &aws_sdk_batch::types::JobDetail, array_index: Option<usize>) -> Value {
+    let mut detail = json!({
+        "jobArn": job.job_arn(),
+        "jobName": job.job_name(),
+        "jobId": match array_index {
+            Some(i) => format!("{}:{i}", job.job_id().unwrap()),
+            None => job.job_id().unwrap().to_owned(),
+        },
+        "jobQueue": job.job_queue(),
+        "status": "FAILED",
+        "statusReason": "Essential container in task exited",
+        "parameters": job.parameters(),
+        "container": {"exitCode": 137, "reason": "OutOfMemoryError: Container killed due to memory usage"},
+    });
+    if let Some(i) = array_index {
+        detail["arrayProperties"] = json!({"index": i});
+    }
+    json!({
+        "version": "0", "id": "5c4a5c2e-0000-0000-0000-000000000000",
+        "detail-type": "Batch Job State Change", "source": "aws.batch",
+        "account": "123456789012", "time": "2026-11-23T01:00:00Z", "region": "us-east-1",
+        "resources": [job.job_arn()], "detail": detail
+    })
+}
+
+#[tokio::test]
+async fn a_failed_batch_job_marks_its_still_queued_images_failed() {
+    let w = world(&[]).await;
+    for key in ["a.jpg", "b.jpg"] {
+        w.upload(key, b"img").await;
+    }
+    let event = drain_as_lambda_event(&w.sdk, &w.stack.events_queue_url).await;
+    w.deliver(&event, "req-1").await;
+    let job = w.jobs().await.remove(0);
+    w.clients
+        .dynamodb
+        .update_item()
+        .table_name(&w.stack.table)
+        .set_key(Some(store::image_key(&w.stack.bucket, "b.jpg")))
+        .update_expression("SET #s = :l")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":l", AttributeValue::S(Status::Labeled.as_str().into()))
+        .send()
+        .await
+        .unwrap();
+
+    let response = w.deliver(&batch_failure_event(&job, None), "req-2").await;
+
+    assert_eq!(response["failed_by_batch"], 1);
+    let failed = w.record("a.jpg").await.unwrap();
+    assert_eq!(text(&failed, "status"), "FAILED");
+    let reason = text(&failed, "reason");
+    assert!(reason.contains("OutOfMemoryError") && reason.contains("137"), "{reason}");
+    assert_eq!(text(&w.record("b.jpg").await.unwrap(), "status"), "LABELED");
+
+    let again = w.deliver(&batch_failure_event(&job, None), "req-3").await;
+    assert_eq!(again["failed_by_batch"], 0, "the event is idempotent");
+}
+
+#[tokio::test]
+async fn a_large_batch_becomes_one_array_job_with_a_manifest_and_a_dead_child_fails_only_its_chunk()
+{
+    let w = world(&[("IMAGES_PER_JOB", "5")]).await;
+    let keys: Vec<String> = (0..60)
+        .map(|i| format!("bulk/{}-{i:03}.jpg", "p".repeat(600)))
+        .collect();
+    let records: Vec<Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| direct_put(&w.stack.bucket, k, &format!("0062E99D11AA{i:06X}"))["Records"][0].clone())
+        .collect();
+    let event = json!({ "Records": records });
+
+    let response = w.deliver(&event, "req-1").await;
+
+    assert_eq!(response["jobs_submitted"], 1);
+    assert_eq!(response["images_queued"], 60);
+    let jobs = w.jobs().await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].array_properties().and_then(|a| a.size()), Some(12));
+    let spec = spec_of(&jobs[0]);
+    let ImageSource::Manifest(mref) = &spec.images else {
+        panic!("60 long keys exceed the inline budget")
+    };
+    let body = s3_client(&w.sdk)
+        .get_object()
+        .bucket(&mref.bucket)
+        .key(&mref.key)
+        .send()
+        .await
+        .expect("manifest was written")
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let manifest = Manifest::from_body(&body, mref).unwrap();
+    assert_eq!(manifest.chunks.len(), 12);
+    let chunk3: Vec<String> = manifest.chunks[3].iter().map(|i| i.key.clone()).collect();
+
+    let response = w.deliver(&batch_failure_event(&jobs[0], Some(3)), "req-2").await;
+
+    assert_eq!(response["failed_by_batch"], 5);
+    for key in &keys {
+        let status = text(&w.record(key).await.unwrap(), "status");
+        let expected = if chunk3.contains(key) { "FAILED" } else { "QUEUED" };
+        assert_eq!(status, expected, "{key}");
+    }
+}
