@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 LAMBDA_ZIP := target/lambda/dispatcher/bootstrap.zip
 
-.PHONY: help setup fmt fmt-check lint build lambda test unit integration clean
+.PHONY: help setup fmt fmt-check lint build lambda demo up down test unit integration clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,7 +35,29 @@ build: ## Build every binary (debug)
 
 lambda: setup ## Build the dispatcher Lambda zip for arm64 (provided.al2023)
 	cargo lambda build --release --arm64 --output-format zip -p dispatcher
-	@ls -l $(LAMBDA_ZIP)
+	@python3 scripts/check_lambda_zip.py $(LAMBDA_ZIP)
+
+demo: setup lambda build ## Run the whole pipeline locally on sample images and show the labels
+	cargo run --quiet -p labeler-local -- demo
+
+up: setup lambda build ## Start the local stack in the background; exports go to .local/stack.env
+	@mkdir -p .local
+	@if [ -f .local/stack.pid ] && kill -0 $$(cat .local/stack.pid) 2>/dev/null; then \
+	  echo "already running (pid $$(cat .local/stack.pid))"; exit 0; fi
+	@rm -f .local/stack.env
+	@nohup target/debug/labeler-local up > .local/stack.log 2>&1 & echo $$! > .local/stack.pid
+	@for i in $$(seq 1 900); do \
+	  [ -f .local/stack.env ] && break; \
+	  kill -0 $$(cat .local/stack.pid) 2>/dev/null || { cat .local/stack.log; exit 1; }; sleep 1; done
+	@cat .local/stack.env
+	@echo "source .local/stack.env to use the stock AWS CLI against the stack; 'make down' stops it"
+
+down: ## Stop the local stack started by `make up`
+	@if [ -f .local/stack.pid ]; then \
+	  pid=$$(cat .local/stack.pid); kill -TERM $$pid 2>/dev/null || true; \
+	  for i in $$(seq 1 60); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
+	  rm -f .local/stack.pid .local/stack.env; echo "local stack stopped"; \
+	else echo "no local stack running"; fi
 
 unit: ## Unit, property and fault-injection tests (no local stack)
 	cargo test --workspace --exclude integration-tests

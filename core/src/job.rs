@@ -469,7 +469,10 @@ mod tests {
         };
         assert_eq!((mref.chunks, mref.images), (5, 500));
         let manifest = Manifest::from_body(&body, mref).unwrap();
-        assert_eq!(select_chunk(&manifest.chunks, Some(4)).unwrap(), &images[400..]);
+        assert_eq!(
+            select_chunk(&manifest.chunks, Some(4)).unwrap(),
+            &images[400..]
+        );
     }
 
     #[test]

@@ -139,7 +139,10 @@ mod tests {
 
     #[test]
     fn keeps_a_literal_percent_that_was_escaped() {
-        assert_eq!(decode_event_key("100%25+real.jpeg").unwrap(), "100% real.jpeg");
+        assert_eq!(
+            decode_event_key("100%25+real.jpeg").unwrap(),
+            "100% real.jpeg"
+        );
     }
 
     #[test]
@@ -156,7 +159,10 @@ mod tests {
 
     #[test]
     fn rejects_escapes_that_are_not_utf8() {
-        assert!(matches!(decode_event_key("%FF.jpg"), Err(KeyError::NotUtf8(_))));
+        assert!(matches!(
+            decode_event_key("%FF.jpg"),
+            Err(KeyError::NotUtf8(_))
+        ));
     }
 
     #[test]

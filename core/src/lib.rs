@@ -13,6 +13,7 @@
 
 pub mod job;
 pub mod key;
+pub mod labeling;
 pub mod revision;
 pub mod schema;
 pub mod store;

@@ -61,8 +61,8 @@ impl Revision {
 
     /// The revision of an upload known only by its time (RFC 3339, UTC).
     pub fn from_event_time(time: &str) -> Result<Self, RevisionError> {
-        let digits = normalise_utc_timestamp(time)
-            .ok_or_else(|| RevisionError::BadTime(time.to_owned()))?;
+        let digits =
+            normalise_utc_timestamp(time).ok_or_else(|| RevisionError::BadTime(time.to_owned()))?;
         Ok(Self(format!("{TIME_TAG}{digits}")))
     }
 

@@ -393,17 +393,17 @@ mod tests {
         let name = |p: &str, j: usize| format!("{p}{j:03}{}", "é".repeat(200));
         Label {
             name: name("label", i),
-            confidence: 99.123_456,
+            confidence: 100.0 / 3.0,
             parents: (0..1000).map(|j| name("parent", j)).collect(),
             categories: (0..1000).map(|j| name("category", j)).collect(),
             instances: (0..1000)
                 .map(|j| Instance {
-                    confidence: 12.345_678 + j as f32 / 1000.0,
+                    confidence: 100.0 / 7.0 + j as f32 / 1000.0,
                     bounding_box: BoundingBox {
-                        left: 0.123_456_79,
-                        top: 0.987_654_3,
-                        width: 0.333_333_34,
-                        height: 0.666_666_7,
+                        left: 1.0 / 7.0,
+                        top: 5.0 / 7.0,
+                        width: 1.0 / 3.0,
+                        height: 2.0 / 3.0,
                     },
                 })
                 .collect(),
@@ -416,13 +416,19 @@ mod tests {
         assert_eq!(labels.len(), LIMITS.labels);
         let long = "x".repeat(2048);
         let mut item = HashMap::from([
-            (PK.to_owned(), s(image_pk(&"b".repeat(63), &"k".repeat(1024)))),
+            (
+                PK.to_owned(),
+                s(image_pk(&"b".repeat(63), &"k".repeat(1024))),
+            ),
             (SK.to_owned(), s(IMAGE_SK)),
             (attr::BUCKET.to_owned(), s("b".repeat(63))),
             (attr::KEY.to_owned(), s("k".repeat(1024))),
             (attr::STATUS.to_owned(), s("LABELED")),
             (attr::REASON.to_owned(), s(capped_reason(&long))),
-            (attr::REVISION.to_owned(), s("2.".to_owned() + &"F".repeat(40))),
+            (
+                attr::REVISION.to_owned(),
+                s("2.".to_owned() + &"F".repeat(40)),
+            ),
             (attr::VERSION_ID.to_owned(), s("v".repeat(1024))),
             (attr::ETAG.to_owned(), s("e".repeat(64))),
             (attr::SIZE.to_owned(), n(u64::MAX)),
@@ -457,7 +463,9 @@ mod tests {
             categories: vec![],
             instances: vec![],
         };
-        let mut labels: Vec<_> = (0..150).map(|i| mk(&format!("L{i}"), i as f32 / 2.0)).collect();
+        let mut labels: Vec<_> = (0..150)
+            .map(|i| mk(&format!("L{i}"), i as f32 / 2.0))
+            .collect();
         labels.push(mk("L149", 0.0));
         let capped = cap_labels(labels);
         assert_eq!(capped.len(), 100);
@@ -495,13 +503,21 @@ mod tests {
     #[test]
     fn formats_unix_millis_as_rfc3339() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(1_795_394_520_123), "2026-11-23T00:42:00.123Z");
+        assert_eq!(
+            rfc3339_millis(1_795_394_520_123),
+            "2026-11-23T00:42:00.123Z"
+        );
         assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 
     #[test]
     fn statuses_round_trip_and_know_which_are_terminal() {
-        for st in [Status::Queued, Status::Labeled, Status::Failed, Status::Skipped] {
+        for st in [
+            Status::Queued,
+            Status::Labeled,
+            Status::Failed,
+            Status::Skipped,
+        ] {
             assert_eq!(Status::parse(st.as_str()), Some(st));
         }
         assert!(!Status::Queued.is_terminal());

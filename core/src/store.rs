@@ -195,17 +195,31 @@ pub async fn record_skipped(
     put_outcome(client, table, image, result).await
 }
 
+/// The Batch job a claimed image was submitted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submission<'a> {
+    /// Job id (the parent's, for array jobs).
+    pub job_id: &'a str,
+    /// Job name.
+    pub job_name: &'a str,
+    /// Array child holding the image, for array jobs.
+    pub array_index: Option<usize>,
+}
+
 /// Records the job that now holds a claimed image.
 pub async fn record_submitted(
     client: &Client,
     table: &str,
     image: &ImageRef,
     claim: &str,
-    job_id: &str,
-    job_name: &str,
-    array_index: Option<usize>,
+    submission: Submission<'_>,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
+    let Submission {
+        job_id,
+        job_name,
+        array_index,
+    } = submission;
     let mut update = "SET job_id = :job_id, job_name = :job_name, updated_at = :now".to_owned();
     let mut request = client
         .update_item()

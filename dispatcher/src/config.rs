@@ -104,7 +104,11 @@ impl Config {
             .map(|s| s.to_lowercase())
             .collect();
         if suffixes.is_empty() {
-            return Err(invalid("IMAGE_SUFFIXES", "", "at least one suffix is needed"));
+            return Err(invalid(
+                "IMAGE_SUFFIXES",
+                "",
+                "at least one suffix is needed",
+            ));
         }
         let manifest_prefix = get("MANIFEST_PREFIX").unwrap_or_else(|| "labeler-manifests/".into());
         let mut exclude_prefixes = list("EXCLUDE_PREFIXES", "");
@@ -239,7 +243,10 @@ mod tests {
     #[test]
     fn a_missing_required_variable_is_named() {
         for missing in ["JOB_QUEUE", "JOB_DEFINITION", "TABLE_NAME"] {
-            let vars: Vec<_> = REQUIRED.into_iter().filter(|(k, _)| *k != missing).collect();
+            let vars: Vec<_> = REQUIRED
+                .into_iter()
+                .filter(|(k, _)| *k != missing)
+                .collect();
             let err = config(&vars).unwrap_err();
             assert_eq!(err, ConfigError::Missing(missing));
             assert!(err.to_string().contains(missing));
@@ -251,15 +258,24 @@ mod tests {
         let mut vars = REQUIRED.to_vec();
         vars.push(("IMAGES_PER_JOB", "0"));
         let err = config(&vars).unwrap_err().to_string();
-        assert!(err.contains("IMAGES_PER_JOB") && err.contains("between 1 and 10000"), "{err}");
+        assert!(
+            err.contains("IMAGES_PER_JOB") && err.contains("between 1 and 10000"),
+            "{err}"
+        );
 
         let mut vars = REQUIRED.to_vec();
         vars.push(("DELETE_ON_REMOVE", "maybe"));
-        assert!(config(&vars).unwrap_err().to_string().contains("DELETE_ON_REMOVE"));
+        assert!(config(&vars)
+            .unwrap_err()
+            .to_string()
+            .contains("DELETE_ON_REMOVE"));
 
         let mut vars = REQUIRED.to_vec();
         vars.push(("MAX_OBJECT_BYTES", "lots"));
-        assert!(config(&vars).unwrap_err().to_string().contains("MAX_OBJECT_BYTES"));
+        assert!(config(&vars)
+            .unwrap_err()
+            .to_string()
+            .contains("MAX_OBJECT_BYTES"));
     }
 
     #[test]

@@ -235,7 +235,10 @@ impl Run<'_> {
                     self.summary.removed += 1;
                 }
                 Ok(_) => {
-                    info!(bucket, key, "delete is older than the stored upload; record kept");
+                    info!(
+                        bucket,
+                        key, "delete is older than the stored upload; record kept"
+                    );
                     self.summary.superseded += 1;
                 }
                 Err(e) => self.fail(d, e.to_string()),
@@ -298,7 +301,10 @@ impl Run<'_> {
             }
         };
         let parent = plan::parent_job_id(&job.job_id);
-        let reason = format!("Batch job {} ({}) failed: {}", job.job_name, job.job_id, job.reason);
+        let reason = format!(
+            "Batch job {} ({}) failed: {}",
+            job.job_name, job.job_id, job.reason
+        );
         let images: Vec<&ImageRef> = plan::chunks_of_ended_job(&chunks, job.array_index)
             .into_iter()
             .flat_map(|(_, c)| c.iter())
@@ -412,9 +418,12 @@ impl Run<'_> {
         let array = job.array_size.is_some();
         let results: Vec<_> = stream::iter(job_images(job))
             .map(|(index, image)| async move {
-                let index = array.then_some(index);
-                let r = store::record_submitted(db, table, image, claim, job_id, &job.name, index, now)
-                    .await;
+                let submission = store::Submission {
+                    job_id,
+                    job_name: &job.name,
+                    array_index: array.then_some(index),
+                };
+                let r = store::record_submitted(db, table, image, claim, submission, now).await;
                 (image, r)
             })
             .buffer_unordered(self.cfg.write_concurrency)
@@ -435,12 +444,16 @@ impl Run<'_> {
         origin: &HashMap<(String, String), usize>,
         why: &str,
     ) {
-        let reason = format!("job submission failed, waiting for the event to be redelivered: {why}");
+        let reason =
+            format!("job submission failed, waiting for the event to be redelivered: {why}");
         let (db, table, claim, now, reason_ref) =
             (self.db(), &self.cfg.table, self.claim, self.now, &reason);
         let released: Vec<_> = stream::iter(images)
             .map(|image| async move {
-                (image, store::release_claim(db, table, image, claim, reason_ref, now).await)
+                (
+                    image,
+                    store::release_claim(db, table, image, claim, reason_ref, now).await,
+                )
             })
             .buffer_unordered(self.cfg.write_concurrency)
             .collect()

@@ -11,11 +11,18 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let cfg = Config::from_env()?;
     let clients = dispatcher::clients(&cfg).await;
-    let (cfg, clients): (&Config, &Clients) = (Box::leak(Box::new(cfg)), Box::leak(Box::new(clients)));
+    let (cfg, clients): (&Config, &Clients) =
+        (Box::leak(Box::new(cfg)), Box::leak(Box::new(clients)));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        dispatch::handle(&event.payload, &event.context.request_id, clients, cfg, Clock::now())
-            .await
-            .map_err(Error::from)
+        dispatch::handle(
+            &event.payload,
+            &event.context.request_id,
+            clients,
+            cfg,
+            Clock::now(),
+        )
+        .await
+        .map_err(Error::from)
     }))
     .await
 }

@@ -29,11 +29,18 @@ pub enum Decision {
 /// Applies the filters to one change.
 pub fn decide(change: &ObjectChange, cfg: &Config) -> Decision {
     let key = change.key.as_str();
-    if let Some(prefix) = cfg.exclude_prefixes.iter().find(|p| key.starts_with(p.as_str())) {
+    if let Some(prefix) = cfg
+        .exclude_prefixes
+        .iter()
+        .find(|p| key.starts_with(p.as_str()))
+    {
         return Decision::Ignore(format!("key is under excluded prefix {prefix:?}"));
     }
     if !cfg.include_prefixes.is_empty()
-        && !cfg.include_prefixes.iter().any(|p| key.starts_with(p.as_str()))
+        && !cfg
+            .include_prefixes
+            .iter()
+            .any(|p| key.starts_with(p.as_str()))
     {
         return Decision::Ignore("key is outside the included prefixes".into());
     }
@@ -79,11 +86,12 @@ pub fn decide(change: &ObjectChange, cfg: &Config) -> Decision {
     }
 }
 
+/// Images tagged with the delivery they came from.
+pub type Tagged<T> = Vec<(T, ImageRef)>;
+
 /// Keeps only the newest revision of each key; returns the survivors (with
 /// the delivery they came from) and the superseded ones.
-pub fn newest_per_key<T: Clone>(
-    images: Vec<(T, ImageRef)>,
-) -> (Vec<(T, ImageRef)>, Vec<(T, ImageRef)>) {
+pub fn newest_per_key<T: Clone>(images: Tagged<T>) -> (Tagged<T>, Tagged<T>) {
     let mut newest: HashMap<(String, String), usize> = HashMap::new();
     for (i, (_, img)) in images.iter().enumerate() {
         let k = (img.bucket.clone(), img.key.clone());
@@ -117,7 +125,12 @@ pub fn plan_jobs(images: Vec<ImageRef>, cfg: &Config) -> Result<Vec<PlannedJob>,
     let mut rest = chunks.into_iter().peekable();
     while rest.peek().is_some() {
         let group: Vec<_> = rest.by_ref().take(MAX_ARRAY_SIZE).collect();
-        jobs.push(plan_job(&cfg.table, cfg.label_options, group, &cfg.manifests)?);
+        jobs.push(plan_job(
+            &cfg.table,
+            cfg.label_options,
+            group,
+            &cfg.manifests,
+        )?);
     }
     Ok(jobs)
 }

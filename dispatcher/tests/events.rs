@@ -45,7 +45,10 @@ fn direct_put_is_decoded_with_its_identity() {
     assert_eq!(o.bucket, "photos-bucket");
     assert_eq!(o.key, "holiday/beach day+sun.jpg");
     assert_eq!(o.size, Some(245123));
-    assert_eq!(o.revision, Revision::from_sequencer("0062E99A88DC407460").unwrap());
+    assert_eq!(
+        o.revision,
+        Revision::from_sequencer("0062E99A88DC407460").unwrap()
+    );
     assert!(o.etag.is_some() && o.version_id.is_some());
 }
 
@@ -69,7 +72,10 @@ fn moto_shape_without_identity_or_sequencer_is_read() {
     let o = &objects(&fixture("moto-s3-to-sqs-put.json"))[0];
     assert_eq!(o.key, "my photos/a+b ü.jpg");
     assert_eq!(o.size, Some(10));
-    assert!(o.revision.as_str().starts_with("1."), "falls back to event time");
+    assert!(
+        o.revision.as_str().starts_with("1."),
+        "falls back to event time"
+    );
     let via_sqs = recognise(&fixture("moto-sqs-event.json"));
     assert!(via_sqs.from_sqs);
     assert_eq!(objects(&fixture("moto-sqs-event.json"))[0].key, o.key);
@@ -85,7 +91,9 @@ fn sqs_batch_reads_each_message_on_its_own() {
         .map(|d| d.message_id.clone().unwrap())
         .collect();
     assert_eq!(ids, ["msg-put-1", "msg-test", "msg-put-2", "msg-garbage"]);
-    assert!(matches!(&inv.deliveries[0].notices, Ok(n) if matches!(&n[0], Notice::Object(o) if o.key == "cats/tabby cat.jpg")));
+    assert!(
+        matches!(&inv.deliveries[0].notices, Ok(n) if matches!(&n[0], Notice::Object(o) if o.key == "cats/tabby cat.jpg"))
+    );
     assert_eq!(inv.deliveries[1].notices, Ok(vec![Notice::TestEvent]));
     assert!(inv.deliveries[2].notices.is_ok());
     assert!(inv.deliveries[3].notices.is_err());
@@ -95,7 +103,11 @@ fn sqs_batch_reads_each_message_on_its_own() {
 fn test_events_are_recognised_direct_and_from_moto() {
     for f in ["s3-test-event.json", "moto-s3-test-event.json"] {
         let inv = recognise(&fixture(f));
-        assert_eq!(inv.deliveries[0].notices, Ok(vec![Notice::TestEvent]), "{f}");
+        assert_eq!(
+            inv.deliveries[0].notices,
+            Ok(vec![Notice::TestEvent]),
+            "{f}"
+        );
     }
 }
 
@@ -150,9 +162,11 @@ fn batch_failure_events_carry_reason_and_job() {
 
 #[test]
 fn unknown_payloads_are_errors_and_other_events_are_ignored() {
-    assert!(recognise(&serde_json::json!({"hello": "world"})).deliveries[0]
-        .notices
-        .is_err());
+    assert!(
+        recognise(&serde_json::json!({"hello": "world"})).deliveries[0]
+            .notices
+            .is_err()
+    );
     let other = serde_json::json!({"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {}});
     assert!(matches!(
         &recognise(&other).deliveries[0].notices,

@@ -134,7 +134,10 @@ fn stored(seq: &str, status: Status) -> HashMap<String, AttributeValue> {
             "revision".to_owned(),
             AttributeValue::S(Revision::from_sequencer(seq).unwrap().to_string()),
         ),
-        ("status".to_owned(), AttributeValue::S(status.as_str().into())),
+        (
+            "status".to_owned(),
+            AttributeValue::S(status.as_str().into()),
+        ),
     ])
 }
 
@@ -153,9 +156,16 @@ async fn a_conditional_check_failure_on_the_same_upload_means_duplicate() {
         .then_error(|| conditional_failure(stored("01", Status::Queued)));
     let db = dynamodb_client(&[&put]);
 
-    let outcome = store::claim(&db, "image-labels", &image("01"), "req-2", Clock::now(), 900)
-        .await
-        .unwrap();
+    let outcome = store::claim(
+        &db,
+        "image-labels",
+        &image("01"),
+        "req-2",
+        Clock::now(),
+        900,
+    )
+    .await
+    .unwrap();
 
     assert_eq!(
         outcome,
@@ -171,11 +181,20 @@ async fn a_conditional_check_failure_against_a_newer_upload_means_superseded() {
         .then_error(|| conditional_failure(stored("09", Status::Labeled)));
     let db = dynamodb_client(&[&put]);
 
-    let outcome = store::claim(&db, "image-labels", &image("01"), "req-2", Clock::now(), 900)
-        .await
-        .unwrap();
+    let outcome = store::claim(
+        &db,
+        "image-labels",
+        &image("01"),
+        "req-2",
+        Clock::now(),
+        900,
+    )
+    .await
+    .unwrap();
 
-    assert!(matches!(outcome, WriteOutcome::Superseded { newer: Some(r) } if r == Revision::from_sequencer("09").unwrap()));
+    assert!(
+        matches!(outcome, WriteOutcome::Superseded { newer: Some(r) } if r == Revision::from_sequencer("09").unwrap())
+    );
 }
 
 #[tokio::test]
@@ -192,9 +211,16 @@ async fn dynamodb_throttling_is_retried_for_claims() {
         .build();
     let db = dynamodb_client(&[&put]);
 
-    let outcome = store::claim(&db, "image-labels", &image("01"), "req-1", Clock::now(), 900)
-        .await
-        .unwrap();
+    let outcome = store::claim(
+        &db,
+        "image-labels",
+        &image("01"),
+        "req-1",
+        Clock::now(),
+        900,
+    )
+    .await
+    .unwrap();
 
     assert_eq!(outcome, WriteOutcome::Written);
     assert_eq!(put.num_calls(), 2);
@@ -202,9 +228,13 @@ async fn dynamodb_throttling_is_retried_for_claims() {
 
 #[tokio::test]
 async fn a_failed_submission_fails_only_its_sqs_messages_and_releases_claims() {
-    let put = mock!(aws_sdk_dynamodb::Client::put_item).then_output(|| PutItemOutput::builder().build());
+    let put =
+        mock!(aws_sdk_dynamodb::Client::put_item).then_output(|| PutItemOutput::builder().build());
     let release = mock!(aws_sdk_dynamodb::Client::update_item)
-        .match_requests(|r| r.update_expression().is_some_and(|e| e.contains("claimed_at = :zero")))
+        .match_requests(|r| {
+            r.update_expression()
+                .is_some_and(|e| e.contains("claimed_at = :zero"))
+        })
         .then_output(|| UpdateItemOutput::builder().build());
     let submit = mock!(aws_sdk_batch::Client::submit_job)
         .sequence()

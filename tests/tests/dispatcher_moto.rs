@@ -22,7 +22,7 @@ struct World {
 }
 
 async fn world(extra: &[(&str, &str)]) -> World {
-    let moto = Moto::start();
+    let moto = Moto::start_for_tests();
     let sdk = moto.sdk_config().await;
     let stack = provision(&sdk).await;
     let mut env: HashMap<String, String> = stack
@@ -157,8 +157,7 @@ fn direct_put(bucket: &str, key: &str, seq: &str) -> Value {
 }
 
 #[tokio::test]
-async fn uploads_become_one_job_with_exact_keys_and_queued_records_and_redelivery_adds_nothing()
-{
+async fn uploads_become_one_job_with_exact_keys_and_queued_records_and_redelivery_adds_nothing() {
     let w = world(&[]).await;
     let long_key = format!("long/{}x.jpg", "é".repeat(507));
     assert_eq!(long_key.len(), 1024);
@@ -175,7 +174,7 @@ async fn uploads_become_one_job_with_exact_keys_and_queued_records_and_redeliver
     }
     w.upload("notes/readme.txt", b"hello").await;
     w.upload("empty.jpg", b"").await;
-    let event = drain_as_lambda_event(&w.sdk, &w.stack.events_queue_url).await;
+    let event = drain_as_lambda_event(&w.sdk, &w.stack).await;
     // Seven uploads plus the s3:TestEvent sent when the notification was set up.
     assert_eq!(event["Records"].as_array().unwrap().len(), 8);
 
@@ -233,14 +232,17 @@ async fn an_older_upload_arriving_after_a_newer_one_submits_nothing() {
 async fn a_delete_removes_the_record_and_its_label_entries() {
     let w = world(&[]).await;
     w.upload("dogs/corgi.png", b"png bytes").await;
-    let put = drain_as_lambda_event(&w.sdk, &w.stack.events_queue_url).await;
+    let put = drain_as_lambda_event(&w.sdk, &w.stack).await;
     w.deliver(&put, "req-1").await;
     let revision = text(&w.record("dogs/corgi.png").await.unwrap(), "revision");
     w.clients
         .dynamodb
         .put_item()
         .table_name(&w.stack.table)
-        .item("pk", AttributeValue::S(format!("s3://{}/dogs/corgi.png", w.stack.bucket)))
+        .item(
+            "pk",
+            AttributeValue::S(format!("s3://{}/dogs/corgi.png", w.stack.bucket)),
+        )
         .item("sk", AttributeValue::S("LABEL#Dog".into()))
         .item("label", AttributeValue::S("dog".into()))
         .item("confidence", AttributeValue::N("98.5".into()))
@@ -256,7 +258,7 @@ async fn a_delete_removes_the_record_and_its_label_entries() {
         .send()
         .await
         .unwrap();
-    let delete = drain_as_lambda_event(&w.sdk, &w.stack.events_queue_url).await;
+    let delete = drain_as_lambda_event(&w.sdk, &w.stack).await;
 
     let response = w.deliver(&delete, "req-2").await;
 
@@ -295,7 +297,7 @@ async fn a_failed_batch_job_marks_its_still_queued_images_failed() {
     for key in ["a.jpg", "b.jpg"] {
         w.upload(key, b"img").await;
     }
-    let event = drain_as_lambda_event(&w.sdk, &w.stack.events_queue_url).await;
+    let event = drain_as_lambda_event(&w.sdk, &w.stack).await;
     w.deliver(&event, "req-1").await;
     let job = w.jobs().await.remove(0);
     w.clients
@@ -316,7 +318,10 @@ async fn a_failed_batch_job_marks_its_still_queued_images_failed() {
     let failed = w.record("a.jpg").await.unwrap();
     assert_eq!(text(&failed, "status"), "FAILED");
     let reason = text(&failed, "reason");
-    assert!(reason.contains("OutOfMemoryError") && reason.contains("137"), "{reason}");
+    assert!(
+        reason.contains("OutOfMemoryError") && reason.contains("137"),
+        "{reason}"
+    );
     assert_eq!(text(&w.record("b.jpg").await.unwrap(), "status"), "LABELED");
 
     let again = w.deliver(&batch_failure_event(&job, None), "req-3").await;
@@ -333,7 +338,9 @@ async fn a_large_batch_becomes_one_array_job_with_a_manifest_and_a_dead_child_fa
     let records: Vec<Value> = keys
         .iter()
         .enumerate()
-        .map(|(i, k)| direct_put(&w.stack.bucket, k, &format!("0062E99D11AA{i:06X}"))["Records"][0].clone())
+        .map(|(i, k)| {
+            direct_put(&w.stack.bucket, k, &format!("0062E99D11AA{i:06X}"))["Records"][0].clone()
+        })
         .collect();
     let event = json!({ "Records": records });
 
@@ -364,12 +371,18 @@ async fn a_large_batch_becomes_one_array_job_with_a_manifest_and_a_dead_child_fa
     assert_eq!(manifest.chunks.len(), 12);
     let chunk3: Vec<String> = manifest.chunks[3].iter().map(|i| i.key.clone()).collect();
 
-    let response = w.deliver(&batch_failure_event(&jobs[0], Some(3)), "req-2").await;
+    let response = w
+        .deliver(&batch_failure_event(&jobs[0], Some(3)), "req-2")
+        .await;
 
     assert_eq!(response["failed_by_batch"], 5);
     for key in &keys {
         let status = text(&w.record(key).await.unwrap(), "status");
-        let expected = if chunk3.contains(key) { "FAILED" } else { "QUEUED" };
+        let expected = if chunk3.contains(key) {
+            "FAILED"
+        } else {
+            "QUEUED"
+        };
         assert_eq!(status, expected, "{key}");
     }
 }

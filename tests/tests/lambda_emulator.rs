@@ -3,77 +3,44 @@
 //! `cargo lambda invoke`, talking to moto through the standard
 //! `AWS_ENDPOINT_URL`.
 
-use integration_tests::{free_port, provision, repo_root, venv_bin, Moto};
+use integration_tests::{free_port, provision, repo_root, Moto};
 use labeler_core::store;
+use labeler_local::lambda::{cargo_lambda, Watch};
 use serde_json::Value;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// `cargo lambda watch`, stopped (with its process group) when dropped.
-struct Watch(Child);
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        // The emulator runs the function as a grandchild: stop the whole group.
-        let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.0.id())])
-            .status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn cargo_lambda() -> Command {
-    let bin_dir = venv_bin("cargo-lambda")
-        .parent()
-        .expect("venv bin dir")
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(repo_root()).env("PATH", path).arg("lambda");
-    cmd
-}
+use std::process::Output;
 
 fn invoke(port: u16, fixture: &str) -> Output {
     cargo_lambda()
+        .expect("cargo-lambda is installed")
         .args(["invoke", "dispatcher", "--invoke-address", "127.0.0.1"])
         .args(["--invoke-port", &port.to_string()])
-        .args(["--data-file", &format!("dispatcher/tests/fixtures/{fixture}")])
+        .args([
+            "--data-file",
+            &format!("dispatcher/tests/fixtures/{fixture}"),
+        ])
         .output()
         .expect("run cargo lambda invoke")
 }
 
 #[tokio::test]
 async fn dispatcher_answers_under_cargo_lambda_watch_and_submits_to_moto() {
-    let moto = Moto::start();
+    let moto = Moto::start_for_tests();
     let sdk = moto.sdk_config().await;
     let stack = provision(&sdk).await;
-    let port = free_port();
-    let mut watch = cargo_lambda();
-    watch
-        .args(["watch", "--ignore-changes", "-p", "dispatcher"])
-        .args(["--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
-        .envs(moto.env())
-        .envs(stack.dispatcher_env())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    std::os::unix::process::CommandExt::process_group(&mut watch, 0);
-    let _watch = Watch(watch.spawn().expect("start cargo lambda watch"));
+    let port = free_port().unwrap();
+    let env: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .chain(stack.dispatcher_env())
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let log = repo_root().join(format!("target/moto-logs/dispatcher-{port}.log"));
+    let _watch = tokio::task::spawn_blocking(move || Watch::start(port, &env, &log))
+        .await
+        .unwrap()
+        .expect("the dispatcher starts under cargo lambda watch");
 
-    // The first invocation waits for the emulator to build and boot the
-    // function; retry until it answers or the deadline passes.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let out = loop {
-        let out = invoke(port, "s3-put.json");
-        if out.status.success() || Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    };
+    let out = invoke(port, "s3-put.json");
 
     assert!(
         out.status.success(),

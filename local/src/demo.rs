@@ -1,0 +1,195 @@
+//! `make demo`: the whole pipeline on the local stack, from upload to labels.
+
+use crate::moto::repo_root;
+use crate::stack::{Options, Stack};
+use anyhow::Context;
+use aws_sdk_dynamodb::types::AttributeValue;
+use labeler_core::schema::{attr, label_from_attr, Status};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// What the demo uploads: (key in the bucket, file under `samples/`). The
+/// keys include a space, unicode and a `+`, a non-image and an empty file.
+pub const UPLOADS: [(&str, Option<&str>); 5] = [
+    ("beach day.png", Some("beach day.png")),
+    ("café/λ+1 sunset.jpg", Some("sunset.jpg")),
+    ("forest/tall trees.png", Some("forest.png")),
+    ("notes/readme.txt", Some("notes.txt")),
+    ("empty.jpg", None),
+];
+
+/// One row of the results table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Object key.
+    pub key: String,
+    /// Status, if a record exists.
+    pub status: Option<Status>,
+    /// Top labels with confidence, or the reason.
+    pub detail: String,
+}
+
+/// Reads the record of each key.
+pub async fn rows(stack: &Stack, keys: &[&str]) -> anyhow::Result<Vec<Row>> {
+    let db = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let names = &stack.provisioned.names;
+    let mut out = Vec::new();
+    for key in keys {
+        let item = labeler_core::store::get_image(&db, &names.table, &names.bucket, key).await?;
+        out.push(row(key, item.as_ref()));
+    }
+    Ok(out)
+}
+
+fn row(key: &str, item: Option<&HashMap<String, AttributeValue>>) -> Row {
+    let text = |name: &str| {
+        item.and_then(|i| i.get(name))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let status = Status::parse(&text(attr::STATUS));
+    let detail = match status {
+        Some(Status::Labeled) => {
+            let mut labels: Vec<_> = item
+                .and_then(|i| i.get(attr::LABELS))
+                .and_then(|v| v.as_l().ok())
+                .map(|l| l.iter().filter_map(label_from_attr).collect())
+                .unwrap_or_default();
+            labels.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+            labels
+                .iter()
+                .take(3)
+                .map(|l| format!("{} {:.1}%", l.name, l.confidence))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+        _ => text(attr::REASON),
+    };
+    Row {
+        key: key.to_owned(),
+        status,
+        detail,
+    }
+}
+
+/// Renders rows as an aligned table.
+pub fn table(rows: &[Row]) -> String {
+    let kw = rows
+        .iter()
+        .map(|r| r.key.chars().count())
+        .max()
+        .unwrap_or(3)
+        .max(5);
+    let mut out = format!("{:<kw$}  {:<8}  TOP LABELS / REASON\n", "IMAGE", "STATUS");
+    for r in rows {
+        let status = r.status.map_or("MISSING", Status::as_str);
+        let pad = kw - r.key.chars().count();
+        out.push_str(&format!(
+            "{}{}  {:<8}  {}\n",
+            r.key,
+            " ".repeat(pad),
+            status,
+            r.detail
+        ));
+    }
+    out
+}
+
+/// Runs the demo: stack up, uploads, wait with progress, table, stack down.
+pub async fn run(opts: &Options) -> anyhow::Result<()> {
+    println!(
+        "Starting the local stack (moto, dispatcher under cargo lambda, local Batch executor)…"
+    );
+    let stack = Stack::up(opts).await?;
+    let result = drive(&stack).await;
+    stack.down().await;
+    result
+}
+
+async fn drive(stack: &Stack) -> anyhow::Result<()> {
+    let s3 = crate::s3_client(&stack.sdk);
+    let bucket = &stack.provisioned.names.bucket;
+    for (key, file) in UPLOADS {
+        let body = match file {
+            Some(f) => std::fs::read(repo_root().join("samples").join(f))
+                .with_context(|| format!("read samples/{f}"))?,
+            None => Vec::new(),
+        };
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .with_context(|| format!("upload {key}"))?;
+        println!("  uploaded s3://{bucket}/{key}");
+    }
+    let keys: Vec<&str> = UPLOADS.iter().map(|(k, _)| *k).collect();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut last = usize::MAX;
+    let rows = loop {
+        let rows = rows(stack, &keys).await?;
+        let done = rows
+            .iter()
+            .filter(|r| r.status.is_some_and(Status::is_terminal))
+            .count();
+        if done != last {
+            println!("  {done}/{} images have a terminal record", keys.len());
+            last = done;
+        }
+        if done == keys.len() {
+            break rows;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not every image reached a terminal record within 5 minutes:\n{}",
+            table(&rows)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!();
+    print!("{}", table(&rows));
+    println!();
+    println!("Note: the local Rekognition (moto) returns the same fixed labels for every image;");
+    println!("on AWS the labels come from Amazon Rekognition DetectLabels.");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_aligns_unicode_keys_and_shows_reasons() {
+        let rows = vec![
+            Row {
+                key: "café/λ+1 sunset.jpg".into(),
+                status: Some(Status::Labeled),
+                detail: "Sky 99.0%".into(),
+            },
+            Row {
+                key: "empty.jpg".into(),
+                status: Some(Status::Skipped),
+                detail: "object is empty (0 bytes)".into(),
+            },
+            Row {
+                key: "x.png".into(),
+                status: None,
+                detail: String::new(),
+            },
+        ];
+        let t = table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        let status_column = |line: &str, word: &str| {
+            let byte = line.find(word).unwrap();
+            line[..byte].chars().count()
+        };
+        assert_eq!(status_column(lines[0], "STATUS"), 21);
+        assert_eq!(status_column(lines[1], "LABELED"), 21);
+        assert_eq!(status_column(lines[2], "SKIPPED"), 21);
+        assert_eq!(status_column(lines[3], "MISSING"), 21);
+        assert!(lines[1].ends_with("Sky 99.0%"));
+        assert!(lines[2].ends_with("object is empty (0 bytes)"));
+    }
+}

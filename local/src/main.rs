@@ -1,0 +1,91 @@
+//! `labeler-local`: run image-labeler's whole pipeline on this machine.
+
+use clap::{Parser, Subcommand};
+use labeler_local::stack::{Options, Stack};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Runs image-labeler locally: moto for AWS, the dispatcher under
+/// cargo-lambda, a local AWS Batch executor running the worker.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Directory for logs and `stack.env`.
+    #[arg(
+        long,
+        global = true,
+        default_value = ".local",
+        env = "LABELER_LOCAL_DIR"
+    )]
+    state_dir: PathBuf,
+    /// Port for moto (0 picks a free one).
+    #[arg(long, global = true, default_value_t = 0, env = "LABELER_MOTO_PORT")]
+    moto_port: u16,
+    /// Worker binary the local Batch executor runs.
+    #[arg(
+        long,
+        global = true,
+        default_value = "target/debug/worker",
+        env = "LABELER_WORKER_BIN"
+    )]
+    worker_bin: PathBuf,
+    /// Skip exercising `cargo lambda deploy` into moto.
+    #[arg(long, global = true)]
+    no_deploy: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the stack, write `stack.env`, and run until interrupted.
+    Up,
+    /// Start the stack, upload the sample images, show their labels, stop.
+    Demo,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let opts = Options {
+        state_dir: cli.state_dir,
+        moto_port: cli.moto_port,
+        worker_bin: cli.worker_bin,
+        deploy: !cli.no_deploy,
+        ..Options::default()
+    };
+    let result = match cli.command {
+        Command::Demo => labeler_local::demo::run(&opts).await,
+        Command::Up => up(&opts).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn up(opts: &Options) -> anyhow::Result<()> {
+    let stack = Stack::up(opts).await?;
+    println!("{}", stack.exports());
+    println!(
+        "Local stack is up; exports written to {}/stack.env. Stop with Ctrl-C or `make down`.",
+        opts.state_dir.display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    stack.down().await;
+    let _ = std::fs::remove_file(opts.state_dir.join("stack.env"));
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The whole local pipeline on loopback: moto (S3, SQS, DynamoDB, Batch,
+//! Rekognition, IAM, Lambda), the dispatcher deployed with `cargo lambda
+//! deploy` and served by `cargo lambda watch`, the SQS → dispatcher event
+//! source, and the local Batch executor running the worker binary.
+
+use crate::executor::Executor;
+use crate::lambda::{self, Invoker, Watch};
+use crate::moto::{free_port, repo_root, Moto, ACCOUNT, REGION};
+use crate::provision::{provision, Names, Provisioned};
+use crate::pump;
+use anyhow::Context;
+use aws_config::SdkConfig;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+/// How to start the stack.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Directory for logs and `stack.env`.
+    pub state_dir: PathBuf,
+    /// moto's port (0 picks a free one).
+    pub moto_port: u16,
+    /// The Runtime API emulator's port (0 picks a free one).
+    pub lambda_port: u16,
+    /// The worker binary the executor runs.
+    pub worker_bin: PathBuf,
+    /// Containers run at once.
+    pub parallel: usize,
+    /// Whether to exercise `cargo lambda deploy` into moto first.
+    pub deploy: bool,
+    /// `IMAGES_PER_JOB` for the dispatcher.
+    pub images_per_job: usize,
+    /// Messages per dispatcher invocation.
+    pub batch_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let root = repo_root();
+        Self {
+            state_dir: root.join(".local"),
+            moto_port: 0,
+            lambda_port: 0,
+            worker_bin: root.join("target/debug/worker"),
+            parallel: 2,
+            deploy: true,
+            images_per_job: 25,
+            batch_size: 100,
+        }
+    }
+}
+
+/// A running stack; [`Stack::down`] stops it and every process it started.
+pub struct Stack {
+    /// The resources.
+    pub provisioned: Provisioned,
+    /// SDK configuration pointing at moto.
+    pub sdk: SdkConfig,
+    /// Invokes the dispatcher.
+    pub invoker: Invoker,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    watch: Option<Watch>,
+    moto: Moto,
+}
+
+impl Stack {
+    /// Starts everything and returns once the dispatcher answers.
+    pub async fn up(opts: &Options) -> anyhow::Result<Stack> {
+        std::fs::create_dir_all(&opts.state_dir)?;
+        anyhow::ensure!(
+            opts.worker_bin.exists(),
+            "{} is missing: run `cargo build -p worker`",
+            opts.worker_bin.display()
+        );
+        let moto = Moto::start(opts.moto_port, &opts.state_dir.join("moto.log"))?;
+        info!(endpoint = %moto.endpoint, "moto is up");
+        let sdk = moto.sdk_config().await;
+        let provisioned = provision(&sdk, &Names::default()).await?;
+        let names = &provisioned.names;
+        let mut env: Vec<(String, String)> = moto
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let function_env = vec![
+            ("JOB_QUEUE".to_owned(), names.job_queue.clone()),
+            ("JOB_DEFINITION".to_owned(), names.job_definition.clone()),
+            ("TABLE_NAME".to_owned(), names.table.clone()),
+            ("IMAGES_PER_JOB".to_owned(), opts.images_per_job.to_string()),
+        ];
+        if opts.deploy {
+            lambda::deploy(
+                &moto.endpoint,
+                &provisioned.dispatcher_role_arn,
+                &function_env,
+                &opts.state_dir.join("deploy.log"),
+            )?;
+            info!("dispatcher deployed into moto with cargo lambda deploy");
+        }
+        let worker_env = env.clone();
+        env.extend(function_env);
+        let port = if opts.lambda_port == 0 {
+            free_port()?
+        } else {
+            opts.lambda_port
+        };
+        let watch_log = opts.state_dir.join("dispatcher.log");
+        let watch = tokio::task::spawn_blocking(move || Watch::start(port, &env, &watch_log))
+            .await?
+            .context("start the dispatcher under cargo lambda watch")?;
+        info!(port, "dispatcher is answering under cargo lambda watch");
+        let invoker = watch.invoker();
+
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let queue_arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{}", names.events_queue);
+        let pump_task = tokio::spawn(pump::run(
+            sqs,
+            provisioned.events_queue_url.clone(),
+            queue_arn,
+            invoker,
+            opts.batch_size,
+            stopped.clone(),
+        ));
+        let executor = Executor {
+            batch: aws_sdk_batch::Client::new(&sdk),
+            job_queue: names.job_queue.clone(),
+            worker_bin: opts.worker_bin.clone(),
+            base_env: worker_env,
+            parallel: opts.parallel,
+            notify: Arc::new(move |event| Box::pin(invoker.invoke(event))),
+        };
+        let executor_task = tokio::spawn(executor.run(stopped));
+        let stack = Stack {
+            provisioned,
+            sdk,
+            invoker,
+            stop,
+            tasks: vec![pump_task, executor_task],
+            watch: Some(watch),
+            moto,
+        };
+        std::fs::write(opts.state_dir.join("stack.env"), stack.exports())?;
+        Ok(stack)
+    }
+
+    /// Shell exports for the stock AWS CLI and SDKs.
+    pub fn exports(&self) -> String {
+        let n = &self.provisioned.names;
+        format!(
+            "export AWS_ENDPOINT_URL={endpoint}\n\
+             export AWS_REGION={REGION}\n\
+             export AWS_DEFAULT_REGION={REGION}\n\
+             export AWS_ACCESS_KEY_ID=testing\n\
+             export AWS_SECRET_ACCESS_KEY=testing\n\
+             export BUCKET={}\n\
+             export TABLE={}\n\
+             export JOB_QUEUE={}\n\
+             export EVENTS_QUEUE_URL={}\n",
+            n.bucket,
+            n.table,
+            n.job_queue,
+            self.provisioned.events_queue_url,
+            endpoint = self.moto.endpoint,
+        )
+    }
+
+    /// Stops the event source and the executor, then the dispatcher and moto.
+    pub async fn down(mut self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        if let Some(watch) = self.watch.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(watch)).await;
+        }
+        info!("local stack stopped");
+    }
+}

@@ -1,0 +1,194 @@
+//! The worker's command line. Every flag has an environment fallback, so the
+//! job definition can set defaults in `environment` and Batch's own
+//! variables (`AWS_BATCH_JOB_*`) are picked up without flags.
+
+use crate::run::{JobRequest, Settings};
+use clap::Parser;
+use labeler_core::labeling::Attempt;
+use std::time::Duration;
+
+/// Labels one chunk of images with Amazon Rekognition and stores the labels
+/// in DynamoDB. Run by AWS Batch as `worker --job Ref::job`.
+///
+/// Exit codes: 0 every image has a terminal record; 2 usage error; 3 retry
+/// the job (transient faults exhausted, or SIGTERM); 4 the job is unusable.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "worker", version)]
+pub struct Cli {
+    /// The job: the compact JSON job spec the dispatcher put in the Batch
+    /// job parameter `job`.
+    #[arg(long, env = "LABELER_JOB", value_name = "JSON")]
+    pub job: String,
+
+    /// Images labeled at the same time.
+    #[arg(
+        long,
+        env = "LABELER_CONCURRENCY",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub concurrency: u16,
+
+    /// Most DetectLabels calls started per second by this process; unlimited
+    /// when not set. Array children each get this rate.
+    #[arg(long, env = "LABELER_RATE_LIMIT", value_name = "PER_SECOND", value_parser = positive_rate)]
+    pub rate_limit: Option<f64>,
+
+    /// Attempts per AWS call; throttling, 5xx answers and timeouts are
+    /// retried with exponential backoff and jitter.
+    #[arg(
+        long,
+        env = "LABELER_MAX_ATTEMPTS",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..=20)
+    )]
+    pub max_attempts: u32,
+
+    /// Seconds images in flight may take to finish after SIGTERM; keep it
+    /// below the container's stop timeout (30 s by default).
+    #[arg(long, env = "LABELER_DRAIN_SECONDS", default_value_t = 20)]
+    pub drain_seconds: u64,
+
+    /// Results table this worker is deployed for; a job naming another table
+    /// is refused (exit 4). Any table is accepted when not set.
+    #[arg(long, env = "LABELER_TABLE", value_name = "TABLE")]
+    pub expect_table: Option<String>,
+
+    /// Array child index: selects the chunk of an array job. Set by Batch
+    /// for array children only.
+    #[arg(long, env = "AWS_BATCH_JOB_ARRAY_INDEX", value_name = "INDEX")]
+    pub array_index: Option<usize>,
+
+    /// Batch job id, recorded on every image written (for an array child,
+    /// its parent's id).
+    #[arg(long, env = "AWS_BATCH_JOB_ID", value_name = "ID")]
+    pub batch_job_id: Option<String>,
+
+    /// Batch attempt number, recorded on every image written.
+    #[arg(
+        long,
+        env = "AWS_BATCH_JOB_ATTEMPT",
+        default_value_t = 1,
+        value_name = "N"
+    )]
+    pub batch_attempt: u32,
+}
+
+fn positive_rate(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{raw:?} is not a positive number of requests per second"
+        )),
+    }
+}
+
+/// The Batch job id without an array child's `:<index>` suffix.
+pub fn parent_job_id(job_id: &str) -> &str {
+    job_id.split_once(':').map_or(job_id, |(parent, _)| parent)
+}
+
+impl Cli {
+    /// What to run: the job, the chunk selector and the table guard.
+    pub fn job_request(&self) -> JobRequest {
+        JobRequest {
+            job: self.job.clone(),
+            array_index: self.array_index,
+            expect_table: self.expect_table.clone(),
+        }
+    }
+
+    /// How to run it.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            concurrency: usize::from(self.concurrency),
+            rate_limit: self.rate_limit,
+            drain: Duration::from_secs(self.drain_seconds),
+            attempt: Attempt {
+                job_id: self
+                    .batch_job_id
+                    .as_deref()
+                    .map(|id| parent_job_id(id).to_owned()),
+                attempt: self.batch_attempt,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ExitCode;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("worker").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_the_documented_values() {
+        let cli = parse(&["--job", "{}"]).unwrap();
+        assert_eq!(cli.concurrency, 8);
+        assert_eq!(cli.max_attempts, 8);
+        assert_eq!(cli.rate_limit, None);
+        assert_eq!(cli.settings().drain, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn array_children_record_their_parent_job_id() {
+        let cli = parse(&[
+            "--job",
+            "{}",
+            "--batch-job-id",
+            "4c1b2e3f-9a:17",
+            "--batch-attempt",
+            "2",
+        ])
+        .unwrap();
+        let attempt = cli.settings().attempt;
+        assert_eq!(attempt.job_id.as_deref(), Some("4c1b2e3f-9a"));
+        assert_eq!(attempt.attempt, 2);
+        assert_eq!(parent_job_id("plain-id"), "plain-id");
+    }
+
+    #[test]
+    fn usage_errors_exit_with_the_usage_code() {
+        for args in [
+            &["--job", "{}", "--concurrency", "0"][..],
+            &["--job", "{}", "--rate-limit", "-1"][..],
+            &["--job", "{}", "--rate-limit", "fast"][..],
+            &["--job", "{}", "--max-attempts", "0"][..],
+            &["--job", "{}", "--unknown"][..],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(
+                err.exit_code(),
+                i32::from(ExitCode::Usage.code()),
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn help_names_every_flag_with_its_environment_variable() {
+        let help = Cli::command().render_long_help().to_string();
+        for (flag, env) in [
+            ("--job", "LABELER_JOB"),
+            ("--concurrency", "LABELER_CONCURRENCY"),
+            ("--rate-limit", "LABELER_RATE_LIMIT"),
+            ("--max-attempts", "LABELER_MAX_ATTEMPTS"),
+            ("--drain-seconds", "LABELER_DRAIN_SECONDS"),
+            ("--expect-table", "LABELER_TABLE"),
+            ("--array-index", "AWS_BATCH_JOB_ARRAY_INDEX"),
+            ("--batch-job-id", "AWS_BATCH_JOB_ID"),
+            ("--batch-attempt", "AWS_BATCH_JOB_ATTEMPT"),
+        ] {
+            assert!(help.contains(flag), "{flag} missing from --help");
+            assert!(
+                help.contains(&format!("env: {env}")),
+                "{env} missing from --help"
+            );
+        }
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,274 @@
+//! Why a job or an image could not be finished, and which faults are
+//! permanent.
+//!
+//! Two kinds of trouble reach the worker:
+//! * **permanent image faults**: Rekognition refuses the image for good.
+//!   They are not errors of the run: the image gets a FAILED record whose
+//!   reason [`permanent_reason`] words for people, and is never retried;
+//! * **errors** ([`WorkerError`]): the job cannot be run at all, or an AWS
+//!   call kept failing after the SDK's retries. [`WorkerError::exit_code`]
+//!   says whether Batch should try again.
+
+use crate::exit::ExitCode;
+use aws_sdk_rekognition::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_rekognition::operation::detect_labels::DetectLabelsError;
+use labeler_core::job::ContractError;
+use labeler_core::store::StoreError;
+
+/// Everything that can stop the worker from finishing a job or an image.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The job spec or its manifest is malformed, of another contract
+    /// version, changed since submission, or has no chunk at this index.
+    #[error(transparent)]
+    Contract(#[from] ContractError),
+    /// The job names a results table this worker is not deployed for.
+    #[error("job writes to table {found:?} but this worker is deployed for {expected:?}")]
+    WrongTable {
+        /// `--expect-table`.
+        expected: String,
+        /// The spec's table.
+        found: String,
+    },
+    /// The manifest object does not exist or may not be read.
+    #[error("manifest s3://{bucket}/{key} cannot be read: {message}")]
+    ManifestMissing {
+        /// Manifest bucket.
+        bucket: String,
+        /// Manifest key.
+        key: String,
+        /// The service's answer.
+        message: String,
+    },
+    /// Reading the manifest failed for a reason that may pass.
+    #[error("reading manifest s3://{bucket}/{key} failed: {message}")]
+    ManifestRead {
+        /// Manifest bucket.
+        bucket: String,
+        /// Manifest key.
+        key: String,
+        /// The last error.
+        message: String,
+    },
+    /// DetectLabels kept failing with transient faults (throttling, 5xx,
+    /// timeouts) after every in-process retry.
+    #[error("DetectLabels on s3://{bucket}/{key} failed: {message}")]
+    DetectLabels {
+        /// Image bucket.
+        bucket: String,
+        /// Image key.
+        key: String,
+        /// The last error.
+        message: String,
+    },
+    /// A DynamoDB call kept failing after every in-process retry.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The job definition template could not be rendered or parsed.
+    #[error("job definition template: {0}")]
+    JobDefinition(String),
+}
+
+impl WorkerError {
+    /// The exit code this error ends the process with.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            WorkerError::Contract(_)
+            | WorkerError::WrongTable { .. }
+            | WorkerError::ManifestMissing { .. }
+            | WorkerError::JobDefinition(_) => ExitCode::JobUnusable,
+            WorkerError::ManifestRead { .. }
+            | WorkerError::DetectLabels { .. }
+            | WorkerError::Store(_) => ExitCode::Retryable,
+        }
+    }
+}
+
+/// An error with all of its sources, `outer: inner: innermost`, for logs.
+pub fn full_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let part = inner.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// How a failed DetectLabels call is handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Retrying cannot help: record FAILED with this reason.
+    Permanent(String),
+    /// Might pass later: leave the image QUEUED and ask Batch to retry.
+    Transient(String),
+}
+
+/// The FAILED reason for a Rekognition error that retrying cannot cure, or
+/// `None` when the error may pass (throttling, 5xx, unknown codes).
+pub fn permanent_reason(code: &str, message: Option<&str>) -> Option<String> {
+    let what = match code {
+        "InvalidImageFormatException" => {
+            "Rekognition cannot read this image: it is not a valid JPEG or PNG"
+        }
+        "ImageTooLargeException" => {
+            "Rekognition cannot label this image: it is larger than Rekognition accepts \
+             (15 MB for an image in S3)"
+        }
+        "InvalidS3ObjectException" => {
+            "Rekognition cannot read this object from S3: it no longer exists, is in \
+             another region, or Rekognition may not read it"
+        }
+        "InvalidParameterException" => {
+            "Rekognition refused the request for this image (for example, it is smaller \
+             than 80 pixels on a side)"
+        }
+        "AccessDeniedException" => {
+            "the worker is not allowed to call Rekognition DetectLabels on this image"
+        }
+        _ => return None,
+    };
+    Some(match message.filter(|m| !m.trim().is_empty()) {
+        Some(m) => format!("{what} ({code}: {m})"),
+        None => format!("{what} ({code})"),
+    })
+}
+
+/// The error code of a DetectLabels error: the service's, or the modeled
+/// variant's name when the error carries no metadata.
+fn detect_labels_code(err: &DetectLabelsError) -> &str {
+    err.code().unwrap_or(match err {
+        DetectLabelsError::AccessDeniedException(_) => "AccessDeniedException",
+        DetectLabelsError::ImageTooLargeException(_) => "ImageTooLargeException",
+        DetectLabelsError::InternalServerError(_) => "InternalServerError",
+        DetectLabelsError::InvalidImageFormatException(_) => "InvalidImageFormatException",
+        DetectLabelsError::InvalidParameterException(_) => "InvalidParameterException",
+        DetectLabelsError::InvalidS3ObjectException(_) => "InvalidS3ObjectException",
+        DetectLabelsError::ProvisionedThroughputExceededException(_) => {
+            "ProvisionedThroughputExceededException"
+        }
+        DetectLabelsError::ThrottlingException(_) => "ThrottlingException",
+        _ => "service error",
+    })
+}
+
+/// Classifies a failed DetectLabels call.
+pub fn classify<R>(error: &SdkError<DetectLabelsError, R>) -> Fault
+where
+    R: std::fmt::Debug,
+{
+    match error {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            let code = detect_labels_code(err);
+            match permanent_reason(code, err.message()) {
+                Some(reason) => Fault::Permanent(reason),
+                None => {
+                    Fault::Transient(format!("{code}: {}", err.message().unwrap_or("no message")))
+                }
+            }
+        }
+        other => Fault::Transient(DisplayErrorContext(other).to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permanent_rekognition_errors_get_a_plain_words_reason() {
+        assert_eq!(
+            permanent_reason("InvalidImageFormatException", None).as_deref(),
+            Some("Rekognition cannot read this image: it is not a valid JPEG or PNG (InvalidImageFormatException)")
+        );
+        let reason =
+            permanent_reason("InvalidParameterException", Some("Image too small")).unwrap();
+        assert!(
+            reason.ends_with("(InvalidParameterException: Image too small)"),
+            "{reason}"
+        );
+        for code in [
+            "ImageTooLargeException",
+            "InvalidS3ObjectException",
+            "AccessDeniedException",
+        ] {
+            assert!(permanent_reason(code, None).unwrap().contains(code));
+        }
+    }
+
+    #[test]
+    fn throttling_server_errors_and_unknown_codes_are_not_permanent() {
+        for code in [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "InternalServerError",
+            "SomethingNew",
+        ] {
+            assert_eq!(permanent_reason(code, Some("x")), None, "{code}");
+        }
+    }
+
+    #[test]
+    fn modeled_errors_without_metadata_are_classified_by_their_variant() {
+        use aws_sdk_rekognition::types::error::{InvalidImageFormatException, ThrottlingException};
+        let invalid = SdkError::service_error(
+            DetectLabelsError::InvalidImageFormatException(
+                InvalidImageFormatException::builder().build(),
+            ),
+            (),
+        );
+        let throttled = SdkError::service_error(
+            DetectLabelsError::ThrottlingException(ThrottlingException::builder().build()),
+            (),
+        );
+        let timeout: SdkError<DetectLabelsError, ()> = SdkError::timeout_error("attempt timed out");
+
+        assert!(
+            matches!(classify(&invalid), Fault::Permanent(r) if r.contains("not a valid JPEG or PNG"))
+        );
+        assert!(
+            matches!(classify(&throttled), Fault::Transient(m) if m.starts_with("ThrottlingException"))
+        );
+        assert!(matches!(classify(&timeout), Fault::Transient(_)));
+    }
+
+    #[test]
+    fn logged_errors_carry_their_whole_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let store = StoreError {
+            operation: "GetItem",
+            pk: "s3://b/k".into(),
+            source: Box::new(io),
+        };
+        let error = WorkerError::from(store);
+
+        assert_eq!(
+            full_chain(&error),
+            "DynamoDB GetItem on s3://b/k failed: connection refused"
+        );
+    }
+
+    #[test]
+    fn only_job_level_problems_are_unusable() {
+        let unusable = WorkerError::WrongTable {
+            expected: "a".into(),
+            found: "b".into(),
+        };
+        let transient = WorkerError::DetectLabels {
+            bucket: "b".into(),
+            key: "k".into(),
+            message: "ThrottlingException".into(),
+        };
+        assert_eq!(unusable.exit_code(), ExitCode::JobUnusable);
+        assert_eq!(transient.exit_code(), ExitCode::Retryable);
+        assert_eq!(
+            WorkerError::from(ContractError::Empty).exit_code(),
+            ExitCode::JobUnusable
+        );
+    }
+}

@@ -1,0 +1,554 @@
+//! One labeling run: resolve the job's chunk, label its images with bounded
+//! concurrency, and sum up what happened.
+
+use crate::error::{classify, full_chain, Fault, WorkerError};
+use crate::exit::ExitCode;
+use crate::labels::stored_labels;
+use crate::rate::RateLimiter;
+use crate::shutdown::Shutdown;
+use aws_sdk_rekognition::types::{Image, S3Object};
+use futures::{stream, StreamExt};
+use labeler_core::job::{select_chunk, ImageSource, Manifest, ManifestRef};
+use labeler_core::labeling::{self, Attempt};
+use labeler_core::schema::attr;
+use labeler_core::store::{self, Clock, WriteOutcome};
+use labeler_core::{ImageRef, JobSpec, Revision, Status};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+/// The AWS clients of the worker, built once per process.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// Amazon Rekognition.
+    pub rekognition: aws_sdk_rekognition::Client,
+    /// DynamoDB (the results table).
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// S3 (manifests).
+    pub s3: aws_sdk_s3::Client,
+}
+
+/// How a run behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Images labeled at the same time (at least 1).
+    pub concurrency: usize,
+    /// Most DetectLabels calls started per second; unlimited when `None`.
+    pub rate_limit: Option<f64>,
+    /// How long images in flight may take to finish after a shutdown.
+    pub drain: Duration,
+    /// Job id and attempt recorded on every image written.
+    pub attempt: Attempt,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            rate_limit: None,
+            drain: Duration::from_secs(20),
+            attempt: Attempt {
+                job_id: None,
+                attempt: 1,
+            },
+        }
+    }
+}
+
+/// What the process was asked to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRequest {
+    /// The job parameter: a serialised [`JobSpec`].
+    pub job: String,
+    /// `AWS_BATCH_JOB_ARRAY_INDEX`, for array children.
+    pub array_index: Option<usize>,
+    /// Refuse a job for any other table.
+    pub expect_table: Option<String>,
+}
+
+/// What happened to one image.
+#[derive(Debug)]
+pub enum ImageOutcome {
+    /// Labels stored; the record is LABELED.
+    Labeled {
+        /// Labels stored.
+        labels: usize,
+    },
+    /// Rekognition refused the image for good; the record is FAILED.
+    Failed {
+        /// The recorded reason.
+        reason: String,
+    },
+    /// The record already had a terminal status for this upload: nothing
+    /// done (a Batch retry or a duplicate job).
+    AlreadyDone {
+        /// The status found.
+        status: Option<Status>,
+    },
+    /// A newer upload owns the record, or it is gone (the object was
+    /// deleted): nothing done.
+    Superseded {
+        /// The newer upload, when there is one.
+        newer: Option<Revision>,
+    },
+    /// A transient fault outlasted the retries: the image stays QUEUED.
+    Retryable(WorkerError),
+}
+
+/// What a run did, image by image, summed up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// Images in the chunk.
+    pub images: usize,
+    /// Images labeled by this run.
+    pub labeled: usize,
+    /// Images recorded FAILED by this run.
+    pub failed: usize,
+    /// Images that already had a terminal record for their upload.
+    pub already_done: usize,
+    /// Images owned by a newer upload, or whose record is gone.
+    pub superseded: usize,
+    /// Images left QUEUED by transient faults.
+    pub retryable: usize,
+    /// Images never started or abandoned because of a shutdown.
+    pub unfinished: usize,
+}
+
+impl Outcome {
+    /// Images whose run ended, one way or another.
+    pub fn finished(&self) -> usize {
+        self.labeled + self.failed + self.already_done + self.superseded + self.retryable
+    }
+
+    /// [`ExitCode::Success`] when every image has its terminal record (or
+    /// is someone else's), [`ExitCode::Retryable`] otherwise.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.retryable > 0 || self.unfinished > 0 {
+            ExitCode::Retryable
+        } else {
+            ExitCode::Success
+        }
+    }
+
+    fn add(&mut self, image: &ImageRef, outcome: ImageOutcome) {
+        let (bucket, key, revision) = (&image.bucket, &image.key, image.revision.as_str());
+        match outcome {
+            ImageOutcome::Labeled { labels } => {
+                info!(bucket, key, revision, labels, "labeled");
+                self.labeled += 1;
+            }
+            ImageOutcome::Failed { reason } => {
+                warn!(bucket, key, revision, reason, "failed for good");
+                self.failed += 1;
+            }
+            ImageOutcome::AlreadyDone { status } => {
+                let status = status.map(Status::as_str);
+                info!(
+                    bucket,
+                    key, revision, status, "already done for this upload; nothing to do"
+                );
+                self.already_done += 1;
+            }
+            ImageOutcome::Superseded { newer } => {
+                let newer = newer.as_ref().map(Revision::as_str);
+                info!(
+                    bucket,
+                    key,
+                    revision,
+                    newer,
+                    "a newer upload or a delete owns the record; nothing to do"
+                );
+                self.superseded += 1;
+            }
+            ImageOutcome::Retryable(e) => {
+                let error = full_chain(&e);
+                error!(
+                    bucket,
+                    key, revision, error, "left queued for the next attempt"
+                );
+                self.retryable += 1;
+            }
+        }
+    }
+}
+
+/// Runs a job from its request: parses and checks the spec, loads the chunk
+/// and labels it. Returns the process exit code; logs a summary.
+pub async fn execute(
+    request: &JobRequest,
+    clients: &Clients,
+    settings: &Settings,
+    shutdown: Shutdown,
+) -> ExitCode {
+    let (job, chunk) = match load_job(request, &clients.s3).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let code = e.exit_code();
+            let error = full_chain(&e);
+            error!(
+                error,
+                exit_code = code.code(),
+                meaning = code.meaning(),
+                "job not run"
+            );
+            return code;
+        }
+    };
+    let outcome = run(&job, &chunk, clients, settings, shutdown).await;
+    let code = outcome.exit_code();
+    info!(
+        table = %job.table,
+        images = outcome.images,
+        labeled = outcome.labeled,
+        failed = outcome.failed,
+        already_done = outcome.already_done,
+        superseded = outcome.superseded,
+        retryable = outcome.retryable,
+        unfinished = outcome.unfinished,
+        exit_code = code.code(),
+        meaning = code.meaning(),
+        "chunk done"
+    );
+    code
+}
+
+/// Parses the job spec, checks its table and returns the chunk this process
+/// labels: the inline chunk, or the one read from the manifest after its
+/// SHA-256 was verified.
+pub async fn load_job(
+    request: &JobRequest,
+    s3: &aws_sdk_s3::Client,
+) -> Result<(JobSpec, Vec<ImageRef>), WorkerError> {
+    let job = JobSpec::from_parameter(&request.job)?;
+    if let Some(expected) = &request.expect_table {
+        if *expected != job.table {
+            return Err(WorkerError::WrongTable {
+                expected: expected.clone(),
+                found: job.table.clone(),
+            });
+        }
+    }
+    let chunk = match &job.images {
+        ImageSource::Inline(chunks) => select_chunk(chunks, request.array_index)?.to_vec(),
+        ImageSource::Manifest(manifest) => {
+            let manifest = read_manifest(s3, manifest).await?;
+            select_chunk(&manifest.chunks, request.array_index)?.to_vec()
+        }
+    };
+    Ok((job, chunk))
+}
+
+async fn read_manifest(s3: &aws_sdk_s3::Client, m: &ManifestRef) -> Result<Manifest, WorkerError> {
+    let read = |message: String| WorkerError::ManifestRead {
+        bucket: m.bucket.clone(),
+        key: m.key.clone(),
+        message,
+    };
+    let object = match s3.get_object().bucket(&m.bucket).key(&m.key).send().await {
+        Ok(object) => object,
+        Err(e) => {
+            use aws_sdk_s3::error::ProvideErrorMetadata;
+            let gone = e.as_service_error().is_some_and(|se| {
+                se.is_no_such_key()
+                    || matches!(
+                        se.code(),
+                        Some("NoSuchKey" | "NoSuchBucket" | "AccessDenied")
+                    )
+            });
+            let message = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+            return Err(if gone {
+                WorkerError::ManifestMissing {
+                    bucket: m.bucket.clone(),
+                    key: m.key.clone(),
+                    message,
+                }
+            } else {
+                read(message)
+            });
+        }
+    };
+    let body = object
+        .body
+        .collect()
+        .await
+        .map_err(|e| read(e.to_string()))?
+        .into_bytes();
+    Ok(Manifest::from_body(&body, m)?)
+}
+
+/// Labels `chunk`, at most `settings.concurrency` images at a time, and
+/// returns the sum of their outcomes.
+///
+/// Images are pulled from the chunk lazily and each outcome is counted as it
+/// arrives, so memory stays flat in the chunk size. Once `shutdown` is
+/// requested no new image is started; images in flight get
+/// `settings.drain` to finish and are abandoned (left QUEUED) after that.
+pub async fn run(
+    job: &JobSpec,
+    chunk: &[ImageRef],
+    clients: &Clients,
+    settings: &Settings,
+    shutdown: Shutdown,
+) -> Outcome {
+    let limiter = settings.rate_limit.map(RateLimiter::per_second);
+    let limiter = limiter.as_ref();
+    let attempt = &settings.attempt;
+    let mut outcome = Outcome {
+        images: chunk.len(),
+        ..Outcome::default()
+    };
+    let mut results = stream::iter(chunk)
+        .take_until(Box::pin(shutdown.clone().requested()))
+        .map(|image| async move {
+            let result = label_image(job, image, clients, limiter, attempt).await;
+            (image, result)
+        })
+        .buffer_unordered(settings.concurrency.max(1));
+    let drain = settings.drain;
+    let deadline = async move {
+        shutdown.requested().await;
+        warn!(
+            drain_seconds = drain.as_secs_f64(),
+            "shutdown: finishing the images in flight"
+        );
+        tokio::time::sleep(drain).await;
+    };
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            biased;
+            next = results.next() => match next {
+                Some((image, result)) => outcome.add(image, result),
+                None => break,
+            },
+            () = &mut deadline => {
+                warn!("shutdown: images still in flight are abandoned and stay queued");
+                break;
+            }
+        }
+    }
+    outcome.unfinished = chunk.len() - outcome.finished();
+    outcome
+}
+
+/// What the image record says about labeling `image` now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The record is this upload's and not terminal: label it.
+    Label,
+    /// This upload already has a terminal record.
+    AlreadyDone(Status),
+    /// A newer upload owns the record, or there is no record of this upload
+    /// (deleted after the upload, or never queued).
+    NotOurs {
+        /// The newer upload, when that is the reason.
+        newer: Option<Revision>,
+    },
+}
+
+/// Decides from the image record (as read) whether to label `image`.
+pub fn decide(
+    image: &ImageRef,
+    record: Option<&HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+) -> Decision {
+    let Some(record) = record else {
+        return Decision::NotOurs { newer: None };
+    };
+    let stored = record
+        .get(attr::REVISION)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|r| Revision::try_from(r.clone()).ok());
+    match stored {
+        Some(rev) if rev == image.revision => {
+            let status = record
+                .get(attr::STATUS)
+                .and_then(|v| v.as_s().ok())
+                .and_then(|s| Status::parse(s));
+            match status {
+                Some(status) if status.is_terminal() => Decision::AlreadyDone(status),
+                _ => Decision::Label,
+            }
+        }
+        Some(rev) if rev > image.revision => Decision::NotOurs { newer: Some(rev) },
+        _ => Decision::NotOurs { newer: None },
+    }
+}
+
+/// Labels one image: reads its record, calls DetectLabels if the record is
+/// still this upload's and unfinished, and writes the LABELED or FAILED
+/// outcome conditionally. Never panics on service errors: they come back as
+/// [`ImageOutcome::Retryable`].
+pub async fn label_image(
+    job: &JobSpec,
+    image: &ImageRef,
+    clients: &Clients,
+    limiter: Option<&RateLimiter>,
+    attempt: &Attempt,
+) -> ImageOutcome {
+    match try_label_image(job, image, clients, limiter, attempt).await {
+        Ok(outcome) => outcome,
+        Err(e) => ImageOutcome::Retryable(e),
+    }
+}
+
+async fn try_label_image(
+    job: &JobSpec,
+    image: &ImageRef,
+    clients: &Clients,
+    limiter: Option<&RateLimiter>,
+    attempt: &Attempt,
+) -> Result<ImageOutcome, WorkerError> {
+    let (db, table) = (&clients.dynamodb, job.table.as_str());
+    let record = store::get_image(db, table, &image.bucket, &image.key).await?;
+    match decide(image, record.as_ref()) {
+        Decision::Label => {}
+        Decision::AlreadyDone(status) => {
+            return Ok(ImageOutcome::AlreadyDone {
+                status: Some(status),
+            })
+        }
+        Decision::NotOurs { newer } => return Ok(ImageOutcome::Superseded { newer }),
+    }
+    if let Some(limiter) = limiter {
+        limiter.acquire().await;
+    }
+    let object = S3Object::builder()
+        .bucket(&image.bucket)
+        .name(&image.key)
+        .set_version(image.version_id.clone())
+        .build();
+    let response = clients
+        .rekognition
+        .detect_labels()
+        .image(Image::builder().s3_object(object).build())
+        .max_labels(i32::try_from(job.options.max_labels).unwrap_or(i32::MAX))
+        .min_confidence(job.options.min_confidence)
+        .send()
+        .await;
+    let written = match response {
+        Ok(output) => {
+            let labels = stored_labels(&output);
+            let outcome = labeling::record_labeled(
+                db,
+                table,
+                image,
+                &labels,
+                output.label_model_version(),
+                attempt,
+                Clock::now(),
+            )
+            .await?;
+            (
+                outcome,
+                ImageOutcome::Labeled {
+                    labels: labels.len(),
+                },
+            )
+        }
+        Err(e) => match classify(&e) {
+            Fault::Permanent(reason) => {
+                let outcome =
+                    labeling::record_failed(db, table, image, &reason, attempt, Clock::now())
+                        .await?;
+                (outcome, ImageOutcome::Failed { reason })
+            }
+            Fault::Transient(message) => {
+                return Err(WorkerError::DetectLabels {
+                    bucket: image.bucket.clone(),
+                    key: image.key.clone(),
+                    message,
+                })
+            }
+        },
+    };
+    Ok(match written {
+        (WriteOutcome::Written, done) => done,
+        (WriteOutcome::Duplicate { existing }, _) => ImageOutcome::AlreadyDone { status: existing },
+        (WriteOutcome::Superseded { newer }, _) => ImageOutcome::Superseded { newer },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    fn image() -> ImageRef {
+        ImageRef {
+            bucket: "photos".into(),
+            key: "a.jpg".into(),
+            revision: Revision::from_sequencer("0A").unwrap(),
+            version_id: None,
+            etag: None,
+            size: None,
+        }
+    }
+
+    fn record(seq: &str, status: Option<&str>) -> HashMap<String, AttributeValue> {
+        let mut r = HashMap::from([(
+            attr::REVISION.to_owned(),
+            AttributeValue::S(Revision::from_sequencer(seq).unwrap().to_string()),
+        )]);
+        if let Some(status) = status {
+            r.insert(attr::STATUS.to_owned(), AttributeValue::S(status.into()));
+        }
+        r
+    }
+
+    #[test]
+    fn a_queued_record_of_this_upload_is_labeled() {
+        assert_eq!(
+            decide(&image(), Some(&record("0A", Some("QUEUED")))),
+            Decision::Label
+        );
+        assert_eq!(decide(&image(), Some(&record("0A", None))), Decision::Label);
+    }
+
+    #[test]
+    fn a_terminal_record_of_this_upload_is_left_alone() {
+        for status in [Status::Labeled, Status::Failed, Status::Skipped] {
+            assert_eq!(
+                decide(&image(), Some(&record("0A", Some(status.as_str())))),
+                Decision::AlreadyDone(status)
+            );
+        }
+    }
+
+    #[test]
+    fn a_newer_older_or_missing_record_is_not_ours() {
+        assert_eq!(
+            decide(&image(), Some(&record("0B", Some("QUEUED")))),
+            Decision::NotOurs {
+                newer: Some(Revision::from_sequencer("0B").unwrap())
+            }
+        );
+        assert_eq!(
+            decide(&image(), Some(&record("09", Some("LABELED")))),
+            Decision::NotOurs { newer: None }
+        );
+        assert_eq!(decide(&image(), None), Decision::NotOurs { newer: None });
+    }
+
+    #[test]
+    fn any_unfinished_image_asks_for_a_retry() {
+        let done = Outcome {
+            images: 3,
+            labeled: 1,
+            failed: 1,
+            superseded: 1,
+            ..Outcome::default()
+        };
+        assert_eq!(done.exit_code(), ExitCode::Success);
+        let interrupted = Outcome {
+            unfinished: 1,
+            ..done.clone()
+        };
+        assert_eq!(interrupted.exit_code(), ExitCode::Retryable);
+        let transient = Outcome {
+            retryable: 1,
+            ..done
+        };
+        assert_eq!(transient.exit_code(), ExitCode::Retryable);
+    }
+}
