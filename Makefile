@@ -62,10 +62,10 @@ down: ## Stop the local stack started by `make up`
 unit: ## Unit, property and fault-injection tests (no local stack)
 	cargo test --workspace --exclude integration-tests
 
-integration: setup build ## Integration tests against moto on loopback and cargo-lambda's emulator
+integration: setup lambda build ## Integration and end-to-end tests on moto, cargo-lambda and the local stack
 	cargo test -p integration-tests -- --test-threads=2
 
-test: setup lint lambda ## Every test: lint, unit, integration, Lambda packaging
+test: setup lint lambda build ## Every test: lint, unit, integration, end to end, Lambda packaging
 	cargo test --workspace --no-fail-fast -- --test-threads=2
 
 clean: ## Remove build output and the local tooling

@@ -57,6 +57,8 @@ pub struct Executor {
     pub parallel: usize,
     /// Where FAILED job-state events go.
     pub notify: Notify,
+    /// File the containers' output is appended to (like CloudWatch Logs).
+    pub log: PathBuf,
 }
 
 /// A job's definition as the executor needs it.
@@ -295,6 +297,20 @@ impl Executor {
             .env("AWS_BATCH_JOB_ATTEMPT", attempt.to_string())
             .env("AWS_BATCH_JQ_NAME", &self.job_queue)
             .kill_on_drop(true);
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+        {
+            Ok(file) => {
+                let err = file.try_clone().map(std::process::Stdio::from);
+                cmd.stdout(file);
+                if let Ok(err) = err {
+                    cmd.stderr(err);
+                }
+            }
+            Err(e) => warn!(log = %self.log.display(), error = %e, "container output not captured"),
+        }
         if let Some(i) = index {
             cmd.env("AWS_BATCH_JOB_ARRAY_INDEX", i.to_string());
         }
@@ -319,7 +335,7 @@ impl Executor {
             Err(_) => {
                 if let Some(pid) = child.id() {
                     let _ = tokio::process::Command::new("kill")
-                        .args(["-TERM", &pid.to_string()])
+                        .args(["-s", "TERM", &pid.to_string()])
                         .status()
                         .await;
                 }

@@ -110,11 +110,17 @@ impl Invoker {
     }
 }
 
+/// Sends `signal` to the process group `pgid` (`--` keeps the negative id
+/// from being read as an option).
+fn signal_group(signal: &str, pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-s", signal, "--", &format!("-{pgid}")])
+        .status();
+}
+
 impl Drop for Watch {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.child.id())])
-            .status();
+        signal_group("TERM", self.child.id());
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -122,9 +128,7 @@ impl Drop for Watch {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
-            .status();
+        signal_group("KILL", self.child.id());
         let _ = self.child.wait();
     }
 }

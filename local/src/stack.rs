@@ -34,6 +34,9 @@ pub struct Options {
     pub images_per_job: usize,
     /// Messages per dispatcher invocation.
     pub batch_size: usize,
+    /// Whether S3 notifications are delivered to the dispatcher
+    /// automatically (off lets a caller deliver them by hand).
+    pub deliver_events: bool,
 }
 
 impl Default for Options {
@@ -48,6 +51,7 @@ impl Default for Options {
             deploy: true,
             images_per_job: 25,
             batch_size: 100,
+            deliver_events: true,
         }
     }
 }
@@ -117,14 +121,17 @@ impl Stack {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let queue_arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{}", names.events_queue);
-        let pump_task = tokio::spawn(pump::run(
-            sqs,
-            provisioned.events_queue_url.clone(),
-            queue_arn,
-            invoker,
-            opts.batch_size,
-            stopped.clone(),
-        ));
+        let mut tasks = Vec::new();
+        if opts.deliver_events {
+            tasks.push(tokio::spawn(pump::run(
+                sqs,
+                provisioned.events_queue_url.clone(),
+                queue_arn,
+                invoker,
+                opts.batch_size,
+                stopped.clone(),
+            )));
+        }
         let executor = Executor {
             batch: aws_sdk_batch::Client::new(&sdk),
             job_queue: names.job_queue.clone(),
@@ -132,14 +139,15 @@ impl Stack {
             base_env: worker_env,
             parallel: opts.parallel,
             notify: Arc::new(move |event| Box::pin(invoker.invoke(event))),
+            log: opts.state_dir.join("worker.log"),
         };
-        let executor_task = tokio::spawn(executor.run(stopped));
+        tasks.push(tokio::spawn(executor.run(stopped)));
         let stack = Stack {
             provisioned,
             sdk,
             invoker,
             stop,
-            tasks: vec![pump_task, executor_task],
+            tasks,
             watch: Some(watch),
             moto,
         };

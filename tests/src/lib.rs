@@ -37,6 +37,20 @@ impl Stack {
     }
 }
 
+impl From<&labeler_local::stack::Stack> for Stack {
+    fn from(local: &labeler_local::stack::Stack) -> Self {
+        let names = &local.provisioned.names;
+        Stack {
+            bucket: names.bucket.clone(),
+            table: names.table.clone(),
+            job_queue: names.job_queue.clone(),
+            job_definition: names.job_definition.clone(),
+            events_queue_url: local.provisioned.events_queue_url.clone(),
+            events_queue_arn: format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{}", names.events_queue),
+        }
+    }
+}
+
 /// Provisions moto exactly as the local stack does.
 pub async fn provision(config: &SdkConfig) -> Stack {
     let names = Names::default();

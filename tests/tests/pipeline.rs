@@ -1,0 +1,290 @@
+//! End to end on the local stack: uploads to moto's S3, notifications through
+//! SQS to the real dispatcher under `cargo lambda watch`, jobs in moto's
+//! Batch run by the local executor with the real worker binary, records in
+//! moto's DynamoDB. Each test starts its own stack.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::{drain_as_lambda_event, repo_root, s3_client};
+use labeler_core::schema::attr;
+use labeler_core::Status;
+use labeler_local::stack::{Options, Stack};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+async fn stack(tweak: impl FnOnce(&mut Options)) -> Stack {
+    let state = repo_root().join(format!(
+        "target/e2e/{}-{}",
+        std::process::id(),
+        integration_tests::free_port().unwrap()
+    ));
+    let mut opts = Options {
+        state_dir: state,
+        deploy: false,
+        ..Options::default()
+    };
+    tweak(&mut opts);
+    Stack::up(&opts)
+        .await
+        .unwrap_or_else(|e| panic!("the local stack did not start: {e:#}"))
+}
+
+async fn upload(stack: &Stack, key: &str, body: &[u8]) {
+    s3_client(&stack.sdk)
+        .put_object()
+        .bucket(&stack.provisioned.names.bucket)
+        .key(key)
+        .body(body.to_vec().into())
+        .send()
+        .await
+        .expect("upload");
+}
+
+async fn record(stack: &Stack, key: &str) -> Option<HashMap<String, AttributeValue>> {
+    let names = &stack.provisioned.names;
+    labeler_core::store::get_image(
+        &aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &names.table,
+        &names.bucket,
+        key,
+    )
+    .await
+    .unwrap()
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn status(item: &HashMap<String, AttributeValue>) -> Option<Status> {
+    Status::parse(&text(item, attr::STATUS))
+}
+
+/// Waits until every key has a terminal record; returns them.
+async fn terminal(
+    stack: &Stack,
+    keys: &[String],
+    within: Duration,
+) -> Vec<HashMap<String, AttributeValue>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut records = Vec::new();
+        for key in keys {
+            match record(stack, key).await {
+                Some(r) if status(&r).is_some_and(Status::is_terminal) => records.push(r),
+                _ => break,
+            }
+        }
+        if records.len() == keys.len() {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} images reached a terminal record",
+            records.len(),
+            keys.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn submitted_jobs(stack: &Stack) -> Vec<aws_sdk_batch::types::JobSummary> {
+    aws_sdk_batch::Client::new(&stack.sdk)
+        .list_jobs()
+        .job_queue(&stack.provisioned.names.job_queue)
+        .filters(
+            aws_sdk_batch::types::KeyValuesPair::builder()
+                .name("JOB_NAME")
+                .values("*")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .job_summary_list
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|j| !j.job_id().unwrap_or_default().contains(':'))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn awkward_keys_are_labeled_under_their_exact_names_and_bad_input_is_skipped() {
+    let stack = stack(|o| o.deploy = true).await;
+    let png = std::fs::read(repo_root().join("samples/forest.png")).unwrap();
+    let images = [
+        "a b.png",
+        "1+1=2.png",
+        "100% real.png",
+        "фото/日本 café.PNG",
+        "x=y&z?.png",
+    ];
+    for key in images {
+        upload(&stack, key, &png).await;
+    }
+    upload(&stack, "notes/readme.txt", b"text").await;
+    upload(&stack, "empty.jpg", b"").await;
+    let mut keys: Vec<String> = images.iter().map(|k| k.to_string()).collect();
+    keys.extend(["notes/readme.txt".into(), "empty.jpg".into()]);
+
+    let records = terminal(&stack, &keys, Duration::from_secs(240)).await;
+
+    for (key, r) in keys.iter().zip(&records) {
+        assert_eq!(&text(r, attr::KEY), key);
+        let expected = if key.ends_with(".txt") || key == "empty.jpg" {
+            Status::Skipped
+        } else {
+            Status::Labeled
+        };
+        assert_eq!(status(r), Some(expected), "{key}: {r:?}");
+        if expected == Status::Labeled {
+            assert!(
+                !r[attr::LABELS].as_l().unwrap().is_empty(),
+                "{key} has labels"
+            );
+        } else {
+            assert!(!text(r, attr::REASON).is_empty(), "{key} has a reason");
+        }
+    }
+    stack.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_upload_event_delivered_twice_yields_one_job_and_one_record() {
+    let stack = stack(|o| o.deliver_events = false).await;
+    upload(&stack, "twice.png", b"\x89PNG").await;
+    let stack_names = integration_tests::Stack::from(&stack);
+    let event = drain_as_lambda_event(&stack.sdk, &stack_names).await;
+
+    let first = stack.invoker.invoke(event.clone()).await.unwrap();
+    terminal(&stack, &["twice.png".into()], Duration::from_secs(120)).await;
+    let second = stack.invoker.invoke(event).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    assert_eq!(first["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(second["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(submitted_jobs(&stack).await.len(), 1);
+    let r = record(&stack, "twice.png").await.unwrap();
+    assert_eq!(status(&r), Some(Status::Labeled));
+    assert_eq!(
+        r[attr::ATTEMPTS].as_n().unwrap(),
+        "1",
+        "labeled exactly once"
+    );
+    stack.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_processed_out_of_order_keep_the_newer_labels() {
+    let stack = stack(|o| o.deliver_events = false).await;
+    let names = integration_tests::Stack::from(&stack);
+    upload(&stack, "same.png", b"first upload").await;
+    let older = drain_as_lambda_event(&stack.sdk, &names).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    upload(&stack, "same.png", b"second upload").await;
+    let newer = drain_as_lambda_event(&stack.sdk, &names).await;
+
+    let a = stack.invoker.invoke(newer).await.unwrap();
+    let b = stack.invoker.invoke(older).await.unwrap();
+    let r = terminal(&stack, &["same.png".into()], Duration::from_secs(120)).await;
+
+    assert_eq!(a["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(b["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(
+        submitted_jobs(&stack).await.len(),
+        1,
+        "the older upload submits nothing"
+    );
+    let newer_revision = text(&r[0], attr::REVISION);
+    assert_eq!(status(&r[0]), Some(Status::Labeled));
+    let etag = text(&r[0], attr::ETAG);
+    let head = s3_client(&stack.sdk)
+        .head_object()
+        .bucket(&names.bucket)
+        .key("same.png")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.e_tag().unwrap().trim_matches('"'),
+        etag.trim_matches('"'),
+        "the record describes the newer upload ({newer_revision})"
+    );
+    stack.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delete_removes_the_record() {
+    let stack = stack(|_| {}).await;
+    upload(&stack, "gone.png", b"\x89PNG").await;
+    terminal(&stack, &["gone.png".into()], Duration::from_secs(120)).await;
+
+    s3_client(&stack.sdk)
+        .delete_object()
+        .bucket(&stack.provisioned.names.bucket)
+        .key("gone.png")
+        .send()
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while record(&stack, "gone.png").await.is_some() {
+        assert!(Instant::now() < deadline, "the record outlived its object");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stack.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_whose_worker_is_killed_ends_with_its_images_failed_with_a_reason() {
+    let crash = repo_root().join("target/e2e/crashing-worker.sh");
+    std::fs::create_dir_all(crash.parent().unwrap()).unwrap();
+    std::fs::write(
+        &crash,
+        "#!/bin/sh\n# Stands in for a container killed mid-run (OOM, SIGKILL).\nkill -9 $$\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&crash, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let stack = stack(|o| o.worker_bin = crash.clone()).await;
+    upload(&stack, "doomed/one.png", b"\x89PNG").await;
+    upload(&stack, "doomed/two.png", b"\x89PNG").await;
+
+    let records = terminal(
+        &stack,
+        &["doomed/one.png".into(), "doomed/two.png".into()],
+        Duration::from_secs(120),
+    )
+    .await;
+
+    for r in records {
+        assert_eq!(status(&r), Some(Status::Failed));
+        let reason = text(&r, attr::REASON);
+        assert!(
+            reason.contains("failed") && reason.contains("137"),
+            "{reason}"
+        );
+    }
+    stack.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_200_uploads_all_reach_a_terminal_state() {
+    let stack = stack(|_| {}).await;
+    let png = std::fs::read(repo_root().join("samples/beach day.png")).unwrap();
+    let keys: Vec<String> = (0..200).map(|i| format!("burst/{i:03}.png")).collect();
+    for key in &keys {
+        upload(&stack, key, &png).await;
+    }
+
+    let records = terminal(&stack, &keys, Duration::from_secs(420)).await;
+
+    assert!(records.iter().all(|r| status(r) == Some(Status::Labeled)));
+    let jobs = submitted_jobs(&stack).await.len();
+    assert!(
+        jobs < 200 / 5,
+        "images are packed into few jobs ({jobs} jobs)"
+    );
+    stack.down().await;
+}
