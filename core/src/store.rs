@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A DynamoDB call that failed for a reason other than its condition.
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +169,7 @@ pub async fn claim(
     let result = claim_request(client, table, image, claim, now, lease_secs)
         .send()
         .await;
-    put_outcome(client, table, image, result).await
+    outcome(client, table, image, "PutItem", result).await
 }
 
 /// Writes a SKIPPED record with `reason`, unless this or a newer upload
@@ -192,7 +192,7 @@ pub async fn record_skipped(
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
         .await;
-    put_outcome(client, table, image, result).await
+    outcome(client, table, image, "PutItem", result).await
 }
 
 /// The Batch job a claimed image was submitted in.
@@ -236,7 +236,7 @@ pub async fn record_submitted(
         request = request.expression_attribute_values(":index", n(index));
     }
     let result = request.update_expression(update).send().await;
-    update_outcome(client, table, image, result).await
+    outcome(client, table, image, "UpdateItem", result).await
 }
 
 /// Gives a claim back after SubmitJob failed, so that a redelivery of the
@@ -263,7 +263,7 @@ pub async fn release_claim(
         .expression_attribute_values(":now", now.rfc3339())
         .send()
         .await;
-    update_outcome(client, table, image, result).await
+    outcome(client, table, image, "UpdateItem", result).await
 }
 
 /// Marks `image` FAILED with `reason` if it is still QUEUED in job `job_id`
@@ -292,11 +292,12 @@ pub async fn fail_if_still_queued(
         .expression_attribute_values(":now", now.rfc3339())
         .send()
         .await;
-    update_outcome(client, table, image, result).await
+    outcome(client, table, image, "UpdateItem", result).await
 }
 
 /// Deletes the record of `bucket/key` and its label-index entries, unless a
-/// newer upload than `revision` owns them.
+/// newer upload than `revision` owns them (entries are removed only where
+/// their own revision is older than the delete's).
 pub async fn remove(
     client: &Client,
     table: &str,
@@ -332,43 +333,15 @@ pub async fn remove(
         }
         return Err(err("DeleteItem", e.into()));
     }
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = client
-            .query()
-            .table_name(table)
-            .consistent_read(true)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(&pk))
-            .expression_attribute_values(":prefix", s(schema::LABEL_SK_PREFIX))
-            .projection_expression("pk, sk")
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| err("Query", e.into()))?;
-        for entry in page.items() {
-            let deleted = client
-                .delete_item()
-                .table_name(table)
-                .set_key(Some(entry.clone()))
-                .condition_expression("attribute_not_exists(pk) OR revision <= :rev")
-                .expression_attribute_values(":rev", s(revision.as_str()))
-                .send()
-                .await;
-            if let Err(e) = deleted {
-                let conditional = e
-                    .as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception());
-                if !conditional {
-                    return Err(err("DeleteItem", e.into()));
-                }
-            }
-        }
-        match page.last_evaluated_key() {
-            Some(k) if !k.is_empty() => start = Some(k.clone()),
-            _ => break,
-        }
-    }
+    let image = ImageRef {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        revision: revision.clone(),
+        version_id: None,
+        etag: None,
+        size: None,
+    };
+    crate::labeling::remove_stale_entries(client, table, &image, &HashSet::new()).await?;
     Ok(WriteOutcome::Written)
 }
 
@@ -429,46 +402,49 @@ async fn classify_conflict(
     })
 }
 
-async fn put_outcome<O>(
-    client: &Client,
-    table: &str,
-    image: &ImageRef,
-    result: Result<O, SdkError<PutItemError, aws_sdk_dynamodb::config::http::HttpResponse>>,
-) -> Result<WriteOutcome, StoreError> {
-    match result {
-        Ok(_) => Ok(WriteOutcome::Written),
-        Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-            let returned = match se.err() {
-                PutItemError::ConditionalCheckFailedException(c) => c.item(),
-                _ => None,
-            };
-            classify_conflict(client, table, image, returned).await
+/// A modeled DynamoDB error that may be a failed condition carrying the
+/// item that failed it.
+trait ConditionFailure:
+    aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static
+{
+    /// `Some(item)` (possibly empty) when the error is a failed condition.
+    fn failed_condition(&self) -> Option<Option<&HashMap<String, AttributeValue>>>;
+}
+
+impl ConditionFailure for PutItemError {
+    fn failed_condition(&self) -> Option<Option<&HashMap<String, AttributeValue>>> {
+        match self {
+            PutItemError::ConditionalCheckFailedException(c) => Some(c.item()),
+            _ => None,
         }
-        Err(e) => Err(StoreError {
-            operation: "PutItem",
-            pk: schema::image_pk(&image.bucket, &image.key),
-            source: e.into(),
-        }),
     }
 }
 
-async fn update_outcome<O>(
+impl ConditionFailure for UpdateItemError {
+    fn failed_condition(&self) -> Option<Option<&HashMap<String, AttributeValue>>> {
+        match self {
+            UpdateItemError::ConditionalCheckFailedException(c) => Some(c.item()),
+            _ => None,
+        }
+    }
+}
+
+/// Turns a conditional write's result into a [`WriteOutcome`].
+async fn outcome<O, E: ConditionFailure>(
     client: &Client,
     table: &str,
     image: &ImageRef,
-    result: Result<O, SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>>,
+    operation: &'static str,
+    result: Result<O, SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>,
 ) -> Result<WriteOutcome, StoreError> {
     match result {
         Ok(_) => Ok(WriteOutcome::Written),
-        Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-            let returned = match se.err() {
-                UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
-                _ => None,
-            };
+        Err(SdkError::ServiceError(se)) if se.err().failed_condition().is_some() => {
+            let returned = se.err().failed_condition().flatten();
             classify_conflict(client, table, image, returned).await
         }
         Err(e) => Err(StoreError {
-            operation: "UpdateItem",
+            operation,
             pk: schema::image_pk(&image.bucket, &image.key),
             source: e.into(),
         }),

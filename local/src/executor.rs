@@ -97,33 +97,11 @@ impl Executor {
     }
 
     async fn new_jobs(&self, seen: &mut HashSet<String>) -> anyhow::Result<Vec<String>> {
-        let mut ids = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .batch
-                .list_jobs()
-                .job_queue(&self.job_queue)
-                .filters(
-                    aws_sdk_batch::types::KeyValuesPair::builder()
-                        .name("JOB_NAME")
-                        .values("*")
-                        .build(),
-                )
-                .set_next_token(token)
-                .send()
-                .await?;
-            for summary in page.job_summary_list() {
-                let Some(id) = summary.job_id() else { continue };
-                if !id.contains(':') && seen.insert(id.to_owned()) {
-                    ids.push(id.to_owned());
-                }
-            }
-            token = page.next_token;
-            if token.is_none() {
-                return Ok(ids);
-            }
-        }
+        let ids = job_ids(&self.batch, &self.job_queue).await?;
+        Ok(ids
+            .into_iter()
+            .filter(|id| seen.insert(id.clone()))
+            .collect())
     }
 
     async fn run_job(&self, job_id: String, slots: Arc<Semaphore>) {
@@ -370,6 +348,38 @@ impl Executor {
             Err(e) => {
                 warn!(job_id = job.job_id(), index, error = %e, "job-state event not delivered")
             }
+        }
+    }
+}
+
+/// Ids of every job submitted to `queue`, array children left out (their
+/// ids are `parent:index`).
+pub async fn job_ids(batch: &aws_sdk_batch::Client, queue: &str) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut token = None;
+    loop {
+        let page = batch
+            .list_jobs()
+            .job_queue(queue)
+            .filters(
+                aws_sdk_batch::types::KeyValuesPair::builder()
+                    .name("JOB_NAME")
+                    .values("*")
+                    .build(),
+            )
+            .set_next_token(token)
+            .send()
+            .await?;
+        ids.extend(
+            page.job_summary_list()
+                .iter()
+                .filter_map(|j| j.job_id())
+                .filter(|id| !id.contains(':'))
+                .map(str::to_owned),
+        );
+        token = page.next_token;
+        if token.is_none() {
+            return Ok(ids);
         }
     }
 }

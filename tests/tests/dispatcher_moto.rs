@@ -10,6 +10,7 @@ use integration_tests::{drain_as_lambda_event, provision, s3_client, Moto, Stack
 use labeler_core::job::{ImageSource, Manifest, JOB_PARAMETER};
 use labeler_core::store::{self, Clock};
 use labeler_core::{JobSpec, Status};
+use labeler_local::executor::job_ids;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 
@@ -69,25 +70,7 @@ impl World {
     /// Top-level jobs in the queue (array children are not listed).
     async fn jobs(&self) -> Vec<aws_sdk_batch::types::JobDetail> {
         let batch = aws_sdk_batch::Client::new(&self.sdk);
-        let summaries = batch
-            .list_jobs()
-            .job_queue(&self.stack.job_queue)
-            .filters(
-                aws_sdk_batch::types::KeyValuesPair::builder()
-                    .name("JOB_NAME")
-                    .values("*")
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("list jobs")
-            .job_summary_list
-            .unwrap_or_default();
-        let ids: Vec<String> = summaries
-            .into_iter()
-            .filter(|s| !s.job_id().unwrap_or_default().contains(':'))
-            .filter_map(|s| s.job_id)
-            .collect();
+        let ids = job_ids(&batch, &self.stack.job_queue).await.unwrap();
         if ids.is_empty() {
             return Vec::new();
         }

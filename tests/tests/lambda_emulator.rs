@@ -5,6 +5,7 @@
 
 use integration_tests::{free_port, provision, repo_root, Moto};
 use labeler_core::store;
+use labeler_local::executor::job_ids;
 use labeler_local::lambda::{cargo_lambda, Watch};
 use serde_json::Value;
 use std::process::Output;
@@ -49,20 +50,9 @@ async fn dispatcher_answers_under_cargo_lambda_watch_and_submits_to_moto() {
     );
     let summary: Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
     assert_eq!(summary["jobs_submitted"], 1, "{summary}");
-    let jobs = aws_sdk_batch::Client::new(&sdk)
-        .list_jobs()
-        .job_queue(&stack.job_queue)
-        .filters(
-            aws_sdk_batch::types::KeyValuesPair::builder()
-                .name("JOB_NAME")
-                .values("*")
-                .build(),
-        )
-        .send()
+    let jobs = job_ids(&aws_sdk_batch::Client::new(&sdk), &stack.job_queue)
         .await
-        .unwrap()
-        .job_summary_list
-        .unwrap_or_default();
+        .unwrap();
     assert_eq!(jobs.len(), 1);
     let record = store::get_image(
         &aws_sdk_dynamodb::Client::new(&sdk),

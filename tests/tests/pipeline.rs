@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{drain_as_lambda_event, repo_root, s3_client};
 use labeler_core::schema::attr;
 use labeler_core::Status;
+use labeler_local::executor::job_ids;
 use labeler_local::stack::{Options, Stack};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -90,24 +91,13 @@ async fn terminal(
     }
 }
 
-async fn submitted_jobs(stack: &Stack) -> Vec<aws_sdk_batch::types::JobSummary> {
-    aws_sdk_batch::Client::new(&stack.sdk)
-        .list_jobs()
-        .job_queue(&stack.provisioned.names.job_queue)
-        .filters(
-            aws_sdk_batch::types::KeyValuesPair::builder()
-                .name("JOB_NAME")
-                .values("*")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .job_summary_list
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|j| !j.job_id().unwrap_or_default().contains(':'))
-        .collect()
+async fn submitted_jobs(stack: &Stack) -> Vec<String> {
+    job_ids(
+        &aws_sdk_batch::Client::new(&stack.sdk),
+        &stack.provisioned.names.job_queue,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
