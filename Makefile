@@ -7,8 +7,11 @@ STAMP     := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 LAMBDA_ZIP := target/lambda/dispatcher/bootstrap.zip
+# The deploy scripts use the host's AWS CLI v2 (SSO and all), not .venv's v1.
+HOST_PATH := $(subst $(CURDIR)/$(VENV)/bin:,,$(PATH))
+CHECKOV_VENV := .venv-checkov
 
-.PHONY: help setup fmt fmt-check lint build lambda demo up down test unit integration clean
+.PHONY: help setup fmt fmt-check lint build lambda demo up down infra-check deploy destroy test unit integration clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -59,13 +62,30 @@ down: ## Stop the local stack started by `make up`
 	  rm -f .local/stack.pid .local/stack.env; echo "local stack stopped"; \
 	else echo "no local stack running"; fi
 
+$(CHECKOV_VENV)/.installed:
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
+	touch $@
+
+infra-check: $(CHECKOV_VENV)/.installed ## terraform fmt, checkov on infra/ and the Dockerfile, infra contract tests
+	terraform fmt -check -recursive infra
+	$(CHECKOV_VENV)/bin/checkov -d infra --quiet --compact --skip-download
+	$(CHECKOV_VENV)/bin/checkov -f worker/Dockerfile --framework dockerfile --quiet --compact --skip-download
+	cargo test -p integration-tests --test infra_contract
+
+deploy: setup ## Deploy to your AWS account (Terraform, worker image, cargo lambda deploy); costs money
+	PATH="$(HOST_PATH)" scripts/deploy.sh
+
+destroy: ## Delete everything deployed, after confirmation
+	PATH="$(HOST_PATH)" scripts/destroy.sh
+
 unit: ## Unit, property and fault-injection tests (no local stack)
 	cargo test --workspace --exclude integration-tests
 
 integration: setup lambda build ## Integration and end-to-end tests on moto, cargo-lambda and the local stack
 	cargo test -p integration-tests -- --test-threads=2
 
-test: setup lint lambda build ## Every test: lint, unit, integration, end to end, Lambda packaging
+test: setup lint infra-check lambda build ## Every test: lint, unit, integration, end to end, Lambda packaging
 	cargo test --workspace --no-fail-fast -- --test-threads=2
 
 clean: ## Remove build output and the local tooling

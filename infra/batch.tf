@@ -1,0 +1,205 @@
+################################################################################
+# Worker image
+################################################################################
+
+resource "aws_ecr_repository" "worker" {
+  #checkov:skip=CKV_AWS_136:AES256 (ECR-managed) encryption: the image holds a compiled binary and no secrets, and a KMS key would add a key policy plus kms:Decrypt for the execution role on every task start.
+  name                 = "${var.name_prefix}-worker"
+  image_tag_mutability = "IMMUTABLE"
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+
+  encryption_configuration {
+    encryption_type = "AES256"
+  }
+}
+
+resource "aws_ecr_lifecycle_policy" "worker" {
+  repository = aws_ecr_repository.worker.name
+
+  # scripts/deploy.sh pushes single-platform images without attestations, so
+  # every image is one manifest and counting images counts deployments.
+  policy = jsonencode({
+    rules = [{
+      rulePriority = 1
+      description  = "Keep the last ${var.ecr_keep_images} images"
+      selection = {
+        tagStatus   = "any"
+        countType   = "imageCountMoreThan"
+        countNumber = var.ecr_keep_images
+      }
+      action = {
+        type = "expire"
+      }
+    }]
+  })
+}
+
+resource "aws_cloudwatch_log_group" "worker" {
+  #checkov:skip=CKV_AWS_158:Worker logs hold bucket names, keys and label counts, no secrets; CloudWatch Logs encrypts them at rest, and a customer key would need a key policy for the logs service principal.
+  #checkov:skip=CKV_AWS_338:Retention is var.log_retention_days (default 30): labels and failure reasons are stored in DynamoDB, so logs are operational only.
+  name              = "/aws/batch/${var.name_prefix}-worker"
+  retention_in_days = var.log_retention_days
+}
+
+################################################################################
+# Compute environment and job queue
+################################################################################
+
+locals {
+  fargate = contains(["FARGATE", "FARGATE_SPOT"], var.compute_type)
+
+  # Fargate's valid memory sizes per vCPU count, [min, max, step] in MiB
+  # (0.25 vCPU also takes 512).
+  fargate_memory = {
+    "0.25" = [1024, 2048, 1024]
+    "0.5"  = [1024, 4096, 1024]
+    "1"    = [2048, 8192, 1024]
+    "2"    = [4096, 16384, 1024]
+    "4"    = [8192, 30720, 1024]
+    "8"    = [16384, 61440, 4096]
+    "16"   = [32768, 122880, 8192]
+  }
+  fargate_memory_range = local.fargate_memory[tostring(var.worker_vcpu)]
+  fargate_memory_valid = (
+    var.worker_memory_mib == 512 && var.worker_vcpu == 0.25 ||
+    var.worker_memory_mib >= local.fargate_memory_range[0] &&
+    var.worker_memory_mib <= local.fargate_memory_range[1] &&
+    (var.worker_memory_mib - local.fargate_memory_range[0]) % local.fargate_memory_range[2] == 0
+  )
+}
+
+resource "aws_batch_compute_environment" "this" {
+  name_prefix = "${var.name_prefix}-${lower(replace(var.compute_type, "_", "-"))}-"
+  type        = "MANAGED"
+  state       = "ENABLED"
+
+  # No service_role: Batch uses its service-linked role AWSServiceRoleForBatch.
+
+  compute_resources {
+    type               = var.compute_type
+    max_vcpus          = var.max_vcpus
+    subnets            = local.subnet_ids
+    security_group_ids = [aws_security_group.worker.id]
+
+    min_vcpus           = local.fargate ? null : 0
+    instance_type       = local.fargate ? null : var.ec2_instance_types
+    allocation_strategy = local.fargate ? null : (var.compute_type == "SPOT" ? "SPOT_PRICE_CAPACITY_OPTIMIZED" : "BEST_FIT_PROGRESSIVE")
+    instance_role       = local.fargate ? null : aws_iam_instance_profile.ecs_instance[0].arn
+
+    dynamic "ec2_configuration" {
+      # Batch picks the ARM64 variant of the ECS-optimised AMI for Graviton types.
+      for_each = local.fargate ? [] : ["ECS_AL2023"]
+
+      content {
+        image_type = ec2_configuration.value
+      }
+    }
+  }
+
+  lifecycle {
+    create_before_destroy = true
+
+    precondition {
+      condition     = var.max_vcpus >= var.worker_vcpu
+      error_message = "max_vcpus must be at least worker_vcpu, or no job can ever start."
+    }
+  }
+
+  # The instance role must outlive the environment while it scales in.
+  depends_on = [aws_iam_role_policy_attachment.ecs_instance]
+}
+
+resource "aws_batch_job_queue" "this" {
+  name     = local.job_queue_name
+  state    = "ENABLED"
+  priority = 1
+
+  compute_environment_order {
+    order               = 1
+    compute_environment = aws_batch_compute_environment.this.arn
+  }
+
+  # A job that can never start is cancelled instead of waiting forever; the
+  # cancelled job FAILS, EventBridge reports it, and the dispatcher marks its
+  # still-QUEUED images FAILED with Batch's reason (invariant 1).
+  dynamic "job_state_time_limit_action" {
+    for_each = toset([
+      "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+      "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+      "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+    ])
+
+    content {
+      state            = "RUNNABLE"
+      action           = "CANCEL"
+      reason           = job_state_time_limit_action.value
+      max_time_seconds = var.runnable_timeout_seconds
+    }
+  }
+}
+
+################################################################################
+# Job definition: rendered from the single shared template
+# infra/job-definition.json (also used by the local stack and by the worker's
+# contract tests). Nothing of it is restated here; only Fargate-only keys are
+# dropped when the compute environment is EC2/SPOT.
+################################################################################
+
+locals {
+  job_definition_template = jsondecode(templatefile("${path.module}/job-definition.json", {
+    image              = "${aws_ecr_repository.worker.repository_url}:${var.worker_image_tag}"
+    execution_role_arn = aws_iam_role.execution.arn
+    job_role_arn       = aws_iam_role.job.arn
+    log_group          = aws_cloudwatch_log_group.worker.name
+    region             = local.region
+    vcpu               = tostring(var.worker_vcpu)
+    memory             = tostring(var.worker_memory_mib)
+    table_name         = aws_dynamodb_table.results.name
+  }))
+
+  fargate_only_container_keys = ["fargatePlatformConfiguration", "networkConfiguration", "runtimePlatform"]
+
+  container_properties = {
+    for key, value in local.job_definition_template.containerProperties :
+    key => value if local.fargate || !contains(local.fargate_only_container_keys, key)
+  }
+}
+
+resource "aws_batch_job_definition" "worker" {
+  count = var.worker_image_tag == "" ? 0 : 1
+
+  name                  = local.job_definition_name
+  type                  = local.job_definition_template.type
+  platform_capabilities = local.fargate ? local.job_definition_template.platformCapabilities : ["EC2"]
+  propagate_tags        = local.job_definition_template.propagateTags
+  container_properties  = jsonencode(local.container_properties)
+
+  retry_strategy {
+    attempts = local.job_definition_template.retryStrategy.attempts
+
+    dynamic "evaluate_on_exit" {
+      for_each = local.job_definition_template.retryStrategy.evaluateOnExit
+
+      content {
+        action           = evaluate_on_exit.value.action
+        on_exit_code     = try(evaluate_on_exit.value.onExitCode, null)
+        on_reason        = try(evaluate_on_exit.value.onReason, null)
+        on_status_reason = try(evaluate_on_exit.value.onStatusReason, null)
+      }
+    }
+  }
+
+  timeout {
+    attempt_duration_seconds = local.job_definition_template.timeout.attemptDurationSeconds
+  }
+
+  lifecycle {
+    precondition {
+      condition     = !local.fargate || local.fargate_memory_valid
+      error_message = "worker_memory_mib is not a valid Fargate memory size for worker_vcpu (see Fargate task CPU and memory combinations)."
+    }
+  }
+}

@@ -1,0 +1,50 @@
+################################################################################
+# image-labeler on AWS
+#
+# One owner per setting: `cargo lambda deploy` owns the dispatcher function
+# (code, memory, timeout, environment, role attachment); Terraform owns every
+# other resource, including the function's role and log group, and refers to
+# the function only by its name, which is known in advance. Wiring that needs
+# the function to exist waits for var.function_deployed (scripts/deploy.sh).
+#
+# Files: storage.tf (bucket, table) · network.tf · batch.tf (ECR, compute,
+# queue, job definition) · iam.tf · trigger.tf (S3/SQS/EventBridge -> Lambda)
+################################################################################
+
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  region     = var.region
+
+  bucket_name         = "${var.name_prefix}-images-${local.account_id}-${local.region}"
+  table_name          = "${var.name_prefix}-labels"
+  function_name       = "${var.name_prefix}-dispatcher"
+  job_queue_name      = "${var.name_prefix}-jobs"
+  job_definition_name = "${var.name_prefix}-worker"
+
+  # ARNs built from names, so that policies need not wait for the resources.
+  function_arn            = "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.function_name}"
+  job_definition_arn_base = "arn:${local.partition}:batch:${local.region}:${local.account_id}:job-definition/${local.job_definition_name}"
+
+  queued = var.trigger_mode == "queued"
+
+  # The S3 notification filters: every labeled suffix, in lower and upper
+  # case. Mixed-case keys (".Jpg") are not delivered; S3 filters are
+  # case-sensitive and may not overlap.
+  notification_suffixes = distinct(flatten([for s in var.image_suffixes : [s, upper(s)]]))
+
+  # The dispatcher's environment: what `cargo lambda deploy --env-file` sets.
+  # Every key is one dispatcher::config reads (tests/tests/infra_contract.rs).
+  dispatcher_env = {
+    JOB_QUEUE       = aws_batch_job_queue.this.arn
+    JOB_DEFINITION  = local.job_definition_name
+    TABLE_NAME      = aws_dynamodb_table.results.name
+    IMAGES_PER_JOB  = tostring(var.images_per_job)
+    MANIFEST_PREFIX = var.manifest_prefix
+    IMAGE_SUFFIXES  = join(",", var.image_suffixes)
+  }
+}

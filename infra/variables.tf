@@ -1,0 +1,324 @@
+################################################################################
+# Naming, region, tags
+################################################################################
+
+variable "name_prefix" {
+  description = "Prefix of every resource name. The dispatcher function is named \"<name_prefix>-dispatcher\", known before it exists."
+  type        = string
+  default     = "image-labeler"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,22}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-24 characters of lower-case letters, digits and hyphens, starting with a letter (it is part of the S3 bucket name)."
+  }
+}
+
+variable "region" {
+  description = "AWS region of the whole stack. Rekognition must be available there and reads images only from buckets in the same region."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must look like an AWS region code, e.g. eu-west-1."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource through the provider's default_tags (on top of Project, Stack and ManagedBy)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.tags) : !startswith(lower(k), "aws:")])
+    error_message = "Tag keys starting with \"aws:\" are reserved by AWS."
+  }
+}
+
+################################################################################
+# Trigger and dispatcher
+################################################################################
+
+variable "trigger_mode" {
+  description = "How uploads reach the dispatcher: \"direct\" (S3 invokes the Lambda per event; low volume) or \"queued\" (S3 -> SQS -> Lambda with a batching window, packing many images into one Batch job)."
+  type        = string
+  default     = "queued"
+
+  validation {
+    condition     = contains(["direct", "queued"], var.trigger_mode)
+    error_message = "trigger_mode must be \"direct\" or \"queued\"."
+  }
+}
+
+variable "function_deployed" {
+  description = "Second stage: true once `cargo lambda deploy` has created the dispatcher function. Wiring that needs the function to exist (S3 -> Lambda notification, invoke permissions, SQS event source mapping, EventBridge target, async invoke config) is created only then. scripts/deploy.sh sets it."
+  type        = bool
+  default     = false
+}
+
+variable "dispatcher_timeout_seconds" {
+  description = "The dispatcher's timeout. `cargo lambda deploy` owns it (dispatcher/Cargo.toml [package.metadata.lambda.deploy].timeout); Terraform only derives the SQS visibility timeout from it. scripts/deploy.sh passes the Cargo.toml value and a contract test keeps this default equal to it."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.dispatcher_timeout_seconds >= 1 && var.dispatcher_timeout_seconds <= 900 && floor(var.dispatcher_timeout_seconds) == var.dispatcher_timeout_seconds
+    error_message = "dispatcher_timeout_seconds must be a whole number of seconds between 1 and 900 (Lambda's limit)."
+  }
+}
+
+variable "dispatcher_max_concurrency" {
+  description = "Queued mode: most concurrent dispatcher invocations the SQS event source starts. Bounds SubmitJob traffic (Batch allows 50 SubmitJob calls per second per account)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.dispatcher_max_concurrency >= 2 && var.dispatcher_max_concurrency <= 1000 && floor(var.dispatcher_max_concurrency) == var.dispatcher_max_concurrency
+    error_message = "dispatcher_max_concurrency must be a whole number between 2 and 1000."
+  }
+}
+
+variable "sqs_batch_size" {
+  description = "Queued mode: most S3 event messages per dispatcher invocation. Above 10 requires batching_window_seconds >= 1."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.sqs_batch_size >= 1 && var.sqs_batch_size <= 10000 && floor(var.sqs_batch_size) == var.sqs_batch_size
+    error_message = "sqs_batch_size must be a whole number between 1 and 10000."
+  }
+}
+
+variable "batching_window_seconds" {
+  description = "Queued mode: how long the SQS event source gathers messages before invoking the dispatcher (maximum_batching_window_in_seconds). Longer windows pack more images per Batch job."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.batching_window_seconds >= 0 && var.batching_window_seconds <= 300 && floor(var.batching_window_seconds) == var.batching_window_seconds
+    error_message = "batching_window_seconds must be a whole number between 0 and 300."
+  }
+}
+
+variable "images_per_job" {
+  description = "Images per Batch job, or per array child (the dispatcher's IMAGES_PER_JOB)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.images_per_job >= 1 && var.images_per_job <= 10000 && floor(var.images_per_job) == var.images_per_job
+    error_message = "images_per_job must be a whole number between 1 and 10000."
+  }
+}
+
+variable "image_suffixes" {
+  description = "Lower-case key suffixes that are labeled. They become the S3 notification filters (each in lower and upper case) and the dispatcher's IMAGE_SUFFIXES, so the two cannot disagree."
+  type        = list(string)
+  default     = [".jpg", ".jpeg", ".png"]
+
+  validation {
+    condition     = length(var.image_suffixes) > 0 && alltrue([for s in var.image_suffixes : contains([".jpg", ".jpeg", ".png"], s)])
+    error_message = "image_suffixes must be a non-empty subset of .jpg, .jpeg and .png: Rekognition reads JPEG and PNG only."
+  }
+}
+
+################################################################################
+# Storage
+################################################################################
+
+variable "enable_versioning" {
+  description = "Version the images bucket. The worker then labels the exact object version that raised the event."
+  type        = bool
+  default     = true
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "With versioning: days after which overwritten or deleted image versions are removed."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.noncurrent_version_expiration_days >= 1 && floor(var.noncurrent_version_expiration_days) == var.noncurrent_version_expiration_days
+    error_message = "noncurrent_version_expiration_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "manifest_prefix" {
+  description = "Key prefix of the job manifests the dispatcher writes into the images bucket (its MANIFEST_PREFIX). Never taken as input."
+  type        = string
+  default     = "labeler-manifests/"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9!_.*'()-][A-Za-z0-9!_.*'()/-]*/$", var.manifest_prefix))
+    error_message = "manifest_prefix must be a relative S3 key prefix ending in \"/\" (letters, digits, !_.*'()- and /)."
+  }
+}
+
+variable "manifest_expiration_days" {
+  description = "Days after which manifests expire. They must outlive every attempt of their job and the failure handling that reads them."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.manifest_expiration_days >= 2 && floor(var.manifest_expiration_days) == var.manifest_expiration_days
+    error_message = "manifest_expiration_days must be a whole number of days, at least 2."
+  }
+}
+
+variable "table_deletion_protection" {
+  description = "Protect the results table against deletion. scripts/destroy.sh turns it off after confirmation."
+  type        = bool
+  default     = true
+}
+
+variable "log_retention_days" {
+  description = "Retention of the dispatcher's and the worker's CloudWatch log groups."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of CloudWatch Logs' retention values (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
+  }
+}
+
+################################################################################
+# Worker and AWS Batch
+################################################################################
+
+variable "worker_image_tag" {
+  description = "Tag of the worker image in the ECR repository (scripts/deploy.sh pushes the git commit). Empty on the very first apply: the job definition is registered once an image exists."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.worker_image_tag == "" || (can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.worker_image_tag)) && var.worker_image_tag != "latest")
+    error_message = "worker_image_tag must be a valid, immutable image tag (not \"latest\": the repository's tags are IMMUTABLE)."
+  }
+}
+
+variable "compute_type" {
+  description = "Batch compute: FARGATE_SPOT (default, cheapest, interruptions are retried), FARGATE, EC2 or SPOT (Graviton instances)."
+  type        = string
+  default     = "FARGATE_SPOT"
+
+  validation {
+    condition     = contains(["FARGATE_SPOT", "FARGATE", "EC2", "SPOT"], var.compute_type)
+    error_message = "compute_type must be FARGATE_SPOT, FARGATE, EC2 or SPOT."
+  }
+}
+
+variable "max_vcpus" {
+  description = "Most vCPUs the compute environment runs at once; with worker_vcpu it bounds concurrent jobs and so Rekognition traffic."
+  type        = number
+  default     = 16
+
+  validation {
+    condition     = var.max_vcpus >= 1 && var.max_vcpus <= 10000 && floor(var.max_vcpus) == var.max_vcpus
+    error_message = "max_vcpus must be a whole number between 1 and 10000."
+  }
+}
+
+variable "worker_vcpu" {
+  description = "vCPUs of one worker container (the job definition's VCPU)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = contains([0.25, 0.5, 1, 2, 4, 8, 16], var.worker_vcpu)
+    error_message = "worker_vcpu must be one of 0.25, 0.5, 1, 2, 4, 8 or 16."
+  }
+}
+
+variable "worker_memory_mib" {
+  description = "Memory of one worker container in MiB (the job definition's MEMORY). On Fargate it must be a valid combination with worker_vcpu."
+  type        = number
+  default     = 2048
+
+  validation {
+    condition     = var.worker_memory_mib >= 512 && var.worker_memory_mib <= 122880 && floor(var.worker_memory_mib) == var.worker_memory_mib
+    error_message = "worker_memory_mib must be a whole number between 512 and 122880."
+  }
+}
+
+variable "ec2_instance_types" {
+  description = "EC2/SPOT only: Graviton instance families or types the compute environment may launch (the worker image is linux/arm64)."
+  type        = list(string)
+  default     = ["c7g", "m7g", "c6g", "m6g"]
+
+  validation {
+    condition     = length(var.ec2_instance_types) > 0 && alltrue([for t in var.ec2_instance_types : can(regex("^[a-z]+[0-9]+g[a-z]*(\\.[0-9a-z]+)?$", t))])
+    error_message = "ec2_instance_types must be Graviton (ARM64) families or types such as c7g, m7g.large or c6gn."
+  }
+}
+
+variable "runnable_timeout_seconds" {
+  description = "A job stuck RUNNABLE (no capacity, misconfiguration) this long is cancelled; its images become FAILED through the Batch job state change event."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.runnable_timeout_seconds >= 600 && var.runnable_timeout_seconds <= 86400 && floor(var.runnable_timeout_seconds) == var.runnable_timeout_seconds
+    error_message = "runnable_timeout_seconds must be a whole number between 600 and 86400 (Batch's limits)."
+  }
+}
+
+variable "ecr_keep_images" {
+  description = "Worker images kept in the ECR repository; older ones expire."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.ecr_keep_images >= 1 && var.ecr_keep_images <= 1000 && floor(var.ecr_keep_images) == var.ecr_keep_images
+    error_message = "ecr_keep_images must be a whole number between 1 and 1000."
+  }
+}
+
+################################################################################
+# Network
+################################################################################
+
+variable "subnet_ids" {
+  description = "Subnets for the worker. Empty: create_vpc decides (a new VPC, or the default VPC's subnets). The job definition gives tasks no public IP, so these subnets need a route to S3, DynamoDB, ECR, CloudWatch Logs and Rekognition (NAT, or the VPC endpoints create_vpc_endpoints adds)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.subnet_ids : can(regex("^subnet-[0-9a-f]+$", s))])
+    error_message = "subnet_ids must be subnet ids (subnet-...)."
+  }
+}
+
+variable "create_vpc" {
+  description = "Create a small VPC (private subnets only, no internet gateway, no NAT; AWS services through VPC endpoints) instead of using the default VPC. Ignored when subnet_ids is set."
+  type        = bool
+  default     = false
+}
+
+variable "vpc_cidr" {
+  description = "With create_vpc: the VPC's IPv4 CIDR block."
+  type        = string
+  default     = "10.42.0.0/16"
+
+  validation {
+    condition     = try(cidrhost(var.vpc_cidr, 0) != "" && tonumber(split("/", var.vpc_cidr)[1]) >= 16 && tonumber(split("/", var.vpc_cidr)[1]) <= 24, false)
+    error_message = "vpc_cidr must be an IPv4 CIDR block between /16 and /24."
+  }
+}
+
+variable "az_count" {
+  description = "Availability zones used: subnets created with create_vpc, or default-VPC subnets taken. Interface endpoints are billed per AZ."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.az_count >= 1 && var.az_count <= 4 && floor(var.az_count) == var.az_count
+    error_message = "az_count must be a whole number between 1 and 4."
+  }
+}
+
+variable "create_vpc_endpoints" {
+  description = "Add VPC endpoints the worker needs without a public IP: S3 and DynamoDB (gateway, free) and ECR, CloudWatch Logs and Rekognition (interface; about 0.01 USD per endpoint, AZ and hour). Turn off if the VPC already has them or routes through NAT."
+  type        = bool
+  default     = true
+}
