@@ -1,0 +1,270 @@
+//! The worker against moto on loopback: real objects in moto's S3, records
+//! claimed by the real dispatcher writes in moto's DynamoDB, and moto's
+//! DetectLabels (fixed labels). moto has no Rekognition error paths, so the
+//! one test that needs a bad image swaps in an aws-smithy-mocks Rekognition
+//! that refuses one key; S3 and DynamoDB stay moto.
+
+use aws_sdk_rekognition::operation::detect_labels::{DetectLabelsError, DetectLabelsOutput};
+use aws_sdk_rekognition::types::error::InvalidImageFormatException;
+use aws_sdk_rekognition::types::Label as RekognitionLabel;
+use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use integration_tests::{provision, s3_client, Moto, Stack};
+use labeler_core::job::ImageSource;
+use labeler_core::job::{LabelOptions, CONTRACT_VERSION};
+use labeler_core::schema::attr;
+use labeler_core::store::{self, Clock, WriteOutcome};
+use labeler_core::{ImageRef, JobSpec, Revision, Status};
+use worker::run::{run, Clients, Settings};
+use worker::shutdown::Shutdown;
+
+struct World {
+    _moto: Moto,
+    sdk: aws_config::SdkConfig,
+    stack: Stack,
+}
+
+async fn world() -> World {
+    let moto = Moto::start_for_tests();
+    let sdk = moto.sdk_config().await;
+    let stack = provision(&sdk).await;
+    World {
+        _moto: moto,
+        sdk,
+        stack,
+    }
+}
+
+impl World {
+    fn clients(&self) -> Clients {
+        Clients {
+            rekognition: aws_sdk_rekognition::Client::new(&self.sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(&self.sdk),
+            s3: s3_client(&self.sdk),
+        }
+    }
+
+    /// Uploads `key` and claims it the way the dispatcher does.
+    async fn queued_image(&self, key: &str, sequencer: &str) -> ImageRef {
+        let body =
+            std::fs::read(integration_tests::repo_root().join("samples/forest.png")).unwrap();
+        s3_client(&self.sdk)
+            .put_object()
+            .bucket(&self.stack.bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+        let image = ImageRef {
+            bucket: self.stack.bucket.clone(),
+            key: key.to_owned(),
+            revision: Revision::from_sequencer(sequencer).unwrap(),
+            version_id: None,
+            etag: None,
+            size: None,
+        };
+        let claimed = store::claim(
+            &aws_sdk_dynamodb::Client::new(&self.sdk),
+            &self.stack.table,
+            &image,
+            "test-claim",
+            Clock::now(),
+            900,
+        )
+        .await
+        .unwrap();
+        assert_eq!(claimed, WriteOutcome::Written);
+        image
+    }
+
+    fn job(&self, images: &[ImageRef]) -> JobSpec {
+        JobSpec {
+            v: CONTRACT_VERSION,
+            table: self.stack.table.clone(),
+            options: LabelOptions::default(),
+            images: ImageSource::Inline(vec![images.to_vec()]),
+        }
+    }
+
+    async fn record(
+        &self,
+        key: &str,
+    ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        store::get_image(
+            &aws_sdk_dynamodb::Client::new(&self.sdk),
+            &self.stack.table,
+            &self.stack.bucket,
+            key,
+        )
+        .await
+        .unwrap()
+        .expect("record exists")
+    }
+}
+
+fn text(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    name: &str,
+) -> String {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn uploaded_images_end_labeled_with_moto_labels_and_a_rerun_changes_nothing() {
+    let w = world().await;
+    let images = vec![
+        w.queued_image("a b/one.png", "0A").await,
+        w.queued_image("фото/two+2.png", "0B").await,
+    ];
+    let job = w.job(&images);
+
+    let first = run(
+        &job,
+        &images,
+        &w.clients(),
+        &Settings::default(),
+        Shutdown::never(),
+    )
+    .await;
+
+    assert_eq!(first.labeled, 2, "{first:?}");
+    let mut before = Vec::new();
+    for image in &images {
+        let r = w.record(&image.key).await;
+        assert_eq!(text(&r, attr::STATUS), Status::Labeled.as_str());
+        let labels = r[attr::LABELS].as_l().unwrap();
+        assert!(!labels.is_empty(), "moto's labels are stored");
+        before.push(r);
+    }
+
+    let second = run(
+        &job,
+        &images,
+        &w.clients(),
+        &Settings::default(),
+        Shutdown::never(),
+    )
+    .await;
+
+    assert_eq!(second.labeled, 0);
+    assert_eq!(second.already_done, 2);
+    for (image, old) in images.iter().zip(before) {
+        assert_eq!(
+            w.record(&image.key).await,
+            old,
+            "a rerun leaves the record as it was"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_job_for_an_older_upload_loses_to_the_newer_upload() {
+    let w = world().await;
+    let older = w.queued_image("same.png", "0A").await;
+    let newer = w.queued_image("same.png", "0B").await;
+
+    let older = [older];
+    let stale = run(
+        &w.job(&older),
+        &older,
+        &w.clients(),
+        &Settings::default(),
+        Shutdown::never(),
+    )
+    .await;
+
+    assert_eq!(stale.superseded, 1);
+    let r = w.record("same.png").await;
+    assert_eq!(
+        text(&r, attr::STATUS),
+        Status::Queued.as_str(),
+        "the older job wrote nothing"
+    );
+    assert_eq!(text(&r, attr::REVISION), newer.revision.as_str());
+
+    let newer_chunk = std::slice::from_ref(&newer);
+    let fresh = run(
+        &w.job(newer_chunk),
+        newer_chunk,
+        &w.clients(),
+        &Settings::default(),
+        Shutdown::never(),
+    )
+    .await;
+
+    assert_eq!(fresh.labeled, 1);
+    let r = w.record("same.png").await;
+    assert_eq!(text(&r, attr::STATUS), Status::Labeled.as_str());
+    assert_eq!(text(&r, attr::REVISION), newer.revision.as_str());
+}
+
+#[tokio::test]
+async fn one_bad_image_fails_alone_and_the_others_are_labeled() {
+    let w = world().await;
+    let images = vec![
+        w.queued_image("good/1.png", "01").await,
+        w.queued_image("bad/corrupt.png", "02").await,
+        w.queued_image("good/2.png", "03").await,
+    ];
+    let refuse_bad = mock!(aws_sdk_rekognition::Client::detect_labels)
+        .match_requests(|r| {
+            r.image()
+                .and_then(|i| i.s3_object())
+                .and_then(|o| o.name())
+                .is_some_and(|k| k.starts_with("bad/"))
+        })
+        .then_error(|| {
+            DetectLabelsError::InvalidImageFormatException(
+                InvalidImageFormatException::builder()
+                    .message("Request has invalid image format")
+                    .build(),
+            )
+        });
+    let label_good = mock!(aws_sdk_rekognition::Client::detect_labels).then_output(|| {
+        DetectLabelsOutput::builder()
+            .labels(
+                RekognitionLabel::builder()
+                    .name("Tree")
+                    .confidence(97.5)
+                    .build(),
+            )
+            .label_model_version("3.0")
+            .build()
+    });
+    let clients = Clients {
+        rekognition: mock_client!(
+            aws_sdk_rekognition,
+            RuleMode::MatchAny,
+            [&refuse_bad, &label_good]
+        ),
+        ..w.clients()
+    };
+
+    let outcome = run(
+        &w.job(&images),
+        &images,
+        &clients,
+        &Settings::default(),
+        Shutdown::never(),
+    )
+    .await;
+
+    assert_eq!((outcome.labeled, outcome.failed), (2, 1), "{outcome:?}");
+    for key in ["good/1.png", "good/2.png"] {
+        assert_eq!(
+            text(&w.record(key).await, attr::STATUS),
+            Status::Labeled.as_str()
+        );
+    }
+    let bad = w.record("bad/corrupt.png").await;
+    assert_eq!(text(&bad, attr::STATUS), Status::Failed.as_str());
+    assert!(!text(&bad, attr::REASON).is_empty());
+    assert_eq!(
+        refuse_bad.num_calls(),
+        1,
+        "a permanent error is not retried"
+    );
+}
