@@ -159,7 +159,8 @@ impl Stack {
     pub fn exports(&self) -> String {
         let n = &self.provisioned.names;
         format!(
-            "export AWS_ENDPOINT_URL={endpoint}\n\
+            "export PATH=\"{venv}:$PATH\"\n\
+             export AWS_ENDPOINT_URL={endpoint}\n\
              export AWS_REGION={REGION}\n\
              export AWS_DEFAULT_REGION={REGION}\n\
              export AWS_ACCESS_KEY_ID=testing\n\
@@ -173,6 +174,7 @@ impl Stack {
             n.job_queue,
             self.provisioned.events_queue_url,
             endpoint = self.moto.endpoint,
+            venv = repo_root().join(".venv/bin").display(),
         )
     }
 
