@@ -121,9 +121,25 @@ fn identity_attrs(image: &ImageRef, status: Status, now: Clock) -> HashMap<Strin
 pub const NEWER_THAN_STORED: &str = "attribute_not_exists(pk) OR revision < :rev";
 
 /// Condition for taking a QUEUED claim: a newer upload, or the same upload
-/// whose earlier claim never produced a job and whose lease has expired.
+/// whose earlier claim never produced a job and either has expired or is the
+/// claimant's own (a resumed backfill retaking what it claimed before it was
+/// interrupted; a Lambda invocation's claim token is never reused).
 pub const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR revision < :rev OR \
-     (revision = :rev AND #status = :queued AND attribute_not_exists(job_id) AND claimed_at < :lease_cutoff)";
+     (revision = :rev AND #status = :queued AND attribute_not_exists(job_id) AND \
+      (claimed_at < :lease_cutoff OR claim = :claim))";
+
+/// Condition for claiming a FAILED upload again (an operator's retry).
+pub const RETRY_CONDITION: &str = "revision = :rev AND #status = :failed";
+
+/// Which stored records a claim may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClaimKind {
+    /// New uploads (and abandoned claims of them): [`CLAIM_CONDITION`].
+    #[default]
+    New,
+    /// The same upload, recorded FAILED: [`RETRY_CONDITION`].
+    RetryFailed,
+}
 
 /// Builds the conditional PutItem that claims `image` for dispatch.
 pub fn claim_request(
@@ -131,6 +147,7 @@ pub fn claim_request(
     table: &str,
     image: &ImageRef,
     claim: &str,
+    kind: ClaimKind,
     now: Clock,
     lease_secs: u64,
 ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
@@ -139,22 +156,29 @@ pub fn claim_request(
     item.insert(attr::CLAIMED_AT.into(), n(now.unix_secs()));
     item.insert(attr::QUEUED_AT.into(), now.rfc3339());
     item.insert(attr::ATTEMPTS.into(), n(0));
-    client
+    let request = client
         .put_item()
         .table_name(table)
         .set_item(Some(item))
-        .condition_expression(CLAIM_CONDITION)
         .expression_attribute_names("#status", attr::STATUS)
         .expression_attribute_values(":rev", s(image.revision.as_str()))
-        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
-        .expression_attribute_values(
-            ":lease_cutoff",
-            n(now.unix_secs().saturating_sub(lease_secs)),
-        )
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    match kind {
+        ClaimKind::New => request
+            .condition_expression(CLAIM_CONDITION)
+            .expression_attribute_values(":queued", s(Status::Queued.as_str()))
+            .expression_attribute_values(":claim", s(claim))
+            .expression_attribute_values(
+                ":lease_cutoff",
+                n(now.unix_secs().saturating_sub(lease_secs)),
+            ),
+        ClaimKind::RetryFailed => request
+            .condition_expression(RETRY_CONDITION)
+            .expression_attribute_values(":failed", s(Status::Failed.as_str())),
+    }
 }
 
-/// Claims `image` for dispatch by writing its QUEUED record.
+/// Claims a new upload for dispatch by writing its QUEUED record.
 ///
 /// `Written` means this invocation owns the image and must submit a job for
 /// it (or release the claim); anything else means submit nothing.
@@ -166,10 +190,69 @@ pub async fn claim(
     now: Clock,
     lease_secs: u64,
 ) -> Result<WriteOutcome, StoreError> {
-    let result = claim_request(client, table, image, claim, now, lease_secs)
+    claim_as(client, table, image, claim, ClaimKind::New, now, lease_secs).await
+}
+
+/// Claims `image` under the rule `kind`; see [`claim`].
+pub async fn claim_as(
+    client: &Client,
+    table: &str,
+    image: &ImageRef,
+    claim: &str,
+    kind: ClaimKind,
+    now: Clock,
+    lease_secs: u64,
+) -> Result<WriteOutcome, StoreError> {
+    let result = claim_request(client, table, image, claim, kind, now, lease_secs)
         .send()
         .await;
     outcome(client, table, image, "PutItem", result).await
+}
+
+/// [`NEWER_THAN_STORED`] evaluated in memory: no record, or an older upload's.
+pub fn newer_than_stored(
+    stored: Option<&HashMap<String, AttributeValue>>,
+    image: &ImageRef,
+) -> bool {
+    stored.is_none_or(|item| stored_revision(item).is_some_and(|r| r < image.revision))
+}
+
+/// Whether a claim of `image` under `kind` would be written over `stored`:
+/// [`CLAIM_CONDITION`] and [`RETRY_CONDITION`] evaluated in memory, for
+/// previews (`labeler backfill --dry-run`). The conditional write decides.
+pub fn claim_would_win(
+    stored: Option<&HashMap<String, AttributeValue>>,
+    image: &ImageRef,
+    claim: &str,
+    kind: ClaimKind,
+    now: Clock,
+    lease_secs: u64,
+) -> bool {
+    let Some(item) = stored else {
+        return kind == ClaimKind::New;
+    };
+    let revision = stored_revision(item);
+    let status = stored_status(item);
+    let same = revision.as_ref() == Some(&image.revision);
+    match kind {
+        ClaimKind::RetryFailed => same && status == Some(Status::Failed),
+        ClaimKind::New => {
+            if newer_than_stored(stored, image) {
+                return true;
+            }
+            let number = |name| {
+                item.get(name)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            let own = item.get(attr::CLAIM).and_then(|v| v.as_s().ok()) == Some(&claim.to_owned());
+            let expired = number(attr::CLAIMED_AT)
+                .is_some_and(|at| at < now.unix_secs().saturating_sub(lease_secs));
+            same && status == Some(Status::Queued)
+                && !item.contains_key(attr::JOB_ID)
+                && (expired || own)
+        }
+    }
 }
 
 /// Writes a SKIPPED record with `reason`, unless this or a newer upload

@@ -16,13 +16,13 @@
 //! returns an error so Lambda retries it.
 
 use crate::config::Config;
-use crate::event::{recognise, JobEnded, Notice};
+use crate::event::{recognise, Delivery, JobEnded, Notice, ObjectChange};
 use crate::plan::{self, Decision};
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use aws_sdk_batch::types::ArrayProperties;
 use futures::{stream, StreamExt};
 use labeler_core::job::{ImageSource, Manifest, PlannedJob, JOB_PARAMETER};
-use labeler_core::store::{self, Clock, WriteOutcome};
+use labeler_core::store::{self, ClaimKind, Clock, WriteOutcome};
 use labeler_core::{ImageRef, JobSpec, Revision};
 use serde::Serialize;
 use serde_json::Value;
@@ -91,11 +91,70 @@ pub async fn handle(
     now: Clock,
 ) -> Result<Value, DispatchError> {
     let invocation = recognise(payload);
+    let run = process(
+        &invocation.deliveries,
+        claim,
+        ClaimKind::New,
+        clients,
+        cfg,
+        now,
+    )
+    .await;
+    if invocation.from_sqs {
+        let mut response = SqsBatchResponse::default();
+        for d in &run.failed {
+            let id = invocation.deliveries[*d]
+                .message_id
+                .clone()
+                .unwrap_or_default();
+            response.add_failure(id);
+        }
+        return Ok(serde_json::to_value(response).expect("a batch response serialises"));
+    }
+    run.result(invocation.deliveries.len())
+        .map(|summary| serde_json::to_value(summary).expect("a summary serialises"))
+}
+
+/// Dispatches object changes that did not come from an event (a backfill's
+/// listing, an operator's retry) through the same filters, claims, chunking
+/// and submission as [`handle`], as one delivery.
+///
+/// `claim` names the claimant: a caller that reuses its token after an
+/// interruption retakes the claims it took but never submitted. `kind`
+/// chooses which records may be claimed ([`ClaimKind::RetryFailed`] re-queues
+/// FAILED ones).
+pub async fn dispatch_changes(
+    changes: Vec<ObjectChange>,
+    claim: &str,
+    kind: ClaimKind,
+    clients: &Clients,
+    cfg: &Config,
+    now: Clock,
+) -> Result<Summary, DispatchError> {
+    let delivery = Delivery {
+        message_id: None,
+        notices: Ok(changes.into_iter().map(Notice::Object).collect()),
+    };
+    process(&[delivery], claim, kind, clients, cfg, now)
+        .await
+        .result(1)
+}
+
+/// Runs the four steps over `deliveries`.
+async fn process<'a>(
+    deliveries: &[Delivery],
+    claim: &'a str,
+    kind: ClaimKind,
+    clients: &'a Clients,
+    cfg: &'a Config,
+    now: Clock,
+) -> Run<'a> {
     let mut run = Run {
         clients,
         cfg,
         now,
         claim,
+        kind,
         failed: BTreeSet::new(),
         first_error: None,
         summary: Summary::default(),
@@ -105,7 +164,7 @@ pub async fn handle(
     let mut skips = Vec::new();
     let mut removes = Vec::new();
     let mut ended = Vec::new();
-    for (d, delivery) in invocation.deliveries.iter().enumerate() {
+    for (d, delivery) in deliveries.iter().enumerate() {
         let notices = match &delivery.notices {
             Ok(n) => n,
             Err(e) => {
@@ -151,29 +210,9 @@ pub async fn handle(
         }
     }
     run.label_all(labels).await;
-
-    let total = invocation.deliveries.len();
     run.summary.failed_deliveries = run.failed.len();
     info!(summary = ?run.summary, "invocation done");
-    if invocation.from_sqs {
-        let mut response = SqsBatchResponse::default();
-        for d in &run.failed {
-            let id = invocation.deliveries[*d]
-                .message_id
-                .clone()
-                .unwrap_or_default();
-            response.add_failure(id);
-        }
-        return Ok(serde_json::to_value(response).expect("a batch response serialises"));
-    }
-    match run.first_error {
-        Some(first) => Err(DispatchError::Deliveries {
-            failed: run.failed.len(),
-            total,
-            first,
-        }),
-        None => Ok(serde_json::to_value(&run.summary).expect("a summary serialises")),
-    }
+    run
 }
 
 struct Run<'a> {
@@ -181,12 +220,25 @@ struct Run<'a> {
     cfg: &'a Config,
     now: Clock,
     claim: &'a str,
+    kind: ClaimKind,
     failed: BTreeSet<usize>,
     first_error: Option<String>,
     summary: Summary,
 }
 
 impl Run<'_> {
+    /// The summary, or an error naming the first failure.
+    fn result(self, total: usize) -> Result<Summary, DispatchError> {
+        match self.first_error {
+            Some(first) => Err(DispatchError::Deliveries {
+                failed: self.failed.len(),
+                total,
+                first,
+            }),
+            None => Ok(self.summary),
+        }
+    }
+
     fn fail(&mut self, delivery: usize, error: String) {
         self.failed.insert(delivery);
         self.first_error.get_or_insert(error);
@@ -342,16 +394,17 @@ impl Run<'_> {
             info!(bucket = %image.bucket, key = %image.key, "older upload in the same batch dropped");
             self.summary.superseded += 1;
         }
-        let (db, table, now, claim, lease) = (
+        let (db, table, now, claim, kind, lease) = (
             self.db(),
             &self.cfg.table,
             self.now,
             self.claim,
+            self.kind,
             self.cfg.claim_lease_secs,
         );
         let results: Vec<_> = stream::iter(labels)
             .map(|(d, image)| async move {
-                let r = store::claim(db, table, &image, claim, now, lease).await;
+                let r = store::claim_as(db, table, &image, claim, kind, now, lease).await;
                 (d, image, r)
             })
             .buffer_unordered(self.cfg.write_concurrency)

@@ -1,0 +1,8 @@
+//! One module per command.
+
+pub mod backfill;
+pub mod export;
+pub mod find;
+pub mod get;
+pub mod retry;
+pub mod status;
