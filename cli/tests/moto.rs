@@ -619,3 +619,84 @@ async fn retry_requeues_only_matching_failures() {
     let out = w.ok(&["retry", "--failed", "--reason-contains", "throttl"]);
     assert!(out.contains("no FAILED image matches"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_takes_its_settings_from_the_deployed_dispatcher() {
+    let w = world().await;
+    // The real deploy path (cargo lambda deploy) into moto, with settings
+    // that differ from the defaults: only .png, two images per array child.
+    let role = format!(
+        "arn:aws:iam::{}:role/image-labeler-dispatcher",
+        labeler_local::moto::ACCOUNT
+    );
+    let env: Vec<(String, String)> = [
+        ("JOB_QUEUE", w.stack.job_queue.as_str()),
+        ("JOB_DEFINITION", w.stack.job_definition.as_str()),
+        ("TABLE_NAME", w.stack.table.as_str()),
+        ("IMAGE_SUFFIXES", ".png"),
+        ("IMAGES_PER_JOB", "2"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    labeler_local::lambda::deploy(&w.moto.endpoint, &role, &env, &w.dir.join("deploy.log"))
+        .expect("cargo lambda deploy into moto");
+    w.upload_many(
+        ["a.png", "b.png", "c.png", "d.jpg"]
+            .map(String::from)
+            .to_vec(),
+        b"\x89PNG",
+    )
+    .await;
+
+    let settings_from_function = |args: &[&str]| {
+        w.labeler(args)
+            .env_remove("LABELER_TABLE")
+            .env_remove("LABELER_JOB_QUEUE")
+            .env_remove("LABELER_JOB_DEFINITION")
+            .output()
+            .unwrap()
+    };
+    let bucket_uri = format!("s3://{}", w.stack.bucket);
+    let out = settings_from_function(&["backfill", &bucket_uri, "--function", "nope", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_line(&out).contains("\"nope\" does not exist"));
+
+    let out = settings_from_function(&[
+        "backfill",
+        &bucket_uri,
+        "--function",
+        "dispatcher",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["queued"], 3, "{summary}");
+    assert_eq!(
+        summary["skipped"], 1,
+        "the function's suffixes apply: {summary}"
+    );
+    assert_eq!(summary["jobs"], 1);
+    let reason = w.record("d.jpg").await.unwrap().reason.unwrap();
+    assert!(reason.contains(".png"), "{reason}");
+    let batch = aws_sdk_batch::Client::new(&w.sdk);
+    let ids = job_ids(&batch, &w.stack.job_queue).await.unwrap();
+    let job = batch
+        .describe_jobs()
+        .set_jobs(Some(ids))
+        .send()
+        .await
+        .unwrap()
+        .jobs
+        .unwrap();
+    assert_eq!(job.len(), 1);
+    assert_eq!(
+        job[0].array_properties.as_ref().and_then(|a| a.size),
+        Some(2),
+        "three images at two per child"
+    );
+}

@@ -153,7 +153,48 @@ async fn drive(stack: &Stack) -> anyhow::Result<()> {
     println!();
     println!("Note: the local Rekognition (moto) returns the same fixed labels for every image;");
     println!("on AWS the labels come from Amazon Rekognition DetectLabels.");
+    show_cli(stack, &rows);
     Ok(())
+}
+
+/// Shows the operator CLI on the demo's results, if it is built.
+fn show_cli(stack: &Stack, rows: &[Row]) {
+    let bin = repo_root().join("target/debug/labeler");
+    if !bin.exists() {
+        println!("(build the `labeler` CLI with `make build` to inspect results with it)");
+        return;
+    }
+    let label = rows
+        .iter()
+        .find(|r| r.status == Some(Status::Labeled))
+        .and_then(|r| r.detail.split(' ').next())
+        .map(str::to_owned);
+    let mut commands = vec![vec!["status".to_owned()]];
+    if let Some(label) = label {
+        commands.push(vec![
+            "find".into(),
+            label,
+            "--min-confidence".into(),
+            "50".into(),
+        ]);
+    }
+    for args in commands {
+        println!("\n$ labeler {}", args.join(" "));
+        let out = std::process::Command::new(&bin)
+            .args(&args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(stack.env())
+            .output();
+        match out {
+            Ok(o) => {
+                print!("{}", String::from_utf8_lossy(&o.stdout));
+                eprint!("{}", String::from_utf8_lossy(&o.stderr));
+            }
+            Err(e) => println!("could not run {}: {e}", bin.display()),
+        }
+    }
 }
 
 #[cfg(test)]

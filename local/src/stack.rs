@@ -68,6 +68,7 @@ pub struct Stack {
     tasks: Vec<JoinHandle<()>>,
     watch: Option<Watch>,
     moto: Moto,
+    deployed: bool,
 }
 
 impl Stack {
@@ -150,6 +151,7 @@ impl Stack {
             tasks,
             watch: Some(watch),
             moto,
+            deployed: opts.deploy,
         };
         std::fs::write(opts.state_dir.join("stack.env"), stack.exports())?;
         Ok(stack)
@@ -168,14 +170,36 @@ impl Stack {
              export BUCKET={}\n\
              export TABLE={}\n\
              export JOB_QUEUE={}\n\
-             export EVENTS_QUEUE_URL={}\n",
+             export EVENTS_QUEUE_URL={}\n\
+             export LABELER_TABLE={}\n\
+             export LABELER_JOB_QUEUE={}\n\
+             export LABELER_JOB_DEFINITION={}\n{function}",
             n.bucket,
             n.table,
             n.job_queue,
             self.provisioned.events_queue_url,
+            n.table,
+            n.job_queue,
+            n.job_definition,
             endpoint = self.moto.endpoint,
             venv = repo_root().join(".venv/bin").display(),
+            function = if self.deployed {
+                format!("export LABELER_FUNCTION={}\n", crate::lambda::FUNCTION)
+            } else {
+                String::new()
+            },
         )
+    }
+
+    /// The environment of [`Stack::exports`], for child processes.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.exports()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| *k != "PATH")
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
     }
 
     /// Stops the event source and the executor, then the dispatcher and moto.

@@ -369,3 +369,128 @@ async fn a_large_batch_becomes_one_array_job_with_a_manifest_and_a_dead_child_fa
         assert_eq!(status, expected, "{key}");
     }
 }
+
+/// The in-memory claim rules that `labeler backfill --dry-run` previews with
+/// agree with DynamoDB's conditional writes, state by state; and the rules
+/// themselves: a claimant retakes its own unsubmitted claim, nobody else
+/// does before the lease ends, and only a retry claims a FAILED upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_rules_previewed_in_memory_match_the_conditional_writes() {
+    use labeler_core::labeling::{record_failed, record_labeled, Attempt};
+    use labeler_core::store::{claim_as, claim_would_win, ClaimKind, Submission, WriteOutcome};
+    use labeler_core::{ImageRef, Revision};
+
+    let w = world(&[]).await;
+    let db = &w.clients.dynamodb;
+    let table = &w.stack.table;
+    let image = |key: &str, seq: &str| ImageRef {
+        bucket: w.stack.bucket.clone(),
+        key: key.to_owned(),
+        revision: Revision::from_sequencer(seq).unwrap(),
+        version_id: None,
+        etag: None,
+        size: Some(10),
+    };
+    let now = Clock::now();
+    let attempt = Attempt {
+        job_id: Some("job-0".into()),
+        attempt: 1,
+    };
+    // Stored states, each under its own key.
+    let claimed = |key: &'static str, by: &'static str| {
+        let img = image(key, "0200");
+        async move {
+            store::claim(db, table, &img, by, now, 900).await.unwrap();
+        }
+    };
+    claimed("own-unsubmitted.jpg", "me").await;
+    claimed("other-unsubmitted.jpg", "other").await;
+    claimed("submitted.jpg", "other").await;
+    let submission = Submission {
+        job_id: "job-0",
+        job_name: "j",
+        array_index: None,
+    };
+    store::record_submitted(
+        db,
+        table,
+        &image("submitted.jpg", "0200"),
+        "other",
+        submission,
+        now,
+    )
+    .await
+    .unwrap();
+    claimed("labeled.jpg", "other").await;
+    record_labeled(
+        db,
+        table,
+        &image("labeled.jpg", "0200"),
+        &[],
+        None,
+        &attempt,
+        now,
+    )
+    .await
+    .unwrap();
+    claimed("failed.jpg", "other").await;
+    record_failed(
+        db,
+        table,
+        &image("failed.jpg", "0200"),
+        "broken",
+        &attempt,
+        now,
+    )
+    .await
+    .unwrap();
+    claimed("newer.jpg", "other").await;
+
+    let cases = [
+        ("absent.jpg", "0200", ClaimKind::New, true),
+        ("own-unsubmitted.jpg", "0200", ClaimKind::New, true),
+        ("other-unsubmitted.jpg", "0200", ClaimKind::New, false),
+        ("submitted.jpg", "0200", ClaimKind::New, false),
+        ("labeled.jpg", "0200", ClaimKind::New, false),
+        ("labeled.jpg", "0300", ClaimKind::New, true),
+        ("failed.jpg", "0200", ClaimKind::New, false),
+        ("labeled.jpg", "0200", ClaimKind::RetryFailed, false),
+        ("newer.jpg", "0100", ClaimKind::New, false),
+        ("absent-too.jpg", "0200", ClaimKind::RetryFailed, false),
+        ("failed.jpg", "0200", ClaimKind::RetryFailed, true),
+    ];
+    for (key, seq, kind, expected) in cases {
+        let img = image(key, seq);
+        let stored = w.record(key).await;
+        let predicted = claim_would_win(stored.as_ref(), &img, "me", kind, now, 900);
+        let written = claim_as(db, table, &img, "me", kind, now, 900)
+            .await
+            .unwrap();
+        assert_eq!(predicted, expected, "{key} {seq} {kind:?}: rule");
+        assert_eq!(
+            written == WriteOutcome::Written,
+            expected,
+            "{key} {seq} {kind:?}: DynamoDB, got {written:?}"
+        );
+    }
+    // Once the lease is over, anyone may retake an abandoned claim.
+    let later = Clock {
+        unix_millis: now.unix_millis + 901_000,
+    };
+    let img = image("other-unsubmitted.jpg", "0200");
+    let stored = w.record("other-unsubmitted.jpg").await;
+    assert!(claim_would_win(
+        stored.as_ref(),
+        &img,
+        "me",
+        ClaimKind::New,
+        later,
+        900
+    ));
+    assert_eq!(
+        claim_as(db, table, &img, "me", ClaimKind::New, later, 900)
+            .await
+            .unwrap(),
+        WriteOutcome::Written
+    );
+}
