@@ -11,7 +11,7 @@ LAMBDA_ZIP := target/lambda/dispatcher/bootstrap.zip
 HOST_PATH := $(subst $(CURDIR)/$(VENV)/bin:,,$(PATH))
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: help setup fmt fmt-check lint build lambda demo up down infra-check deploy destroy test unit integration clean
+.PHONY: help setup fmt fmt-check lint build lambda demo up down infra-check deploy destroy test unit integration bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,12 +43,12 @@ lambda: setup ## Build the dispatcher Lambda zip for arm64 (provided.al2023)
 demo: setup lambda build ## Run the whole pipeline locally on sample images and show the labels
 	cargo run --quiet -p labeler-local -- demo
 
-up: setup lambda build ## Start the local stack in the background; exports go to .local/stack.env
+up: setup lambda build ## Start the local stack in the background (UP_FLAGS=--no-events: no event delivery); exports go to .local/stack.env
 	@mkdir -p .local
 	@if [ -f .local/stack.pid ] && kill -0 $$(cat .local/stack.pid) 2>/dev/null; then \
 	  echo "already running (pid $$(cat .local/stack.pid))"; exit 0; fi
 	@rm -f .local/stack.env
-	@nohup target/debug/labeler-local up > .local/stack.log 2>&1 & echo $$! > .local/stack.pid
+	@nohup target/debug/labeler-local up $(UP_FLAGS) > .local/stack.log 2>&1 & echo $$! > .local/stack.pid
 	@for i in $$(seq 1 900); do \
 	  [ -f .local/stack.env ] && break; \
 	  kill -0 $$(cat .local/stack.pid) 2>/dev/null || { cat .local/stack.log; exit 1; }; sleep 1; done
@@ -80,10 +80,16 @@ destroy: ## Delete everything deployed, after confirmation
 	PATH="$(HOST_PATH)" scripts/destroy.sh
 
 unit: ## Unit, property and fault-injection tests (no local stack)
-	cargo test --workspace --exclude integration-tests
+	cargo test --workspace --exclude integration-tests --exclude labeler-cli
+	cargo test -p labeler-cli --lib --bins
 
 integration: setup lambda build ## Integration and end-to-end tests on moto, cargo-lambda and the local stack
 	cargo test -p integration-tests -- --test-threads=2
+	cargo test -p labeler-cli --test moto -- --test-threads=2
+
+bench: setup lambda ## Measure dispatcher, worker and package against loopback stand-ins; writes docs/benchmarks.md
+	cargo build --release -p worker -p dispatcher -p bench
+	target/release/bench
 
 test: setup lint infra-check lambda build ## Every test: lint, unit, integration, end to end, Lambda packaging
 	cargo test --workspace --no-fail-fast -- --test-threads=2

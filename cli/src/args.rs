@@ -20,6 +20,18 @@ pub struct Cli {
     #[arg(long, env = "LABELER_TABLE", global = true)]
     pub table: Option<String>,
 
+    /// AWS region (default: AWS_REGION or the profile's region).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+
+    /// Named profile from the AWS config files (default: AWS_PROFILE).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+
+    /// Endpoint for every AWS service (default: AWS_ENDPOINT_URL), e.g. a local emulator.
+    #[arg(long, global = true)]
+    pub endpoint_url: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -1,6 +1,7 @@
 //! AWS plumbing: configuration from the standard SDK environment, one-line
 //! error messages, and paginated reads of the results table.
 
+use crate::args::Cli;
 use crate::record::Item;
 use anyhow::{anyhow, bail, Context};
 use aws_config::SdkConfig;
@@ -9,14 +10,22 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client as Dynamo;
 use std::collections::HashMap;
 
-/// Loads the SDK configuration and checks, before any call, that a region
+/// Loads the SDK configuration (flags over the standard environment) and checks, before any call, that a region
 /// and credentials are there: their absence gets one clear line instead of
 /// a dispatch failure deep in a retry loop.
-pub async fn load() -> anyhow::Result<SdkConfig> {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(dispatcher::retry_policy(8))
-        .load()
-        .await;
+pub async fn load(cli: &Cli) -> anyhow::Result<SdkConfig> {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(dispatcher::retry_policy(8));
+    if let Some(region) = &cli.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(profile) = &cli.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &cli.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let config = loader.load().await;
     if config.region().is_none() {
         bail!("no AWS region: set AWS_REGION (or a region in your AWS profile)");
     }

@@ -91,7 +91,7 @@ impl Context {
 
 /// Runs a parsed command line, writing results to `out`.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
-    let sdk = aws::load().await?;
+    let sdk = aws::load(&cli).await?;
     let ctx = Context::new(sdk, cli.table);
     match &cli.command {
         Command::Get(a) => commands::get::run(&ctx, a, out).await,

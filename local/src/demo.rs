@@ -164,22 +164,38 @@ fn show_cli(stack: &Stack, rows: &[Row]) {
         println!("(build the `labeler` CLI with `make build` to inspect results with it)");
         return;
     }
-    let label = rows
-        .iter()
-        .find(|r| r.status == Some(Status::Labeled))
-        .and_then(|r| r.detail.split(' ').next())
-        .map(str::to_owned);
+    let labeled = rows.iter().find(|r| r.status == Some(Status::Labeled));
+    let bucket = &stack.provisioned.names.bucket;
     let mut commands = vec![vec!["status".to_owned()]];
-    if let Some(label) = label {
-        commands.push(vec![
-            "find".into(),
-            label,
-            "--min-confidence".into(),
-            "50".into(),
-        ]);
+    if let Some(row) = labeled {
+        commands.push(vec!["get".into(), format!("s3://{bucket}/{}", row.key)]);
+        // The detail reads "Name 99.9%, Other 98.0%".
+        if let Some((label, _)) = row
+            .detail
+            .split(", ")
+            .next()
+            .and_then(|l| l.rsplit_once(' '))
+        {
+            commands.push(vec![
+                "find".into(),
+                label.to_owned(),
+                "--min-confidence".into(),
+                "50".into(),
+            ]);
+        }
     }
     for args in commands {
-        println!("\n$ labeler {}", args.join(" "));
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| {
+                if a.contains(' ') {
+                    format!("'{a}'")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        println!("\n$ labeler {}", shown.join(" "));
         let out = std::process::Command::new(&bin)
             .args(&args)
             .env_clear()

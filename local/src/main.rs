@@ -34,6 +34,10 @@ struct Cli {
     /// Skip exercising `cargo lambda deploy` into moto.
     #[arg(long, global = true)]
     no_deploy: bool,
+    /// Leave S3 notifications on the events queue instead of delivering them
+    /// to the dispatcher (uploads then wait for `labeler backfill`).
+    #[arg(long, global = true)]
+    no_events: bool,
 }
 
 #[derive(Subcommand)]
@@ -58,6 +62,7 @@ async fn main() -> ExitCode {
         moto_port: cli.moto_port,
         worker_bin: cli.worker_bin,
         deploy: !cli.no_deploy,
+        deliver_events: !cli.no_events,
         ..Options::default()
     };
     let result = match cli.command {

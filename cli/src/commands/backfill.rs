@@ -523,15 +523,22 @@ fn report(
         writeln!(out)?;
         return Ok(());
     }
-    let verb = if args.dry_run { "would be " } else { "" };
+    let (queued, skipped) = if args.dry_run {
+        ("would queue", "would record SKIPPED")
+    } else {
+        ("queued for labeling", "recorded SKIPPED")
+    };
+    let jobs = format!(
+        "{} in {} Batch job{}",
+        t.queued,
+        t.jobs,
+        if t.jobs == 1 { "" } else { "s" }
+    );
     let mut pairs = vec![
         ("objects listed", t.listed.to_string()),
-        (
-            "queued for labeling",
-            format!("{} {verb}in {} Batch jobs", t.queued, t.jobs),
-        ),
+        (queued, jobs),
         ("already recorded", t.already_recorded.to_string()),
-        ("recorded SKIPPED", t.skipped.to_string()),
+        (skipped, t.skipped.to_string()),
         ("outside the prefixes", t.ignored.to_string()),
         ("left to S3 events", t.left_to_events.to_string()),
     ];
