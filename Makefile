@@ -37,7 +37,7 @@ build: ## Build every binary (debug)
 	cargo build --workspace --bins
 
 lambda: setup ## Build the dispatcher Lambda zip for arm64 (provided.al2023)
-	cargo lambda build --release --arm64 --output-format zip -p dispatcher
+	cargo lambda build --profile lambda-zip --arm64 --output-format zip -p dispatcher
 	@python3 scripts/check_lambda_zip.py $(LAMBDA_ZIP)
 
 demo: setup lambda build ## Run the whole pipeline locally on sample images and show the labels

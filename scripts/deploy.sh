@@ -146,7 +146,7 @@ set_deploy_var worker_image_tag "\"$tag\""
 tf_apply
 
 step "4/5 dispatcher: cargo lambda build and deploy"
-cargo_lambda build --release --arm64 --output-format zip -p dispatcher
+cargo_lambda build --profile lambda-zip --arm64 --output-format zip -p dispatcher
 env_file="$(mktemp)"
 trap 'rm -f "$env_file"' EXIT
 tf output -json dispatcher_env | jq -r 'to_entries[] | "\(.key)=\(.value)"' >"$env_file"

@@ -1,0 +1,957 @@
+//! The cost model of `docs/cost.md`: what labeling one million images costs
+//! on AWS, one Batch job per image versus packed jobs, computed from a small
+//! table of prices (each with its source and the date it was read) and from
+//! the per-image request counts the benchmarks measure against the
+//! stand-ins. Edit the prices here; `make bench` regenerates the document.
+
+use serde::Serialize;
+use std::fmt::Write;
+
+/// Date the prices below were looked up.
+pub const PRICES_READ_ON: &str = "2026-11-23";
+
+/// Where a price comes from.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Source {
+    /// The service.
+    pub service: &'static str,
+    /// AWS's own pricing page for the service.
+    pub official: &'static str,
+    /// A page the figure was actually read on, when the official page could
+    /// not be retrieved with its figures (AWS renders them dynamically).
+    pub read_at: Option<&'static str>,
+    /// What was and was not checked.
+    pub note: &'static str,
+}
+
+/// One price, us-east-1, as published: `published` dollars per `per`
+/// (`per_units` of `unit`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Price {
+    /// What is priced.
+    pub what: &'static str,
+    /// US dollars, as the price is published.
+    pub published: f64,
+    /// What the published price is for, e.g. "million requests".
+    pub per: &'static str,
+    /// How many `unit`s that is.
+    pub per_units: f64,
+    /// The unit counted, singular, e.g. "request".
+    pub unit: &'static str,
+    /// Where it comes from.
+    pub source: Source,
+}
+
+impl Price {
+    /// US dollars per `unit`.
+    pub const fn usd(&self) -> f64 {
+        self.published / self.per_units
+    }
+}
+
+const fn price(
+    what: &'static str,
+    published: f64,
+    per: &'static str,
+    per_units: f64,
+    unit: &'static str,
+    source: Source,
+) -> Price {
+    Price {
+        what,
+        published,
+        per,
+        per_units,
+        unit,
+        source,
+    }
+}
+
+const FARGATE: Source = Source {
+    service: "AWS Fargate",
+    official: "https://aws.amazon.com/fargate/pricing/",
+    read_at: Some("https://www.vantage.sh/blog/fargate-pricing"),
+    note: "The same page gives per-second billing with a one-minute minimum. The official page, read too, states billing from the start of the image download until the task ends, rounded up to the second, and Fargate Spot at up to 70% off, but renders its figures dynamically: they are as published there, not re-checked here",
+};
+const LAMBDA: Source = Source {
+    service: "AWS Lambda",
+    official: "https://aws.amazon.com/lambda/pricing/",
+    read_at: Some("https://cloudchipr.com/blog/aws-lambda-pricing"),
+    note: "Arm duration price for the first 7.5 billion GB-s a month. The request price is as published on the official page, not re-checked here",
+};
+const DYNAMODB: Source = Source {
+    service: "Amazon DynamoDB",
+    official: "https://aws.amazon.com/dynamodb/pricing/on-demand/",
+    read_at: Some("https://airbyte.com/data-engineering-resources/dynamodb-pricing"),
+    note: "On-demand, Standard table class. Some pages still show the prices from before AWS halved them in November 2024 ($1.25 / $0.25 per million). The official figures are as published there, not re-checked here",
+};
+const SQS: Source = Source {
+    service: "Amazon SQS",
+    official: "https://aws.amazon.com/sqs/pricing/",
+    read_at: Some("https://cloudburn.io/blog/amazon-sqs-pricing"),
+    note: "Standard queue, first 100 billion requests a month; every 64 KB chunk of a payload counts as one request. As published on the official page, not re-checked here",
+};
+const S3: Source = Source {
+    service: "Amazon S3",
+    official: "https://aws.amazon.com/s3/pricing/",
+    read_at: Some("https://c3x.dev/blog/s3-request-fees-explained"),
+    note: "S3 Standard. As published on the official page, not re-checked here",
+};
+const REKOGNITION: Source = Source {
+    service: "Amazon Rekognition",
+    official: "https://aws.amazon.com/rekognition/pricing/",
+    read_at: Some("https://raw.githubusercontent.com/api-evangelist/amazon-rekognition/refs/heads/main/plans/amazon-rekognition-plans-pricing.yml"),
+    note: "Group 2 APIs (DetectLabels), first million images a month, from a third-party transcription of the official page that states it was taken from that page on 2026-10-07. The cheaper tiers beyond the first million are as published on the official page, not re-checked here, and are not used for one million images a month",
+};
+const BATCH: Source = Source {
+    service: "AWS Batch",
+    official: "https://aws.amazon.com/batch/pricing/",
+    read_at: None,
+    note: "AWS Batch has no charge of its own beyond the compute it runs. As published on the official page, not re-checked here",
+};
+
+/// The prices the model uses (us-east-1).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Prices {
+    /// Fargate Linux/ARM per vCPU-hour.
+    pub fargate_arm_vcpu_hour: Price,
+    /// Fargate Linux/ARM per GB-hour.
+    pub fargate_arm_gb_hour: Price,
+    /// Fargate Linux/x86 per vCPU-hour.
+    pub fargate_x86_vcpu_hour: Price,
+    /// Fargate Linux/x86 per GB-hour.
+    pub fargate_x86_gb_hour: Price,
+    /// Lambda requests.
+    pub lambda_request: Price,
+    /// Lambda Arm duration.
+    pub lambda_arm_gb_second: Price,
+    /// DynamoDB on-demand write request unit.
+    pub dynamodb_wru: Price,
+    /// DynamoDB on-demand read request unit.
+    pub dynamodb_rru: Price,
+    /// SQS standard request.
+    pub sqs_request: Price,
+    /// S3 PUT/COPY/POST/LIST request.
+    pub s3_put: Price,
+    /// S3 GET request.
+    pub s3_get: Price,
+    /// Rekognition DetectLabels, first million images a month.
+    pub detect_labels: Price,
+    /// AWS Batch.
+    pub batch: Price,
+}
+
+/// The prices as read on [`PRICES_READ_ON`].
+pub const PRICES: Prices = Prices {
+    fargate_arm_vcpu_hour: price(
+        "Fargate Linux/ARM vCPU",
+        0.03238,
+        "vCPU-hour",
+        1.0,
+        "vCPU-hour",
+        FARGATE,
+    ),
+    fargate_arm_gb_hour: price(
+        "Fargate Linux/ARM memory",
+        0.00356,
+        "GB-hour",
+        1.0,
+        "GB-hour",
+        FARGATE,
+    ),
+    fargate_x86_vcpu_hour: price(
+        "Fargate Linux/x86 vCPU",
+        0.04048,
+        "vCPU-hour",
+        1.0,
+        "vCPU-hour",
+        FARGATE,
+    ),
+    fargate_x86_gb_hour: price(
+        "Fargate Linux/x86 memory",
+        0.004445,
+        "GB-hour",
+        1.0,
+        "GB-hour",
+        FARGATE,
+    ),
+    lambda_request: price(
+        "Lambda requests",
+        0.20,
+        "million requests",
+        1e6,
+        "request",
+        LAMBDA,
+    ),
+    lambda_arm_gb_second: price(
+        "Lambda Arm duration",
+        0.000_013_333_4,
+        "GB-second",
+        1.0,
+        "GB-second",
+        LAMBDA,
+    ),
+    dynamodb_wru: price(
+        "DynamoDB on-demand writes",
+        0.625,
+        "million write request units",
+        1e6,
+        "write request unit",
+        DYNAMODB,
+    ),
+    dynamodb_rru: price(
+        "DynamoDB on-demand reads",
+        0.125,
+        "million read request units",
+        1e6,
+        "read request unit",
+        DYNAMODB,
+    ),
+    sqs_request: price(
+        "SQS standard requests",
+        0.40,
+        "million requests",
+        1e6,
+        "request",
+        SQS,
+    ),
+    s3_put: price(
+        "S3 PUT requests",
+        0.005,
+        "1,000 requests",
+        1e3,
+        "request",
+        S3,
+    ),
+    s3_get: price(
+        "S3 GET requests",
+        0.0004,
+        "1,000 requests",
+        1e3,
+        "request",
+        S3,
+    ),
+    detect_labels: price(
+        "Rekognition DetectLabels",
+        0.001,
+        "image",
+        1.0,
+        "image",
+        REKOGNITION,
+    ),
+    batch: price("AWS Batch", 0.0, "job", 1.0, "job", BATCH),
+};
+
+/// What the model needs besides prices: settings of the deployment,
+/// assumptions about AWS, and per-image counts measured by the benchmarks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inputs {
+    /// Images labeled in the month.
+    pub images: f64,
+    /// Labels DetectLabels returns per image (the stand-in answers this many).
+    pub labels_per_image: usize,
+    /// DynamoDB write units the dispatcher spends per image (claim and job
+    /// record), measured.
+    pub dispatcher_wru_per_image: f64,
+    /// DynamoDB read units the worker spends per image, measured.
+    pub worker_rru_per_image: f64,
+    /// DynamoDB write units the worker spends per image, measured.
+    pub worker_wru_per_image: f64,
+    /// S3 PUTs (manifests) the dispatcher makes per image when packing, measured.
+    pub manifest_puts_per_image: f64,
+    /// Dispatcher duration of a one-image invocation, seconds, measured.
+    pub lambda_seconds_single: f64,
+    /// Dispatcher duration of a full SQS batch, seconds, measured.
+    pub lambda_seconds_batch: f64,
+    /// Messages per dispatcher invocation when packing (`sqs_batch_size`).
+    pub sqs_batch_size: usize,
+    /// `IMAGES_PER_JOB` when packing.
+    pub images_per_job: usize,
+    /// Worker `--concurrency` (the job definition's `LABELER_CONCURRENCY`).
+    pub worker_concurrency: usize,
+    /// Measured worker throughput as a fraction of its ideal at that
+    /// concurrency.
+    pub worker_efficiency: f64,
+    /// Assumed DetectLabels latency on AWS, seconds.
+    pub detect_labels_seconds: f64,
+    /// Assumed billed Fargate time before the first image (image download,
+    /// start), seconds.
+    pub task_startup_seconds: f64,
+    /// Worker task vCPUs (infra default).
+    pub task_vcpu: f64,
+    /// Worker task memory in GB (infra default).
+    pub task_gb: f64,
+    /// Dispatcher memory in GB (dispatcher/Cargo.toml).
+    pub lambda_gb: f64,
+}
+
+impl Inputs {
+    /// Defaults read from the code and infra, with counts as the code makes
+    /// them (used when no measurement is at hand, e.g. in tests).
+    pub fn from_code() -> Self {
+        Self {
+            images: 1e6,
+            labels_per_image: 10,
+            dispatcher_wru_per_image: 2.0,
+            worker_rru_per_image: 2.0,
+            worker_wru_per_image: 2.0 * (1.0 + 10.0),
+            manifest_puts_per_image: 0.0,
+            lambda_seconds_single: 0.05,
+            lambda_seconds_batch: 0.2,
+            sqs_batch_size: 100,
+            images_per_job: 100,
+            worker_concurrency: 8,
+            worker_efficiency: 1.0,
+            detect_labels_seconds: 0.5,
+            task_startup_seconds: 30.0,
+            task_vcpu: 1.0,
+            task_gb: 2.0,
+            lambda_gb: 0.25,
+        }
+    }
+}
+
+/// CPU architecture of the Fargate tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Arch {
+    /// Graviton.
+    Arm64,
+    /// Intel/AMD.
+    X86,
+}
+
+/// One line of a bill.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    /// Service.
+    pub service: &'static str,
+    /// What is counted.
+    pub what: String,
+    /// How many units.
+    pub quantity: f64,
+    /// Unit.
+    pub unit: &'static str,
+    /// US dollars.
+    pub usd: f64,
+}
+
+/// A bill for labeling `Inputs::images` images one way.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bill {
+    /// Which design.
+    pub scenario: &'static str,
+    /// Fargate architecture.
+    pub arch: Arch,
+    /// The lines.
+    pub lines: Vec<Line>,
+}
+
+impl Bill {
+    /// Sum of the lines.
+    pub fn total(&self) -> f64 {
+        self.lines.iter().map(|l| l.usd).sum()
+    }
+
+    /// Sum of the lines of `service`.
+    pub fn service(&self, service: &str) -> f64 {
+        self.lines
+            .iter()
+            .filter(|l| l.service == service)
+            .map(|l| l.usd)
+            .sum()
+    }
+}
+
+/// Billed seconds of one Fargate task labeling `images` images.
+pub fn task_seconds(inputs: &Inputs, images: usize) -> f64 {
+    let per_image = inputs.detect_labels_seconds
+        / (inputs.worker_concurrency.max(1) as f64 * inputs.worker_efficiency.clamp(0.01, 1.0));
+    let run = inputs.task_startup_seconds + images as f64 * per_image;
+    run.max(60.0).ceil()
+}
+
+/// Fargate dollars for labeling all images in jobs of `images_per_job`.
+pub fn fargate_usd(
+    inputs: &Inputs,
+    arch: Arch,
+    images_per_job: usize,
+    vcpu: f64,
+    gb: f64,
+) -> (f64, f64, f64) {
+    let tasks = (inputs.images / images_per_job as f64).ceil();
+    let seconds = task_seconds(inputs, images_per_job);
+    let (cpu, mem) = match arch {
+        Arch::Arm64 => (
+            PRICES.fargate_arm_vcpu_hour.usd(),
+            PRICES.fargate_arm_gb_hour.usd(),
+        ),
+        Arch::X86 => (
+            PRICES.fargate_x86_vcpu_hour.usd(),
+            PRICES.fargate_x86_gb_hour.usd(),
+        ),
+    };
+    let usd = tasks * seconds * (vcpu * cpu + gb * mem) / 3600.0;
+    (tasks, seconds, usd)
+}
+
+fn line(service: &'static str, what: impl Into<String>, quantity: f64, price: &Price) -> Line {
+    Line {
+        service,
+        what: what.into(),
+        quantity,
+        unit: price.unit,
+        usd: quantity * price.usd(),
+    }
+}
+
+/// The sample's design: S3 invokes the dispatcher once per image, one Batch
+/// job (one Fargate task) per image.
+pub fn one_job_per_image(inputs: &Inputs, arch: Arch) -> Bill {
+    let n = inputs.images;
+    let (tasks, seconds, fargate) = fargate_usd(inputs, arch, 1, inputs.task_vcpu, inputs.task_gb);
+    let mut lines = common_lines(inputs);
+    lines.push(Line {
+        service: "Fargate",
+        what: format!(
+            "{} tasks × {seconds:.0} s billed, {} vCPU / {} GB",
+            group(tasks as u64),
+            inputs.task_vcpu,
+            inputs.task_gb
+        ),
+        quantity: tasks,
+        unit: "task",
+        usd: fargate,
+    });
+    lines.push(line(
+        "Batch",
+        "SubmitJob calls (one per image)",
+        n,
+        &PRICES.batch,
+    ));
+    lines.push(line(
+        "Lambda",
+        "invocations (one per image)",
+        n,
+        &PRICES.lambda_request,
+    ));
+    lines.push(line(
+        "Lambda",
+        format!(
+            "duration: {:.0} ms × {} GB per invocation",
+            inputs.lambda_seconds_single * 1e3,
+            inputs.lambda_gb
+        ),
+        n * inputs.lambda_seconds_single * inputs.lambda_gb,
+        &PRICES.lambda_arm_gb_second,
+    ));
+    Bill {
+        scenario: "one job per image",
+        arch,
+        lines,
+    }
+}
+
+/// This project's queued design: S3 → SQS → dispatcher in batches, images
+/// packed `images_per_job` to a job (array children for more).
+pub fn packed(inputs: &Inputs, arch: Arch) -> Bill {
+    let n = inputs.images;
+    let (tasks, seconds, fargate) = fargate_usd(
+        inputs,
+        arch,
+        inputs.images_per_job,
+        inputs.task_vcpu,
+        inputs.task_gb,
+    );
+    let invocations = (n / inputs.sqs_batch_size as f64).ceil();
+    let mut lines = common_lines(inputs);
+    lines.push(Line {
+        service: "Fargate",
+        what: format!(
+            "{} tasks (array children) × {seconds:.0} s billed, {} vCPU / {} GB",
+            group(tasks as u64),
+            inputs.task_vcpu,
+            inputs.task_gb
+        ),
+        quantity: tasks,
+        unit: "task",
+        usd: fargate,
+    });
+    lines.push(line(
+        "Batch",
+        "SubmitJob calls (one per invocation)",
+        invocations,
+        &PRICES.batch,
+    ));
+    lines.push(line(
+        "Lambda",
+        format!("invocations ({} messages each)", inputs.sqs_batch_size),
+        invocations,
+        &PRICES.lambda_request,
+    ));
+    lines.push(line(
+        "Lambda",
+        format!(
+            "duration: {:.0} ms × {} GB per invocation",
+            inputs.lambda_seconds_batch * 1e3,
+            inputs.lambda_gb
+        ),
+        invocations * inputs.lambda_seconds_batch * inputs.lambda_gb,
+        &PRICES.lambda_arm_gb_second,
+    ));
+    // S3 sends one message per event; the event source mapping receives and
+    // deletes up to 10 messages per call.
+    lines.push(line(
+        "SQS",
+        "SendMessage (by S3) + ReceiveMessage and DeleteMessageBatch (10 a call)",
+        n * 1.2,
+        &PRICES.sqs_request,
+    ));
+    if inputs.manifest_puts_per_image > 0.0 {
+        lines.push(line(
+            "S3",
+            "manifest PUTs",
+            n * inputs.manifest_puts_per_image,
+            &PRICES.s3_put,
+        ));
+        lines.push(line(
+            "S3",
+            "manifest GETs (one per array child)",
+            tasks,
+            &PRICES.s3_get,
+        ));
+    }
+    Bill {
+        scenario: "packed array jobs",
+        arch,
+        lines,
+    }
+}
+
+/// Lines both designs pay the same way: Rekognition, DynamoDB, and the GET
+/// Rekognition makes on the image.
+fn common_lines(inputs: &Inputs) -> Vec<Line> {
+    let n = inputs.images;
+    vec![
+        line(
+            "Rekognition",
+            "DetectLabels, one per image",
+            n,
+            &PRICES.detect_labels,
+        ),
+        line(
+            "DynamoDB",
+            "dispatcher: conditional QUEUED claim (PutItem) + job record (UpdateItem)",
+            n * inputs.dispatcher_wru_per_image,
+            &PRICES.dynamodb_wru,
+        ),
+        line(
+            "DynamoDB",
+            "worker: consistent GetItem of the record + consistent Query of its label entries",
+            n * inputs.worker_rru_per_image,
+            &PRICES.dynamodb_rru,
+        ),
+        line(
+            "DynamoDB",
+            format!(
+                "worker: TransactWriteItems (record + {} label entries, 2 units per KB each)",
+                inputs.labels_per_image
+            ),
+            n * inputs.worker_wru_per_image,
+            &PRICES.dynamodb_wru,
+        ),
+        line("S3", "GET of the image by Rekognition", n, &PRICES.s3_get),
+    ]
+}
+
+fn usd(v: f64) -> String {
+    if v >= 100.0 {
+        format!("${v:.0}")
+    } else if v >= 1.0 {
+        format!("${v:.2}")
+    } else {
+        format!("${v:.3}")
+    }
+}
+
+fn qty(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{} M", trim(format!("{:.2}", v / 1e6)))
+    } else if v >= 1e4 {
+        format!("{} k", trim(format!("{:.1}", v / 1e3)))
+    } else {
+        group(v.round() as u64)
+    }
+}
+
+/// Drops trailing zeros of a decimal: "24.00" → "24", "1.20" → "1.2".
+fn trim(text: String) -> String {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
+/// Thousands separators: 1000000 → "1,000,000".
+pub fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `docs/cost.md`.
+pub fn render(inputs: &Inputs, measured_on: &str) -> String {
+    let mut out = String::new();
+    let n = inputs.images;
+    let bills = [
+        one_job_per_image(inputs, Arch::Arm64),
+        one_job_per_image(inputs, Arch::X86),
+        packed(inputs, Arch::Arm64),
+        packed(inputs, Arch::X86),
+    ];
+    let _ = writeln!(out, "# Cost model\n");
+    let _ = writeln!(
+        out,
+        "<!-- Generated by `make bench` (bench/src/cost.rs) from the price table there and the \
+         request counts measured by the benchmarks; edit the prices in that file, not here. -->\n"
+    );
+    let _ = writeln!(
+        out,
+        "What labeling **{} images in a month** costs in us-east-1, for the sample's design (one \
+         Batch job, and so one Fargate task, per image) and for this project's queued design \
+         (S3 → SQS → dispatcher in batches of {}, `IMAGES_PER_JOB={}`, array children). Prices \
+         were looked up on {PRICES_READ_ON}; request counts per image were measured against the \
+         loopback stand-ins on {measured_on} (see [benchmarks](benchmarks.md)).\n",
+        qty(n),
+        inputs.sqs_batch_size,
+        inputs.images_per_job
+    );
+
+    let _ = writeln!(out, "## Per {} images\n", qty(n));
+    let _ = writeln!(
+        out,
+        "| design | Fargate | total | Rekognition | everything else | Rekognition's share |\n|---|---|---:|---:|---:|---:|"
+    );
+    for bill in &bills {
+        let total = bill.total();
+        let rek = bill.service("Rekognition");
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {:.1}% |",
+            bill.scenario,
+            match bill.arch {
+                Arch::Arm64 => "arm64",
+                Arch::X86 => "x86",
+            },
+            usd(total),
+            usd(rek),
+            usd(total - rek),
+            100.0 * rek / total
+        );
+    }
+    let per_image = bills[0].service("Fargate") / n;
+    let packed_fargate = bills[2].service("Fargate") / n;
+    let _ = writeln!(
+        out,
+        "\nOne job per image pays Fargate's one-minute minimum for every image: {} of Fargate per \
+         image on arm64, against {} per image when {} images share a task — {:.0}× less. Packed, \
+         Rekognition is {:.1}% of the bill; the pipeline around it (Fargate, Lambda, DynamoDB, \
+         SQS, S3) is the rest.\n",
+        usd_fine(per_image),
+        usd_fine(packed_fargate),
+        inputs.images_per_job,
+        per_image / packed_fargate,
+        100.0 * bills[2].service("Rekognition") / bills[2].total(),
+    );
+
+    for bill in [&bills[0], &bills[2]] {
+        let _ = writeln!(
+            out,
+            "### {} (arm64), where the money goes\n",
+            capitalise(bill.scenario)
+        );
+        let _ = writeln!(
+            out,
+            "| service | what | quantity | cost | share |\n|---|---|---:|---:|---:|"
+        );
+        let total = bill.total();
+        let mut lines: Vec<&Line> = bill.lines.iter().collect();
+        lines.sort_by(|a, b| b.usd.total_cmp(&a.usd));
+        for l in lines {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} {} | {} | {:.2}% |",
+                l.service,
+                l.what,
+                qty(l.quantity),
+                plural(l.unit, l.quantity),
+                usd(l.usd),
+                100.0 * l.usd / total
+            );
+        }
+        let _ = writeln!(out, "| **total** | | | **{}** | 100% |\n", usd(total));
+    }
+
+    let _ = writeln!(out, "## Images per job\n");
+    let _ = writeln!(
+        out,
+        "Fargate for {} images on arm64 by `IMAGES_PER_JOB`, with {} s of billed start-up per \
+         task, {} s per DetectLabels call, {} images in flight per worker at the measured \
+         efficiency of {:.0}%:\n",
+        qty(n),
+        inputs.task_startup_seconds,
+        inputs.detect_labels_seconds,
+        inputs.worker_concurrency,
+        100.0 * inputs.worker_efficiency
+    );
+    let _ = writeln!(
+        out,
+        "| images per job | tasks | billed per task | {} vCPU / {} GB | 0.25 vCPU / 0.5 GB |\n|---:|---:|---:|---:|---:|",
+        inputs.task_vcpu, inputs.task_gb
+    );
+    for ipj in [1, 10, 100, 1_000, 10_000] {
+        let (tasks, seconds, big) =
+            fargate_usd(inputs, Arch::Arm64, ipj, inputs.task_vcpu, inputs.task_gb);
+        let (_, _, small) = fargate_usd(inputs, Arch::Arm64, ipj, 0.25, 0.5);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            group(ipj as u64),
+            qty(tasks),
+            duration(seconds),
+            usd(big),
+            usd(small)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nUp to about {} images a job still fit in the one-minute minimum; beyond that a job \
+         pays for its own time and the saving flattens, while a failed job costs more to redo. \
+         AWS advises jobs of 3–5 minutes. The worker's measured peak memory (see the \
+         benchmarks) fits the smallest Fargate size; the infra default is {} vCPU / {} GB. \
+         Fargate Spot is up to 70% cheaper than the prices above.\n",
+        fits_in_a_minute(inputs),
+        inputs.task_vcpu,
+        inputs.task_gb
+    );
+
+    let _ = writeln!(out, "## Where the time goes\n");
+    let per_image_ms = 1e3 * inputs.detect_labels_seconds;
+    let _ = writeln!(
+        out,
+        "Per image the worker makes one DetectLabels call (assumed {per_image_ms:.0} ms on AWS) and \
+         three DynamoDB calls (a consistent read of the record, a consistent query of its label \
+         entries, one transaction), each a few milliseconds. The dispatcher spends {:.1} ms of \
+         Lambda time per image when it receives {} at a time, {:.0} ms when it receives one. \
+         Against the stand-ins the worker reaches {:.0}% of the rate DetectLabels latency allows \
+         at concurrency {}: its own overhead is the remaining {:.0}%.\n",
+        1e3 * inputs.lambda_seconds_batch / inputs.sqs_batch_size as f64,
+        inputs.sqs_batch_size,
+        1e3 * inputs.lambda_seconds_single,
+        100.0 * inputs.worker_efficiency,
+        inputs.worker_concurrency,
+        100.0 * (1.0 - inputs.worker_efficiency).max(0.0)
+    );
+
+    let _ = writeln!(out, "## Requests per image\n");
+    let _ = writeln!(
+        out,
+        "Counted by the stand-ins while the real dispatcher and worker ran (DynamoDB units by \
+         DynamoDB's item-size rules, approximated), for an image that is labeled once with {} \
+         labels:\n",
+        inputs.labels_per_image
+    );
+    let _ = writeln!(
+        out,
+        "| who | calls | DynamoDB units |\n|---|---|---:|\n\
+         | dispatcher | conditional `PutItem` (QUEUED claim), `UpdateItem` (job id), ⌈images/100⌉ `SubmitJob`, a manifest `PutObject` only when a job's spec exceeds 20 KiB | {:.2} WRU |\n\
+         | worker | consistent `GetItem`, `DetectLabels`, consistent `Query` (older label entries), `TransactWriteItems` (record update + one put per label) | {:.2} RRU, {:.2} WRU |\n",
+        inputs.dispatcher_wru_per_image, inputs.worker_rru_per_image, inputs.worker_wru_per_image
+    );
+    let _ = writeln!(
+        out,
+        "Redelivered events, Batch retries and deletes add calls (a redelivery costs one failed \
+         conditional `PutItem`; a retried job one `GetItem` per image already labeled), not \
+         counted here.\n"
+    );
+
+    let _ = writeln!(out, "## Prices\n");
+    let _ = writeln!(out, "us-east-1, looked up on {PRICES_READ_ON}.\n");
+    let _ = writeln!(out, "| price | value | source |\n|---|---|---|");
+    let p = &PRICES;
+    let mut sources: Vec<Source> = Vec::new();
+    for price in [
+        &p.detect_labels,
+        &p.fargate_arm_vcpu_hour,
+        &p.fargate_arm_gb_hour,
+        &p.fargate_x86_vcpu_hour,
+        &p.fargate_x86_gb_hour,
+        &p.lambda_request,
+        &p.lambda_arm_gb_second,
+        &p.dynamodb_wru,
+        &p.dynamodb_rru,
+        &p.sqs_request,
+        &p.s3_put,
+        &p.s3_get,
+        &p.batch,
+    ] {
+        let n = match sources
+            .iter()
+            .position(|s| s.official == price.source.official)
+        {
+            Some(i) => i + 1,
+            None => {
+                sources.push(price.source);
+                sources.len()
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | **${}** per {} | [{n}] |",
+            price.what,
+            dollars(price.published),
+            price.per
+        );
+    }
+    let _ = writeln!(out, "\nSources:\n");
+    for (i, source) in sources.iter().enumerate() {
+        let read = match source.read_at {
+            Some(url) => format!(" Figures read on {PRICES_READ_ON} at <{url}>."),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{}. {}: official page <{}>.{read} {}.",
+            i + 1,
+            source.service,
+            source.official,
+            capitalise(source.note)
+        );
+    }
+    let _ = writeln!(out, "\n## Assumptions\n");
+    let _ = writeln!(
+        out,
+        "| assumption | value | why |\n|---|---|---|\n\
+         | DetectLabels latency on AWS | {} s | not measurable here; only the worker's time per image depends on it |\n\
+         | billed Fargate start-up per task | {} s | Fargate bills from the start of the image download; not measurable here |\n\
+         | worker task | {} vCPU / {} GB, concurrency {} | `infra/variables.tf` defaults, `infra/job-definition.json` |\n\
+         | dispatcher | {} GB, Arm | `dispatcher/Cargo.toml` `[package.metadata.lambda.deploy]` |\n\
+         | dispatcher duration | measured against stand-ins answering in 10 ms | DynamoDB answers in single-digit milliseconds; a slower SubmitJob adds its latency once per invocation |\n\
+         | SQS batch | {} messages, one image each | `infra/variables.tf` `sqs_batch_size` default |\n\
+         | labels per image | {} | what the stand-in answers; the record and its label entries grow with it |\n",
+        inputs.detect_labels_seconds,
+        inputs.task_startup_seconds,
+        inputs.task_vcpu,
+        inputs.task_gb,
+        inputs.worker_concurrency,
+        inputs.lambda_gb,
+        inputs.sqs_batch_size,
+        inputs.labels_per_image
+    );
+    let _ = writeln!(
+        out,
+        "Not modelled: storage (DynamoDB items, S3 objects), CloudWatch Logs, data transfer, \
+         and fixed monthly costs such as the interface VPC endpoints (see the README). Uploading \
+         the images (S3 PUTs) is the user's own cost, not the pipeline's."
+    );
+    out
+}
+
+fn usd_fine(v: f64) -> String {
+    if v >= 0.001 {
+        format!("${v:.4}")
+    } else {
+        format!("${v:.6}")
+    }
+}
+
+fn plural(unit: &str, quantity: f64) -> String {
+    if (quantity - 1.0).abs() < f64::EPSILON || unit.ends_with('s') {
+        unit.to_owned()
+    } else {
+        format!("{unit}s")
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+fn duration(seconds: f64) -> String {
+    if seconds >= 120.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else {
+        format!("{seconds:.0} s")
+    }
+}
+
+fn fits_in_a_minute(inputs: &Inputs) -> usize {
+    let per_image = inputs.detect_labels_seconds
+        / (inputs.worker_concurrency.max(1) as f64 * inputs.worker_efficiency.clamp(0.01, 1.0));
+    ((60.0 - inputs.task_startup_seconds).max(0.0) / per_image) as usize
+}
+
+/// A published price as written: at least two decimals ($0.20, $0.625).
+fn dollars(v: f64) -> String {
+    let text = format!("{v}");
+    match text.split_once('.') {
+        None => format!("{text}.00"),
+        Some((_, decimals)) if decimals.len() < 2 => format!("{text}0"),
+        Some(_) => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_job_per_image_pays_a_minute_per_image() {
+        let inputs = Inputs::from_code();
+        let (tasks, seconds, usd) = fargate_usd(&inputs, Arch::Arm64, 1, 1.0, 2.0);
+        assert_eq!(tasks, 1e6);
+        assert_eq!(seconds, 60.0);
+        let hourly = 0.03238 + 2.0 * 0.00356;
+        assert!((usd - 1e6 * 60.0 * hourly / 3600.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn packed_jobs_leave_rekognition_as_nearly_all_of_the_bill() {
+        let inputs = Inputs::from_code();
+        let bill = packed(&inputs, Arch::Arm64);
+        let share = bill.service("Rekognition") / bill.total();
+        assert!(share > 0.9, "{share}");
+        let single = one_job_per_image(&inputs, Arch::Arm64);
+        assert!(single.service("Fargate") > 50.0 * bill.service("Fargate"));
+    }
+
+    #[test]
+    fn numbers_are_written_for_people() {
+        assert_eq!(group(1_000_000), "1,000,000");
+        assert_eq!(group(999), "999");
+        assert_eq!(qty(24e6), "24 M");
+        assert_eq!(qty(1.2e6), "1.2 M");
+        assert_eq!(qty(10_000.0), "10 k");
+        assert_eq!(dollars(0.2), "0.20");
+        assert_eq!(dollars(0.625), "0.625");
+        assert_eq!(dollars(0.0), "0.00");
+    }
+
+    #[test]
+    fn the_document_cites_every_price() {
+        let doc = render(&Inputs::from_code(), "today");
+        for url in [FARGATE, LAMBDA, DYNAMODB, SQS, S3, REKOGNITION, BATCH].map(|s| s.official) {
+            assert!(doc.contains(url), "{url} missing");
+        }
+        assert!(doc.contains("not re-checked here"));
+    }
+}

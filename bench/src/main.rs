@@ -1,0 +1,203 @@
+//! `make bench`: measures the dispatcher, the worker and the Lambda package
+//! against loopback stand-ins, prints the figures with their ratio to the
+//! ideal, and writes `docs/benchmarks.md`, `docs/cost.md` and
+//! `target/bench/results.json`.
+//!
+//! Flags: `--quick` (smaller runs, for a smoke test), and
+//! `--worker IMAGES CONCURRENCY` and `--cap INVOCATIONS IMAGES` (one worker
+//! run, or one run against the SubmitJob cap, printed only).
+//! Expects `make lambda` and `cargo build --release -p worker -p dispatcher`
+//! to have run (`make bench` does both).
+
+use anyhow::Context;
+use bench::cost::{self, Inputs};
+use bench::process::repo_root;
+use bench::report::{self, Machine, Results, Setup};
+use bench::scenario_dispatcher::{self as dispatch, SizeResult};
+use bench::scenario_lambda as lambda;
+use bench::scenario_worker::{self as worker, Case};
+use std::time::Duration;
+
+/// Stand-in latency of every call in the dispatcher runs.
+const DISPATCHER_LATENCY: Duration = Duration::from_millis(10);
+/// Stand-in latency of DetectLabels in the worker runs.
+const DETECT_LATENCY: Duration = Duration::from_millis(50);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    bench::process::raise_open_file_limit();
+    let root = repo_root();
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    if let Some(i) = args.iter().position(|a| a == "--worker") {
+        let number = |j: usize| -> anyhow::Result<usize> {
+            args.get(i + j)
+                .context("--worker IMAGES CONCURRENCY")?
+                .parse()
+                .context("--worker IMAGES CONCURRENCY")
+        };
+        let case = Case {
+            concurrency: number(2)?,
+            rate_limit: None,
+        };
+        let runs = worker::runs(
+            &root.join("target/release/worker"),
+            number(1)?,
+            &[case],
+            DETECT_LATENCY,
+        )
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--cap") {
+        let number = |j: usize| -> anyhow::Result<usize> {
+            args.get(i + j)
+                .context("--cap INVOCATIONS IMAGES")?
+                .parse()
+                .context("--cap INVOCATIONS IMAGES")
+        };
+        let cap = dispatch::cap(number(1)?, number(2)?, DISPATCHER_LATENCY).await?;
+        println!("{}", serde_json::to_string_pretty(&cap)?);
+        return Ok(());
+    }
+    let machine = Machine::describe();
+    let cfg = dispatch::config();
+    let mut not_measured = Vec::new();
+
+    let sizes: &[(usize, usize)] = if quick {
+        &[(1, 5), (10, 3), (100, 2), (1_000, 1)]
+    } else {
+        &[(1, 30), (10, 20), (100, 10), (10_000, 1)]
+    };
+    eprintln!("bench: dispatcher, {} invocation sizes …", sizes.len());
+    let dispatcher = dispatch::sizes(sizes, DISPATCHER_LATENCY).await?;
+
+    let (invocations, per) = if quick { (40, 10) } else { (200, 10) };
+    eprintln!("bench: {invocations} concurrent invocations against the SubmitJob cap …");
+    let cap = dispatch::cap(invocations, per, DISPATCHER_LATENCY).await?;
+
+    let worker_bin = root.join("target/release/worker");
+    anyhow::ensure!(
+        worker_bin.exists(),
+        "{} is missing: run `cargo build --release -p worker` (make bench does)",
+        worker_bin.display()
+    );
+    let images = if quick { 200 } else { 1_000 };
+    let cases = [
+        Case {
+            concurrency: 1,
+            rate_limit: None,
+        },
+        Case {
+            concurrency: 8,
+            rate_limit: None,
+        },
+        Case {
+            concurrency: 32,
+            rate_limit: None,
+        },
+        Case {
+            concurrency: 32,
+            rate_limit: Some(200.0),
+        },
+    ];
+    eprintln!("bench: worker, {images} images at concurrency 1, 8, 32 and 32 rate-limited …");
+    let workers = worker::runs(&worker_bin, images, &cases, DETECT_LATENCY).await?;
+
+    let mut packages = Vec::new();
+    match lambda::release_package() {
+        Ok(p) => packages.push(p),
+        Err(e) => not_measured.push(format!("release Lambda zip: {e:#}")),
+    }
+    // `make lambda` builds with the size profile itself; the other
+    // profiles' sizes are recorded in docs/benchmarks.md.
+    let dispatcher_bin = root.join("target/release/dispatcher");
+    let (reps, warm) = if quick { (2, 3) } else { (5, 5) };
+    eprintln!("bench: dispatcher start-up under cargo-lambda's emulator, {reps} cold starts …");
+    let startup = if dispatcher_bin.exists() {
+        match lambda::startup(&dispatcher_bin, reps, warm).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                not_measured.push(format!("start-up under the emulator: {e:#}"));
+                None
+            }
+        }
+    } else {
+        not_measured.push(format!(
+            "start-up under the emulator: {} is missing (cargo build --release -p dispatcher)",
+            dispatcher_bin.display()
+        ));
+        None
+    };
+
+    let cost_inputs = cost_inputs(&dispatcher, &workers);
+    let results = Results {
+        machine,
+        setup: Setup {
+            dispatcher_latency_ms: DISPATCHER_LATENCY.as_secs_f64() * 1e3,
+            detect_labels_latency_ms: DETECT_LATENCY.as_secs_f64() * 1e3,
+            write_concurrency: cfg.write_concurrency,
+            submit_concurrency: cfg.submit_concurrency,
+            images_per_job: cfg.images_per_job,
+        },
+        dispatcher,
+        cap,
+        worker: workers,
+        packages,
+        startup,
+        not_measured,
+        cost_inputs,
+    };
+
+    std::fs::write(
+        out_dir.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    let docs = root.join("docs");
+    std::fs::create_dir_all(&docs)?;
+    let path = docs.join("benchmarks.md");
+    let existing = std::fs::read_to_string(&path).ok();
+    std::fs::write(
+        &path,
+        report::document(existing.as_deref(), &report::section(&results)),
+    )
+    .with_context(|| format!("write {}", path.display()))?;
+    std::fs::write(
+        docs.join("cost.md"),
+        cost::render(&results.cost_inputs, results.machine.day()),
+    )?;
+
+    println!("{}", report::text_table(&report::rows(&results)));
+    for n in &results.not_measured {
+        println!("not measured: {n}");
+    }
+    println!("written: docs/benchmarks.md, docs/cost.md, target/bench/results.json");
+    Ok(())
+}
+
+/// The cost model's inputs, from the measured runs where there is one.
+fn cost_inputs(dispatcher: &[SizeResult], workers: &[worker::WorkerRun]) -> Inputs {
+    let mut inputs = Inputs::from_code();
+    let by_size = |n: usize| dispatcher.iter().find(|d| d.images == n);
+    if let Some(single) = by_size(1) {
+        inputs.lambda_seconds_single = single.median_s;
+    }
+    if let Some(batch) = by_size(inputs.sqs_batch_size) {
+        inputs.lambda_seconds_batch = batch.median_s;
+        inputs.dispatcher_wru_per_image = batch.write_units_per_image;
+        inputs.manifest_puts_per_image = batch.manifests as f64 / batch.images as f64;
+    }
+    if let Some(w) = workers
+        .iter()
+        .find(|w| w.concurrency == inputs.worker_concurrency && w.rate_limit.is_none())
+    {
+        inputs.worker_rru_per_image = w.read_units_per_image;
+        inputs.worker_wru_per_image = w.write_units_per_image;
+        inputs.worker_efficiency = w.ratio.min(1.0);
+    }
+    inputs.labels_per_image = bench::standin::Settings::default().labels_per_image;
+    inputs
+}

@@ -1,0 +1,524 @@
+//! The benchmark's output: a table on stdout, the generated section of
+//! `docs/benchmarks.md`, and `target/bench/results.json`.
+
+use crate::cost::{group, Inputs};
+use crate::scenario_dispatcher::{submit_calls_per_10k, CapResult, SizeResult};
+use crate::scenario_lambda::{Package, Startup, ZIP_TARGET_BYTES};
+use crate::scenario_worker::WorkerRun;
+use serde::Serialize;
+use std::fmt::Write;
+use std::process::Command;
+
+/// Worker peak memory target.
+pub const WORKER_RSS_TARGET_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Where the benchmark ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Logical CPUs (`nproc`).
+    pub nproc: usize,
+    /// CPU model from /proc/cpuinfo.
+    pub cpu: String,
+    /// `rustc --version`.
+    pub rustc: String,
+    /// Kernel and architecture (`uname -srm`).
+    pub os: String,
+    /// When (UTC).
+    pub date: String,
+}
+
+impl Machine {
+    /// Describes this machine.
+    pub fn describe() -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Self {
+            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu,
+            rustc: output("rustc", &["--version"]),
+            os: output("uname", &["-srm"]),
+            date: output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        }
+    }
+
+    /// The date part of [`Machine::date`].
+    pub fn day(&self) -> &str {
+        self.date.split_whitespace().next().unwrap_or(&self.date)
+    }
+}
+
+fn output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The settings the figures were measured with.
+#[derive(Debug, Clone, Serialize)]
+pub struct Setup {
+    /// Stand-in latency of every call in the dispatcher runs, ms.
+    pub dispatcher_latency_ms: f64,
+    /// Stand-in latency of DetectLabels in the worker runs, ms (other calls 0).
+    pub detect_labels_latency_ms: f64,
+    /// `WRITE_CONCURRENCY`.
+    pub write_concurrency: usize,
+    /// `SUBMIT_CONCURRENCY`.
+    pub submit_concurrency: usize,
+    /// `IMAGES_PER_JOB`.
+    pub images_per_job: usize,
+}
+
+/// Everything measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// Where.
+    pub machine: Machine,
+    /// With what.
+    pub setup: Setup,
+    /// Dispatcher invocations by size.
+    pub dispatcher: Vec<SizeResult>,
+    /// SubmitJob under the cap.
+    pub cap: CapResult,
+    /// Worker runs.
+    pub worker: Vec<WorkerRun>,
+    /// Lambda packages.
+    pub packages: Vec<Package>,
+    /// Start-up under the emulator.
+    pub startup: Option<Startup>,
+    /// What could not be measured, and why.
+    pub not_measured: Vec<String>,
+    /// The cost model's inputs.
+    pub cost_inputs: Inputs,
+}
+
+/// One headline figure.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// What.
+    pub figure: String,
+    /// Measured value.
+    pub measured: String,
+    /// The ideal or target it is compared with.
+    pub ideal: String,
+    /// measured / ideal (or ideal / measured for times), formatted.
+    pub ratio: String,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.2} MB", bytes as f64 / 1e6)
+}
+
+fn rate(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}/s")
+    } else {
+        format!("{v:.1}/s")
+    }
+}
+
+fn images_rate(v: f64) -> String {
+    rate(v).replace("/s", " images/s")
+}
+
+/// A duration in seconds, as ms below 10 s.
+fn time(seconds: f64) -> String {
+    if seconds >= 10.0 {
+        format!("{seconds:.1} s")
+    } else {
+        format!("{:.1} ms", seconds * 1e3)
+    }
+}
+
+/// The headline table.
+pub fn rows(r: &Results) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for d in &r.dispatcher {
+        rows.push(Row {
+            figure: format!(
+                "dispatcher, {} image{} per invocation",
+                group(d.images as u64),
+                if d.images == 1 { "" } else { "s" }
+            ),
+            measured: format!("{} ({})", images_rate(d.images_per_s), time(d.median_s)),
+            ideal: format!(
+                "{} ({})",
+                images_rate(d.images as f64 / d.ideal_s),
+                time(d.ideal_s)
+            ),
+            ratio: format!("{:.2}", d.ratio),
+        });
+    }
+    if let Some(big) = r.dispatcher.iter().max_by_key(|d| d.images) {
+        let per_10k = submit_calls_per_10k(big);
+        rows.push(Row {
+            figure: "SubmitJob calls per 10,000 images".into(),
+            measured: format!(
+                "{per_10k:.0} (packed, IMAGES_PER_JOB={})",
+                r.setup.images_per_job
+            ),
+            ideal: "10,000 with one job per image".into(),
+            ratio: format!("1/{:.0}", 10_000.0 / per_10k.max(1e-9)),
+        });
+    }
+    let c = &r.cap;
+    rows.push(Row {
+        figure: format!(
+            "SubmitJob at the {:.0}/s cap, {} × {} images at once",
+            c.cap_tps, c.invocations, c.images_per_invocation
+        ),
+        measured: format!(
+            "{} sustained, {} 429s retried",
+            rate(c.sustained_tps),
+            c.throttled
+        ),
+        ideal: rate(c.cap_tps),
+        ratio: format!("{:.2}", c.ratio),
+    });
+    rows.push(Row {
+        figure: "images in accepted jobs at the cap".into(),
+        measured: format!(
+            "{} of {} ({} lost)",
+            group(c.images_in_accepted_jobs as u64),
+            group(c.images_sent as u64),
+            c.lost_images
+        ),
+        ideal: group(c.images_sent as u64),
+        ratio: format!(
+            "{:.2}",
+            c.images_in_accepted_jobs as f64 / c.images_sent as f64
+        ),
+    });
+    for w in &r.worker {
+        let limit = w
+            .rate_limit
+            .map_or(String::new(), |l| format!(", rate limit {l:.0}/s"));
+        rows.push(Row {
+            figure: format!(
+                "worker, {} images, concurrency {}{limit}",
+                group(w.images as u64),
+                w.concurrency
+            ),
+            measured: images_rate(w.images_per_s),
+            ideal: images_rate(w.ideal_per_s),
+            ratio: format!("{:.2}", w.ratio),
+        });
+    }
+    if let Some(peak) = r.worker.iter().map(|w| w.peak_rss_bytes).max() {
+        rows.push(Row {
+            figure: "worker peak RSS (largest run)".into(),
+            measured: mib(peak),
+            ideal: format!("≤ {}", mib(WORKER_RSS_TARGET_BYTES)),
+            ratio: format!("{:.2}", peak as f64 / WORKER_RSS_TARGET_BYTES as f64),
+        });
+    }
+    for p in &r.packages {
+        rows.push(Row {
+            figure: format!("Lambda zip, {}", p.profile),
+            measured: mb(p.zip_bytes),
+            ideal: format!("≤ {}", mb(ZIP_TARGET_BYTES)),
+            ratio: format!("{:.2}", p.ratio_to_target),
+        });
+    }
+    if let Some(s) = &r.startup {
+        rows.push(Row {
+            figure: "dispatcher cold invocation (start + init + first event), host build".into(),
+            measured: format!("{:.1} ms (median of {})", s.cold_median_ms, s.cold_ms.len()),
+            ideal: format!("warm: {:.1} ms", s.warm_median_ms),
+            ratio: format!("{:.1}× warm", s.cold_median_ms / s.warm_median_ms.max(1e-9)),
+        });
+    }
+    rows
+}
+
+/// The rows as an aligned text table.
+pub fn text_table(rows: &[Row]) -> String {
+    let header = Row {
+        figure: "figure".into(),
+        measured: "measured".into(),
+        ideal: "ideal / target".into(),
+        ratio: "ratio".into(),
+    };
+    let width = |f: fn(&Row) -> &String| {
+        std::iter::once(&header)
+            .chain(rows)
+            .map(|r| f(r).chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (a, b, c) = (
+        width(|r| &r.figure),
+        width(|r| &r.measured),
+        width(|r| &r.ideal),
+    );
+    let mut out = String::new();
+    for (i, r) in std::iter::once(&header).chain(rows).enumerate() {
+        let _ = writeln!(
+            out,
+            "{:<a$}  {:<b$}  {:<c$}  {}",
+            r.figure, r.measured, r.ideal, r.ratio
+        );
+        if i == 0 {
+            let _ = writeln!(out, "{}", "-".repeat(a + b + c + 12));
+        }
+    }
+    out
+}
+
+/// Markers around the generated part of `docs/benchmarks.md`.
+pub const BEGIN: &str = "<!-- BEGIN generated by `make bench`; do not edit by hand -->";
+/// End marker.
+pub const END: &str = "<!-- END generated by `make bench` -->";
+
+/// The generated section.
+pub fn section(r: &Results) -> String {
+    let mut out = String::new();
+    let m = &r.machine;
+    let s = &r.setup;
+    let _ = writeln!(out, "{BEGIN}\n");
+    let _ = writeln!(out, "## Results\n");
+    let _ = writeln!(
+        out,
+        "Measured {} on {} logical CPUs ({}), {}, {}.\n",
+        m.date, m.nproc, m.cpu, m.os, m.rustc
+    );
+    let _ = writeln!(
+        out,
+        "| figure | measured | ideal / target | ratio |\n|---|---|---|---:|"
+    );
+    for row in rows(r) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            row.figure, row.measured, row.ideal, row.ratio
+        );
+    }
+
+    let _ = writeln!(out, "\n### Dispatcher\n");
+    let _ = writeln!(
+        out,
+        "`dispatcher::dispatch::handle` in process with SQS batches of S3 `ObjectCreated:Put` \
+         notifications, one image per message, default settings (`IMAGES_PER_JOB={}`, \
+         `WRITE_CONCURRENCY` W={}, `SUBMIT_CONCURRENCY` S={}); every stand-in call answers in \
+         L={} ms. The ideal is what those settings allow: T* = L·(⌈N/W⌉ claims + ⌈J/S⌉·(1 + m) \
+         submissions + Σ⌈nⱼ/W⌉ job-id writes), for N images in J jobs of nⱼ images, m = 1 when \
+         a job's spec moves to an S3 manifest. Ratio = T*/T (1.00 means no overhead of its own).\n",
+        s.images_per_job, s.write_concurrency, s.submit_concurrency, s.dispatcher_latency_ms
+    );
+    let _ = writeln!(
+        out,
+        "| images | runs | median | ideal | ratio | SubmitJob calls | array sizes | manifests | DynamoDB calls | DynamoDB WRU per image |\n|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+    );
+    for d in &r.dispatcher {
+        let arrays: Vec<String> = d
+            .array_sizes
+            .iter()
+            .map(|a| a.map_or("plain".into(), |n| n.to_string()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.2} |",
+            group(d.images as u64),
+            d.reps,
+            time(d.median_s),
+            time(d.ideal_s),
+            d.ratio,
+            d.submit_calls,
+            arrays.join(", "),
+            d.manifests,
+            d.dynamodb_calls,
+            d.write_units_per_image
+        );
+    }
+    let c = &r.cap;
+    let _ = writeln!(out, "\n### SubmitJob at the cap\n");
+    let _ = writeln!(
+        out,
+        "{} invocations of {} images each at once, each with its own SDK clients and retry \
+         quota (separate Lambda environments), against a stand-in whose SubmitJob accepts {:.0} \
+         calls a second (token bucket, burst {:.0}) and answers the rest HTTP 429 \
+         `TooManyRequestsException`. The SDK's standard retry (8 attempts, exponential backoff \
+         with full jitter from 100 ms to 5 s) retries the 429s; a job still refused after that \
+         releases its claims and reports its messages in `batchItemFailures`, which the \
+         benchmark delivers again as SQS would (at once, where SQS waits for the visibility \
+         timeout). Once the burst is spread out by the backoff, part of the cap goes unused: \
+         the ratio shows how much of it the retries use.\n",
+        c.invocations, c.images_per_invocation, c.cap_tps, c.burst
+    );
+    let _ = writeln!(
+        out,
+        "| jobs accepted | 429 answers | messages redelivered | images sent | distinct images in accepted jobs | image slots in accepted jobs | lost | sustained SubmitJob/s | ratio to cap | wall |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} | {:.1} s |",
+        c.jobs_accepted,
+        c.throttled,
+        c.redelivered_messages,
+        c.images_sent,
+        c.images_in_accepted_jobs,
+        c.image_slots_in_accepted_jobs,
+        c.lost_images,
+        c.sustained_tps,
+        c.ratio,
+        c.wall_s
+    );
+    let _ = writeln!(
+        out,
+        "\nSustained = accepted calls after the initial burst divided by the time they took. \
+         Images are counted from the accepted jobs' specs (and manifests), so an image counts \
+         only if a job that will label it was accepted.\n"
+    );
+
+    let _ = writeln!(out, "### Worker\n");
+    let _ = writeln!(
+        out,
+        "The release worker binary (`target/release/worker --job <spec> --concurrency C \
+         [--rate-limit R]`) on a chunk read from an S3 manifest, its QUEUED records in place; \
+         DetectLabels answers in {} ms, every other call at once. The ideal is min(C / latency, \
+         R) images per second; the wall time includes process start, the manifest read and \
+         exit. Peak RSS is the process's `VmHWM` (its resident high-water mark), sampled from `/proc/<pid>/status` every 5 ms while it runs.\n",
+        s.detect_labels_latency_ms
+    );
+    let _ = writeln!(
+        out,
+        "| C | rate limit | images | wall | images/s | ideal | ratio | peak RSS | DetectLabels calls | throttled | DynamoDB RRU / WRU per image |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for w in &r.worker {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} s | {:.1} | {:.1} | {:.2} | {} | {} | {} | {:.2} / {:.2} |",
+            w.concurrency,
+            w.rate_limit.map_or("none".into(), |l| format!("{l:.0}/s")),
+            w.images,
+            w.wall_s,
+            w.images_per_s,
+            w.ideal_per_s,
+            w.ratio,
+            mib(w.peak_rss_bytes),
+            w.detect_labels_calls,
+            w.detect_labels_throttled,
+            w.read_units_per_image,
+            w.write_units_per_image
+        );
+    }
+
+    let _ = writeln!(out, "\n### Lambda package and start-up\n");
+    let _ = writeln!(
+        out,
+        "| build | settings | zip | ratio to 5 MB | build time in this run |\n|---|---|---:|---:|---:|"
+    );
+    for p in &r.packages {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} ({} bytes) | {:.2} | {} |",
+            p.profile,
+            p.settings,
+            mb(p.zip_bytes),
+            group(p.zip_bytes),
+            p.ratio_to_target,
+            p.build_s.map_or("(`make lambda`)".into(), |s| if s < 30.0 {
+                format!("{s:.0} s (up to date)")
+            } else {
+                format!("{s:.0} s")
+            })
+        );
+    }
+    if let Some(st) = &r.startup {
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "\nStart-up under cargo-lambda's Lambda Runtime API emulator (`cargo lambda watch \
+             --only-lambda-apis` on 127.0.0.1), running `{}` ({}), a **host-arch ({}) release \
+             build** of the same code, not the arm64 zip, which this machine cannot run. Each \
+             repetition starts a fresh emulator and process and invokes it with a one-image SQS \
+             batch (claim, SubmitJob, job-id write against a stand-in with no latency): the cold \
+             invocation is timed from process start to the answer, the warm ones from request to \
+             answer.\n",
+            st.binary,
+            mb(st.binary_bytes),
+            std::env::consts::ARCH
+        );
+        let _ = writeln!(
+            out,
+            "| cold (median) | warm (median) | process start + init ≈ cold − warm | cold runs, ms | warm runs, ms |\n|---:|---:|---:|---|---|\n| {:.1} ms | {:.1} ms | {:.1} ms | {} | {} |",
+            st.cold_median_ms,
+            st.warm_median_ms,
+            st.init_ms,
+            list(&st.cold_ms),
+            list(&st.warm_ms)
+        );
+    }
+    if !r.not_measured.is_empty() {
+        let _ = writeln!(out, "\nNot measured in this run:\n");
+        for n in &r.not_measured {
+            let _ = writeln!(out, "- {n}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nRaw figures: `target/bench/results.json`. The cost of these calls on AWS: \
+         [cost model](cost.md).\n\n{END}"
+    );
+    out
+}
+
+/// The hand-written part of a new `docs/benchmarks.md`.
+pub const INTRO: &str = "# Benchmarks\n\n\
+`make bench` measures the dispatcher, the worker and the dispatcher's Lambda package on one \
+machine, against loopback stand-ins of Batch, DynamoDB, Rekognition and S3 \
+([bench/README.md](../bench/README.md)) that answer with a fixed latency and throttle like \
+the real services. Absolute times depend on the machine and on the latencies chosen for the \
+stand-ins, so each figure is given as a **ratio to the ideal** those latencies and the \
+code's own settings allow: 1.00 means the code adds nothing of its own; the gap is its \
+overhead (CPU, SDK, serialisation, scheduling on a machine it shares with the stand-ins).\n\n\
+The section between the markers below is rewritten by every run; the rest of this file is \
+not.\n\n";
+
+/// Replaces the generated section of `existing` (or builds a new document).
+pub fn document(existing: Option<&str>, section: &str) -> String {
+    let section = section.trim_end();
+    let doc = match existing {
+        Some(doc) => match (doc.find(BEGIN), doc.find(END)) {
+            (Some(b), Some(e)) if e > b => {
+                format!("{}{}{}", &doc[..b], section, &doc[e + END.len()..])
+            }
+            _ => format!("{}\n\n{section}", doc.trim_end()),
+        },
+        None => format!("{INTRO}{section}"),
+    };
+    format!("{}\n", doc.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_section_is_replaced_in_place() {
+        let old = format!("# Title\n\nhand text\n\n{BEGIN}\nold\n{END}\n\ntrailer\n");
+        let new = document(Some(&old), &format!("{BEGIN}\nnew\n{END}"));
+        assert_eq!(
+            new,
+            format!("# Title\n\nhand text\n\n{BEGIN}\nnew\n{END}\n\ntrailer\n")
+        );
+        let again = document(Some(&new), &format!("{BEGIN}\nnew\n{END}\n"));
+        assert_eq!(again, new, "rewriting adds nothing");
+        assert!(document(None, "x").starts_with("# Benchmarks"));
+    }
+}
