@@ -45,14 +45,22 @@ resource "aws_cloudwatch_log_group" "worker" {
 }
 
 ################################################################################
-# Compute environment and job queue
+# Compute environments and job queue
 ################################################################################
 
 locals {
   fargate = contains(["FARGATE", "FARGATE_SPOT"], var.compute_type)
 
+  # The job queue's compute environments and their order: compute_type first,
+  # then (Fargate Spot only) on-demand Fargate, which Batch uses once the Spot
+  # environment runs max_vcpus.
+  compute_environments = merge(
+    { (var.compute_type) = 1 },
+    var.compute_type == "FARGATE_SPOT" && var.fargate_on_demand_fallback ? { FARGATE = 2 } : {},
+  )
+
   # Fargate's valid memory sizes per vCPU count, [min, max, step] in MiB
-  # (0.25 vCPU also takes 512).
+  # (0.25 vCPU also takes 512), read by the worker_memory_mib validation.
   fargate_memory = {
     "0.25" = [1024, 2048, 1024]
     "0.5"  = [1024, 4096, 1024]
@@ -62,31 +70,32 @@ locals {
     "8"    = [16384, 61440, 4096]
     "16"   = [32768, 122880, 8192]
   }
-  fargate_memory_range = local.fargate_memory[tostring(var.worker_vcpu)]
-  fargate_memory_valid = (
-    var.worker_memory_mib == 512 && var.worker_vcpu == 0.25 ||
-    var.worker_memory_mib >= local.fargate_memory_range[0] &&
-    var.worker_memory_mib <= local.fargate_memory_range[1] &&
-    (var.worker_memory_mib - local.fargate_memory_range[0]) % local.fargate_memory_range[2] == 0
-  )
+  fargate_memory_range = lookup(local.fargate_memory, tostring(var.worker_vcpu), [0, 0, 1])
+}
+
+moved {
+  from = aws_batch_compute_environment.this
+  to   = aws_batch_compute_environment.this["FARGATE_SPOT"]
 }
 
 resource "aws_batch_compute_environment" "this" {
-  name_prefix = "${var.name_prefix}-${lower(replace(var.compute_type, "_", "-"))}-"
-  type        = "MANAGED"
-  state       = "ENABLED"
+  for_each = local.compute_environments
+
+  compute_environment_name_prefix = "${var.name_prefix}-${lower(replace(each.key, "_", "-"))}-"
+  type                            = "MANAGED"
+  state                           = "ENABLED"
 
   # No service_role: Batch uses its service-linked role AWSServiceRoleForBatch.
 
   compute_resources {
-    type               = var.compute_type
+    type               = each.key
     max_vcpus          = var.max_vcpus
     subnets            = local.subnet_ids
     security_group_ids = [aws_security_group.worker.id]
 
     min_vcpus           = local.fargate ? null : 0
     instance_type       = local.fargate ? null : var.ec2_instance_types
-    allocation_strategy = local.fargate ? null : (var.compute_type == "SPOT" ? "SPOT_PRICE_CAPACITY_OPTIMIZED" : "BEST_FIT_PROGRESSIVE")
+    allocation_strategy = local.fargate ? null : (each.key == "SPOT" ? "SPOT_PRICE_CAPACITY_OPTIMIZED" : "BEST_FIT_PROGRESSIVE")
     instance_role       = local.fargate ? null : aws_iam_instance_profile.ecs_instance[0].arn
 
     dynamic "ec2_configuration" {
@@ -102,9 +111,11 @@ resource "aws_batch_compute_environment" "this" {
   lifecycle {
     create_before_destroy = true
 
+    # Instances take the subnet's public IP setting (Batch has no switch for
+    # it), and the worker must not be reachable from the internet.
     precondition {
-      condition     = var.max_vcpus >= var.worker_vcpu
-      error_message = "max_vcpus must be at least worker_vcpu, or no job can ever start."
+      condition     = local.fargate || alltrue([for s in data.aws_subnet.worker : !s.map_public_ip_on_launch])
+      error_message = "compute_type = ${var.compute_type} needs subnets that assign no public IPs; these do: ${join(", ", [for s in data.aws_subnet.worker : s.id if s.map_public_ip_on_launch])}."
     }
   }
 
@@ -117,9 +128,13 @@ resource "aws_batch_job_queue" "this" {
   state    = "ENABLED"
   priority = 1
 
-  compute_environment_order {
-    order               = 1
-    compute_environment = aws_batch_compute_environment.this.arn
+  dynamic "compute_environment_order" {
+    for_each = local.compute_environments
+
+    content {
+      order               = compute_environment_order.value
+      compute_environment = aws_batch_compute_environment.this[compute_environment_order.key].arn
+    }
   }
 
   # A job that can never start is cancelled instead of waiting forever; the
@@ -194,12 +209,5 @@ resource "aws_batch_job_definition" "worker" {
 
   timeout {
     attempt_duration_seconds = local.job_definition_template.timeout.attemptDurationSeconds
-  }
-
-  lifecycle {
-    precondition {
-      condition     = !local.fargate || local.fargate_memory_valid
-      error_message = "worker_memory_mib is not a valid Fargate memory size for worker_vcpu (see Fargate task CPU and memory combinations)."
-    }
   }
 }

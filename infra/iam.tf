@@ -58,6 +58,24 @@ data "aws_iam_policy_document" "dispatcher" {
     resources = [aws_dynamodb_table.results.arn]
   }
 
+  # The reconciler finds QUEUED records through the sparse by-status index
+  # (a Query, never a Scan).
+  statement {
+    sid       = "ResultsIndexes"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.results.arn}/index/*"]
+  }
+
+  # The reconciler asks Batch about the jobs of old QUEUED records, and a
+  # resubmission adopts a live job of the same deterministic name before
+  # submitting another. DescribeJobs and ListJobs have no resource type in
+  # IAM (they read jobs by id or by queue), so "*" is the only valid value.
+  statement {
+    sid       = "TrackJobs"
+    actions   = ["batch:DescribeJobs", "batch:ListJobs"]
+    resources = ["*"]
+  }
+
   # dispatch::submit writes manifests; dispatch::job_ended reads them back.
   statement {
     sid       = "Manifests"

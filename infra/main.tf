@@ -5,7 +5,7 @@
 # (code, memory, timeout, environment, role attachment); Terraform owns every
 # other resource, including the function's role and log group, and refers to
 # the function only by its name, which is known in advance. Wiring that needs
-# the function to exist waits for var.function_deployed (scripts/deploy.sh).
+# the function to exist (local.function_exists) is planned only once it does.
 #
 # Files: storage.tf (bucket, table) · network.tf · batch.tf (ECR, compute,
 # queue, job definition) · iam.tf · trigger.tf (S3/SQS/EventBridge -> Lambda)
@@ -14,6 +14,12 @@
 data "aws_caller_identity" "current" {}
 
 data "aws_partition" "current" {}
+
+# Whether `cargo lambda deploy` has created the dispatcher. Read from the
+# account on every plan rather than remembered in a variable, so that a
+# function deleted by hand or by an interrupted destroy takes its wiring with
+# it instead of failing the next apply.
+data "aws_lambda_functions" "all" {}
 
 locals {
   account_id = data.aws_caller_identity.current.account_id
@@ -29,6 +35,8 @@ locals {
   # ARNs built from names, so that policies need not wait for the resources.
   function_arn            = "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.function_name}"
   job_definition_arn_base = "arn:${local.partition}:batch:${local.region}:${local.account_id}:job-definition/${local.job_definition_name}"
+
+  function_exists = contains(data.aws_lambda_functions.all.function_names, local.function_name)
 
   queued = var.trigger_mode == "queued"
 

@@ -2,63 +2,92 @@
 # Where the worker runs
 #
 # The shared job definition gives Fargate tasks no public IP
-# (networkConfiguration.assignPublicIp = DISABLED), so a task reaches AWS only
-# through NAT or VPC endpoints. Three sources of subnets, in this order:
-#   1. var.subnet_ids (yours; bring NAT or set create_vpc_endpoints),
-#   2. var.create_vpc: private subnets, no internet gateway and no NAT,
-#   3. otherwise the default VPC's default subnets.
+# (networkConfiguration.assignPublicIp = DISABLED), and EC2/SPOT instances are
+# only placed in subnets that assign none, so a worker reaches AWS only
+# through NAT or VPC endpoints. One of three networks (variables.tf refuses
+# mixtures):
+#   1. create_vpc (default): a VPC of its own with private subnets, no
+#      internet gateway and no NAT; nothing else in the account changes.
+#   2. subnet_ids: your subnets (bring NAT or keep create_vpc_endpoints).
+#   3. neither: the default VPC's default subnets, Fargate only. The
+#      endpoints' private DNS names then apply to everything in that VPC.
 # With create_vpc_endpoints the worker reaches S3 and DynamoDB through gateway
-# endpoints and ECR, CloudWatch Logs and Rekognition through interface
-# endpoints; nothing else is reachable, and nothing can reach the worker.
+# endpoints and ECR, CloudWatch Logs, Rekognition (and ECS for EC2/SPOT)
+# through interface endpoints, each in the subnets of the availability zones
+# that service is offered in; nothing else is reachable, and nothing can
+# reach the worker.
 ################################################################################
 
 locals {
   use_given_subnets = length(var.subnet_ids) > 0
-  create_vpc        = !local.use_given_subnets && var.create_vpc
-  use_default_vpc   = !local.use_given_subnets && !var.create_vpc
-
-  given_vpc_ids   = distinct([for s in data.aws_subnet.given : s.vpc_id])
-  default_subnets = sort(flatten(data.aws_subnets.default[*].ids))
-
-  vpc_id = coalesce(
-    try(local.given_vpc_ids[0], null),
-    one(aws_vpc.this[*].id),
-    one(data.aws_vpc.default[*].id),
-  )
-
-  subnet_ids = (
-    local.use_given_subnets ? var.subnet_ids :
-    local.create_vpc ? aws_subnet.private[*].id :
-    slice(local.default_subnets, 0, min(var.az_count, length(local.default_subnets)))
-  )
-
-  # Interface endpoints take at most one subnet per availability zone.
-  endpoint_subnet_ids = (
-    local.use_given_subnets ? [for az, ids in { for s in data.aws_subnet.given : s.availability_zone => s.id... } : ids[0]] :
-    local.subnet_ids
-  )
+  create_vpc        = var.create_vpc
+  use_default_vpc   = !var.create_vpc && !local.use_given_subnets
 
   ec2_compute = contains(["EC2", "SPOT"], var.compute_type)
 
-  # ECS endpoints let Batch-managed EC2 instances register without internet
-  # access; Fargate does not need them.
-  interface_endpoints = concat(
+  # ECS endpoints let Batch-managed EC2 instances register with ECS without
+  # internet access; Fargate does not need them.
+  interface_services = concat(
     ["ecr.api", "ecr.dkr", "logs", "rekognition"],
-    local.ec2_compute && local.create_vpc ? ["ecs", "ecs-agent", "ecs-telemetry"] : [],
+    local.ec2_compute ? ["ecs", "ecs-agent", "ecs-telemetry"] : [],
   )
-}
 
-check "network_inputs" {
-  assert {
-    condition     = !(var.create_vpc && length(var.subnet_ids) > 0)
-    error_message = "create_vpc is ignored because subnet_ids is set."
+  # The most workers that can run at once, each taking one address (the
+  # vpc_cidr validation): Fargate tasks, or EC2 instances of one vCPU or more.
+  max_concurrent_workers = floor(var.max_vcpus / (local.fargate ? var.worker_vcpu : 1)) * length(local.compute_environments)
+
+  # create_vpc: availability zones that offer every interface endpoint, so
+  # that each subnet has all of them (use1-az3, for one, lacks some).
+  region_azs = flatten(data.aws_availability_zones.available[*].names)
+  vpc_az_candidates = [
+    for az in local.region_azs : az
+    if alltrue([for service in data.aws_vpc_endpoint_service.interface : contains(service.availability_zones, az)])
+  ]
+  vpc_azs = slice(local.vpc_az_candidates, 0, min(var.az_count, length(local.vpc_az_candidates)))
+
+  default_subnet_ids = sort(flatten(data.aws_subnets.default[*].ids))
+  looked_up_subnet_ids = (
+    local.use_given_subnets ? var.subnet_ids :
+    local.use_default_vpc ? slice(local.default_subnet_ids, 0, min(var.az_count, length(local.default_subnet_ids))) :
+    []
+  )
+
+  # The worker's subnets, each with its availability zone.
+  worker_subnets = local.create_vpc ? [
+    for i, az in local.vpc_azs : { id = aws_subnet.private[i].id, az = az }
+    ] : [
+    for id in local.looked_up_subnet_ids : { id = id, az = data.aws_subnet.worker[id].availability_zone }
+  ]
+  subnet_ids = local.worker_subnets[*].id
+
+  looked_up_vpc_ids = distinct([for s in data.aws_subnet.worker : s.vpc_id])
+  vpc_id            = local.create_vpc ? aws_vpc.this[0].id : one(local.looked_up_vpc_ids)
+
+  # An interface endpoint takes at most one subnet per availability zone, and
+  # only in the zones its service is offered in.
+  endpoint_subnet_ids = {
+    for name, service in data.aws_vpc_endpoint_service.interface : name => [
+      for az, ids in { for s in local.worker_subnets : s.az => s.id... if contains(service.availability_zones, s.az) } : ids[0]
+    ]
   }
 }
 
-data "aws_subnet" "given" {
-  for_each = toset(var.subnet_ids)
+data "aws_availability_zones" "available" {
+  count = local.create_vpc ? 1 : 0
 
-  id = each.value
+  state = "available"
+
+  filter {
+    name   = "opt-in-status"
+    values = ["opt-in-not-required"]
+  }
+}
+
+data "aws_vpc_endpoint_service" "interface" {
+  for_each = var.create_vpc_endpoints ? toset(local.interface_services) : toset([])
+
+  service      = each.value
+  service_type = "Interface"
 }
 
 data "aws_vpc" "default" {
@@ -81,15 +110,10 @@ data "aws_subnets" "default" {
   }
 }
 
-data "aws_availability_zones" "available" {
-  count = local.create_vpc ? 1 : 0
+data "aws_subnet" "worker" {
+  for_each = toset(local.looked_up_subnet_ids)
 
-  state = "available"
-
-  filter {
-    name   = "opt-in-status"
-    values = ["opt-in-not-required"]
-  }
+  id = each.value
 }
 
 ################################################################################
@@ -106,6 +130,13 @@ resource "aws_vpc" "this" {
   tags = {
     Name = var.name_prefix
   }
+
+  lifecycle {
+    precondition {
+      condition     = length(local.vpc_az_candidates) >= var.az_count
+      error_message = "az_count = ${var.az_count}, but ${var.region} has ${length(local.vpc_az_candidates)} availability zones offering every endpoint the worker needs (${join(", ", local.interface_services)}): ${join(", ", local.vpc_az_candidates)}. Lower az_count."
+    }
+  }
 }
 
 resource "aws_default_security_group" "this" {
@@ -119,15 +150,15 @@ resource "aws_default_security_group" "this" {
 }
 
 resource "aws_subnet" "private" {
-  count = local.create_vpc ? var.az_count : 0
+  count = length(local.vpc_azs)
 
   vpc_id                  = aws_vpc.this[0].id
   cidr_block              = cidrsubnet(var.vpc_cidr, 4, count.index)
-  availability_zone       = data.aws_availability_zones.available[0].names[count.index]
+  availability_zone       = local.vpc_azs[count.index]
   map_public_ip_on_launch = false
 
   tags = {
-    Name = "${var.name_prefix}-private-${data.aws_availability_zones.available[0].names[count.index]}"
+    Name = "${var.name_prefix}-private-${local.vpc_azs[count.index]}"
   }
 }
 
@@ -142,7 +173,7 @@ resource "aws_route_table" "private" {
 }
 
 resource "aws_route_table_association" "private" {
-  count = local.create_vpc ? var.az_count : 0
+  count = length(local.vpc_azs)
 
   subnet_id      = aws_subnet.private[count.index].id
   route_table_id = aws_route_table.private[0].id
@@ -189,13 +220,18 @@ resource "aws_security_group" "worker" {
     create_before_destroy = true
 
     precondition {
-      condition     = length(local.given_vpc_ids) <= 1
-      error_message = "All subnet_ids must belong to one VPC."
+      condition     = length(local.looked_up_vpc_ids) <= 1
+      error_message = "All subnet_ids must belong to one VPC; they belong to ${join(", ", local.looked_up_vpc_ids)}."
+    }
+
+    precondition {
+      condition     = !local.use_default_vpc || length(local.default_subnet_ids) >= var.az_count
+      error_message = "az_count = ${var.az_count}, but the default VPC of ${var.region} has ${length(local.default_subnet_ids)} default subnets. Lower az_count, or use create_vpc = true."
     }
 
     precondition {
       condition     = length(local.subnet_ids) > 0
-      error_message = "No subnets found: the region has no default VPC with default subnets. Set create_vpc = true or pass subnet_ids."
+      error_message = "No subnets for the worker: the region has no default VPC with default subnets. Use create_vpc = true or pass subnet_ids."
     }
   }
 }
@@ -244,16 +280,23 @@ resource "aws_vpc_endpoint" "gateway" {
 }
 
 resource "aws_vpc_endpoint" "interface" {
-  for_each = var.create_vpc_endpoints ? toset(local.interface_endpoints) : toset([])
+  for_each = data.aws_vpc_endpoint_service.interface
 
   vpc_id              = local.vpc_id
-  service_name        = "com.amazonaws.${local.region}.${each.value}"
+  service_name        = each.value.service_name
   vpc_endpoint_type   = "Interface"
   private_dns_enabled = true
-  subnet_ids          = local.endpoint_subnet_ids
+  subnet_ids          = local.endpoint_subnet_ids[each.key]
   security_group_ids  = [aws_security_group.endpoints[0].id]
 
   tags = {
-    Name = "${var.name_prefix}-${each.value}"
+    Name = "${var.name_prefix}-${each.key}"
+  }
+
+  lifecycle {
+    precondition {
+      condition     = length(local.endpoint_subnet_ids[each.key]) > 0
+      error_message = "${each.key} is offered in ${join(", ", each.value.availability_zones)}, and none of the worker's subnets is in one of them. Add a subnet in one of those availability zones."
+    }
   }
 }

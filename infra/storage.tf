@@ -180,11 +180,38 @@ resource "aws_dynamodb_table" "results" {
     type = "N"
   }
 
+  attribute {
+    name = "status_key"
+    type = "S"
+  }
+
+  attribute {
+    name = "status_at"
+    type = "S"
+  }
+
+  # "Images with label X at confidence >= c": one Query per label.
   global_secondary_index {
     name            = "by-label"
     hash_key        = "label"
     range_key       = "confidence"
     projection_type = "ALL"
+  }
+
+  # The reconciler's view of unfinished work: sparse, because only QUEUED,
+  # FAILED and SKIPPED records carry status_key (sharded per status), ordered
+  # by when they entered that status.
+  global_secondary_index {
+    name            = "by-status"
+    hash_key        = "status_key"
+    range_key       = "status_at"
+    projection_type = "ALL"
+  }
+
+  # Delete tombstones expire; records without expires_at never do.
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
   }
 
   point_in_time_recovery {

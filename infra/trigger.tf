@@ -154,7 +154,7 @@ resource "aws_sqs_queue_policy" "events" {
 }
 
 resource "aws_lambda_event_source_mapping" "events" {
-  count = local.queued && var.function_deployed ? 1 : 0
+  count = local.queued && local.function_exists ? 1 : 0
 
   event_source_arn                   = aws_sqs_queue.events[0].arn
   function_name                      = local.function_name
@@ -166,23 +166,22 @@ resource "aws_lambda_event_source_mapping" "events" {
     maximum_concurrency = var.dispatcher_max_concurrency
   }
 
-  lifecycle {
-    precondition {
-      condition     = var.sqs_batch_size <= 10 || var.batching_window_seconds >= 1
-      error_message = "sqs_batch_size above 10 requires batching_window_seconds >= 1 (an SQS event source rule)."
-    }
-  }
-
   depends_on = [aws_iam_role_policy.dispatcher]
 }
 
 ################################################################################
 # S3 notifications. Filters are the image suffixes (lower and upper case), so
-# manifests (.json under manifest_prefix) never notify.
+# manifests (.json under manifest_prefix) never notify. Lifecycle expirations
+# are events of their own (they raise no ObjectRemoved): an image expired by a
+# lifecycle rule must lose its record like a deleted one.
 ################################################################################
 
+locals {
+  notification_events = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"]
+}
+
 resource "aws_lambda_permission" "s3" {
-  count = !local.queued && var.function_deployed ? 1 : 0
+  count = !local.queued && local.function_exists ? 1 : 0
 
   statement_id   = "AllowImagesBucketNotifications"
   action         = "lambda:InvokeFunction"
@@ -193,7 +192,7 @@ resource "aws_lambda_permission" "s3" {
 }
 
 resource "aws_s3_bucket_notification" "images" {
-  count = local.queued || var.function_deployed ? 1 : 0
+  count = local.queued || local.function_exists ? 1 : 0
 
   bucket = aws_s3_bucket.images.id
 
@@ -202,7 +201,7 @@ resource "aws_s3_bucket_notification" "images" {
 
     content {
       queue_arn     = aws_sqs_queue.events[0].arn
-      events        = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+      events        = local.notification_events
       filter_suffix = queue.value
     }
   }
@@ -212,7 +211,7 @@ resource "aws_s3_bucket_notification" "images" {
 
     content {
       lambda_function_arn = local.function_arn
-      events              = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+      events              = local.notification_events
       filter_suffix       = lambda_function.value
     }
   }
@@ -229,7 +228,7 @@ resource "aws_s3_bucket_notification" "images" {
 ################################################################################
 
 resource "aws_lambda_function_event_invoke_config" "dispatcher" {
-  count = var.function_deployed ? 1 : 0
+  count = local.function_exists ? 1 : 0
 
   function_name                = local.function_name
   maximum_retry_attempts       = 2
@@ -264,7 +263,7 @@ resource "aws_cloudwatch_event_rule" "batch_job_failed" {
 }
 
 resource "aws_lambda_permission" "events" {
-  count = var.function_deployed ? 1 : 0
+  count = local.function_exists ? 1 : 0
 
   statement_id   = "AllowBatchJobFailedEvents"
   action         = "lambda:InvokeFunction"
@@ -275,7 +274,7 @@ resource "aws_lambda_permission" "events" {
 }
 
 resource "aws_cloudwatch_event_target" "dispatcher" {
-  count = var.function_deployed ? 1 : 0
+  count = local.function_exists ? 1 : 0
 
   rule      = aws_cloudwatch_event_rule.batch_job_failed.name
   target_id = "dispatcher"
@@ -291,4 +290,47 @@ resource "aws_cloudwatch_event_target" "dispatcher" {
   }
 
   depends_on = [aws_lambda_permission.events]
+}
+
+################################################################################
+# The reconciler: a scheduled invocation that converges what lost events left
+# behind (images QUEUED past their lease, jobs that died unreported). The
+# dispatcher recognises the constant input {"reconcile": {}}.
+################################################################################
+
+resource "aws_cloudwatch_event_rule" "reconcile" {
+  count = local.function_exists ? 1 : 0
+
+  name                = "${var.name_prefix}-reconcile"
+  description         = "image-labeler: invoke the dispatcher's reconciler on a schedule"
+  schedule_expression = var.reconcile_schedule
+}
+
+resource "aws_lambda_permission" "reconcile" {
+  count = local.function_exists ? 1 : 0
+
+  statement_id   = "AllowReconcileSchedule"
+  action         = "lambda:InvokeFunction"
+  function_name  = local.function_name
+  principal      = "events.amazonaws.com"
+  source_arn     = aws_cloudwatch_event_rule.reconcile[0].arn
+  source_account = local.account_id
+}
+
+resource "aws_cloudwatch_event_target" "reconcile" {
+  count = local.function_exists ? 1 : 0
+
+  rule      = aws_cloudwatch_event_rule.reconcile[0].name
+  target_id = "dispatcher"
+  arn       = local.function_arn
+  input     = jsonencode({ reconcile = {} })
+
+  # A tick that cannot be delivered within a few minutes is superseded by the
+  # next one; queueing stale ticks would only run the reconciler back to back.
+  retry_policy {
+    maximum_event_age_in_seconds = 300
+    maximum_retry_attempts       = 3
+  }
+
+  depends_on = [aws_lambda_permission.reconcile]
 }

@@ -50,12 +50,6 @@ variable "trigger_mode" {
   }
 }
 
-variable "function_deployed" {
-  description = "Second stage: true once `cargo lambda deploy` has created the dispatcher function. Wiring that needs the function to exist (S3 -> Lambda notification, invoke permissions, SQS event source mapping, EventBridge target, async invoke config) is created only then. scripts/deploy.sh sets it."
-  type        = bool
-  default     = false
-}
-
 variable "dispatcher_timeout_seconds" {
   description = "The dispatcher's timeout. `cargo lambda deploy` owns it (dispatcher/Cargo.toml [package.metadata.lambda.deploy].timeout); Terraform only derives the SQS visibility timeout from it. scripts/deploy.sh passes the Cargo.toml value and a contract test keeps this default equal to it."
   type        = number
@@ -87,6 +81,11 @@ variable "sqs_batch_size" {
     condition     = var.sqs_batch_size >= 1 && var.sqs_batch_size <= 10000 && floor(var.sqs_batch_size) == var.sqs_batch_size
     error_message = "sqs_batch_size must be a whole number between 1 and 10000."
   }
+
+  validation {
+    condition     = var.sqs_batch_size <= 10 || var.batching_window_seconds >= 1
+    error_message = "sqs_batch_size = ${var.sqs_batch_size} needs batching_window_seconds >= 1: an SQS event source takes more than 10 messages per batch only with a batching window."
+  }
 }
 
 variable "batching_window_seconds" {
@@ -108,6 +107,17 @@ variable "images_per_job" {
   validation {
     condition     = var.images_per_job >= 1 && var.images_per_job <= 10000 && floor(var.images_per_job) == var.images_per_job
     error_message = "images_per_job must be a whole number between 1 and 10000."
+  }
+}
+
+variable "reconcile_schedule" {
+  description = "How often EventBridge invokes the dispatcher's reconciler, which finds images QUEUED longer than their lease, asks Batch about their jobs and re-dispatches or fails them. Events make the pipeline fast; this schedule makes it converge when an event is lost. A rate() or cron() expression."
+  type        = string
+  default     = "rate(5 minutes)"
+
+  validation {
+    condition     = can(regex("^(rate\\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\\)|cron\\([^()]+\\))$", var.reconcile_schedule))
+    error_message = "reconcile_schedule must be an EventBridge schedule expression such as \"rate(5 minutes)\", \"rate(1 hour)\" (singular unit for 1, plural otherwise) or \"cron(0/10 * * * ? *)\"."
   }
 }
 
@@ -198,7 +208,7 @@ variable "worker_image_tag" {
 }
 
 variable "compute_type" {
-  description = "Batch compute: FARGATE_SPOT (default, cheapest, interruptions are retried), FARGATE, EC2 or SPOT (Graviton instances)."
+  description = "Batch compute: FARGATE_SPOT (default, cheapest; interruptions are retried and on-demand Fargate takes over when Spot is at max_vcpus, see fargate_on_demand_fallback), FARGATE, EC2 or SPOT (Graviton instances; these need private subnets, so not the default VPC)."
   type        = string
   default     = "FARGATE_SPOT"
 
@@ -206,10 +216,24 @@ variable "compute_type" {
     condition     = contains(["FARGATE_SPOT", "FARGATE", "EC2", "SPOT"], var.compute_type)
     error_message = "compute_type must be FARGATE_SPOT, FARGATE, EC2 or SPOT."
   }
+
+  # Batch launches EC2/SPOT instances with the subnet's public IP setting, and
+  # the default VPC's subnets assign public IPs: the workers would be
+  # reachable from the internet.
+  validation {
+    condition     = !contains(["EC2", "SPOT"], var.compute_type) || var.create_vpc || length(var.subnet_ids) > 0
+    error_message = "compute_type = ${var.compute_type} launches instances with the subnets' public IP setting, and the default VPC's subnets assign public IPs. Use create_vpc = true, or subnet_ids of private subnets."
+  }
+}
+
+variable "fargate_on_demand_fallback" {
+  description = "FARGATE_SPOT only: add an on-demand FARGATE compute environment as the job queue's second choice. Batch places jobs there once the Spot environment runs max_vcpus, so up to twice max_vcpus may run at once; it does not fall back when Spot capacity is merely scarce (jobs then wait, up to runnable_timeout_seconds)."
+  type        = bool
+  default     = true
 }
 
 variable "max_vcpus" {
-  description = "Most vCPUs the compute environment runs at once; with worker_vcpu it bounds concurrent jobs and so Rekognition traffic."
+  description = "Most vCPUs each compute environment runs at once; with worker_vcpu it bounds concurrent jobs and so Rekognition traffic."
   type        = number
   default     = 16
 
@@ -217,16 +241,28 @@ variable "max_vcpus" {
     condition     = var.max_vcpus >= 1 && var.max_vcpus <= 10000 && floor(var.max_vcpus) == var.max_vcpus
     error_message = "max_vcpus must be a whole number between 1 and 10000."
   }
+
+  validation {
+    condition     = var.max_vcpus >= var.worker_vcpu
+    error_message = "max_vcpus (${var.max_vcpus}) must be at least worker_vcpu (${var.worker_vcpu}), or no job can ever start."
+  }
 }
 
 variable "worker_vcpu" {
-  description = "vCPUs of one worker container (the job definition's VCPU)."
+  description = "vCPUs of one worker container (the job definition's VCPU). Fractions (0.25, 0.5) run on Fargate only."
   type        = number
   default     = 1
 
   validation {
     condition     = contains([0.25, 0.5, 1, 2, 4, 8, 16], var.worker_vcpu)
     error_message = "worker_vcpu must be one of 0.25, 0.5, 1, 2, 4, 8 or 16."
+  }
+
+  # Batch refuses fractional vCPUs in EC2 job definitions at registration,
+  # which would fail the deploy halfway.
+  validation {
+    condition     = contains(["FARGATE", "FARGATE_SPOT"], var.compute_type) || floor(var.worker_vcpu) == var.worker_vcpu
+    error_message = "worker_vcpu = ${var.worker_vcpu} is fractional, which only Fargate runs; with compute_type = ${var.compute_type} use a whole number of vCPUs."
   }
 }
 
@@ -238,6 +274,16 @@ variable "worker_memory_mib" {
   validation {
     condition     = var.worker_memory_mib >= 512 && var.worker_memory_mib <= 122880 && floor(var.worker_memory_mib) == var.worker_memory_mib
     error_message = "worker_memory_mib must be a whole number between 512 and 122880."
+  }
+
+  validation {
+    condition = !contains(["FARGATE", "FARGATE_SPOT"], var.compute_type) || (
+      var.worker_memory_mib == 512 && var.worker_vcpu == 0.25 ||
+      var.worker_memory_mib >= local.fargate_memory_range[0] &&
+      var.worker_memory_mib <= local.fargate_memory_range[1] &&
+      (var.worker_memory_mib - local.fargate_memory_range[0]) % local.fargate_memory_range[2] == 0
+    )
+    error_message = "worker_memory_mib = ${var.worker_memory_mib} is not a Fargate memory size for worker_vcpu = ${var.worker_vcpu}: Fargate takes ${local.fargate_memory_range[0]} to ${local.fargate_memory_range[1]} MiB in steps of ${local.fargate_memory_range[2]}${var.worker_vcpu == 0.25 ? ", or 512" : ""}."
   }
 }
 
@@ -279,7 +325,7 @@ variable "ecr_keep_images" {
 ################################################################################
 
 variable "subnet_ids" {
-  description = "Subnets for the worker. Empty: create_vpc decides (a new VPC, or the default VPC's subnets). The job definition gives tasks no public IP, so these subnets need a route to S3, DynamoDB, ECR, CloudWatch Logs and Rekognition (NAT, or the VPC endpoints create_vpc_endpoints adds)."
+  description = "Your own subnets for the worker (with create_vpc = false). They need a route to S3, DynamoDB, ECR, CloudWatch Logs and Rekognition: a NAT, or the VPC endpoints create_vpc_endpoints adds. EC2/SPOT compute needs subnets that assign no public IPs. Empty with create_vpc = false: the default VPC's default subnets."
   type        = list(string)
   default     = []
 
@@ -287,38 +333,59 @@ variable "subnet_ids" {
     condition     = alltrue([for s in var.subnet_ids : can(regex("^subnet-[0-9a-f]+$", s))])
     error_message = "subnet_ids must be subnet ids (subnet-...)."
   }
+
+  validation {
+    condition     = length(var.subnet_ids) == 0 || !var.create_vpc
+    error_message = "subnet_ids and create_vpc = true both choose the worker's network: set create_vpc = false to use your own subnets."
+  }
 }
 
 variable "create_vpc" {
-  description = "Create a small VPC (private subnets only, no internet gateway, no NAT; AWS services through VPC endpoints) instead of using the default VPC. Ignored when subnet_ids is set."
+  description = "Create a VPC of the worker's own (private subnets only, no internet gateway, no NAT; AWS services through VPC endpoints). The default, because it changes nothing else in the account. With false, the worker uses subnet_ids, or else the default VPC, where the endpoints' private DNS names then apply to every workload in that VPC and creating them fails if it already has such endpoints."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "vpc_cidr" {
-  description = "With create_vpc: the VPC's IPv4 CIDR block."
+  description = "With create_vpc: the VPC's IPv4 CIDR block. Each availability zone gets one subnet of a sixteenth of it, which must hold every worker that may run at once plus the interface endpoints."
   type        = string
   default     = "10.42.0.0/16"
 
   validation {
-    condition     = try(cidrhost(var.vpc_cidr, 0) != "" && tonumber(split("/", var.vpc_cidr)[1]) >= 16 && tonumber(split("/", var.vpc_cidr)[1]) <= 24, false)
-    error_message = "vpc_cidr must be an IPv4 CIDR block between /16 and /24."
+    condition     = try(cidrnetmask(var.vpc_cidr) != "" && tonumber(split("/", var.vpc_cidr)[1]) >= 16 && tonumber(split("/", var.vpc_cidr)[1]) <= 24, false)
+    error_message = "vpc_cidr must be an IPv4 CIDR block between /16 and /24 (its subnets are 4 bits longer, and AWS subnets are at most /28)."
+  }
+
+  # Each subnet is a sixteenth of the VPC, less the 5 addresses AWS reserves
+  # and one per interface endpoint; every Fargate task takes an address, and
+  # so does every EC2 instance (which has at least one vCPU).
+  validation {
+    condition     = !var.create_vpc || try(var.az_count * (pow(2, 28 - tonumber(split("/", var.vpc_cidr)[1])) - 5 - length(local.interface_services)) >= local.max_concurrent_workers, true)
+    error_message = "vpc_cidr = ${var.vpc_cidr} leaves ${try(var.az_count * (pow(2, 28 - tonumber(split("/", var.vpc_cidr)[1])) - 5 - length(local.interface_services)), "?")} addresses for workers in ${var.az_count} subnets, but up to ${local.max_concurrent_workers} workers may run at once (max_vcpus / worker_vcpu per compute environment). Use a larger vpc_cidr, a higher az_count or fewer max_vcpus."
   }
 }
 
 variable "az_count" {
-  description = "Availability zones used: subnets created with create_vpc, or default-VPC subnets taken. Interface endpoints are billed per AZ."
+  description = "Availability zones used: subnets created with create_vpc (in zones that offer every interface endpoint), or default-VPC subnets taken. Interface endpoints are billed per zone. A plan refuses more zones than the region offers."
   type        = number
   default     = 2
 
   validation {
-    condition     = var.az_count >= 1 && var.az_count <= 4 && floor(var.az_count) == var.az_count
-    error_message = "az_count must be a whole number between 1 and 4."
+    condition     = var.az_count >= 1 && var.az_count <= 6 && floor(var.az_count) == var.az_count
+    error_message = "az_count must be a whole number between 1 and 6 (no region has more availability zones for these services)."
   }
 }
 
 variable "create_vpc_endpoints" {
-  description = "Add VPC endpoints the worker needs without a public IP: S3 and DynamoDB (gateway, free) and ECR, CloudWatch Logs and Rekognition (interface; about 0.01 USD per endpoint, AZ and hour). Turn off if the VPC already has them or routes through NAT."
+  description = "Add the VPC endpoints the worker needs without a public IP: S3 and DynamoDB (gateway, free) and ECR, CloudWatch Logs and Rekognition, plus ECS for EC2/SPOT compute (interface; about 0.01 USD per endpoint, AZ and hour). Turn off only with your own subnets that route through NAT or whose VPC already has these endpoints."
   type        = bool
   default     = true
+
+  # The created VPC has no NAT, and default-VPC subnets reach the internet
+  # only with public IPs, which the worker never gets: without endpoints
+  # every job would fail pulling its image.
+  validation {
+    condition     = var.create_vpc_endpoints || length(var.subnet_ids) > 0
+    error_message = "create_vpc_endpoints = false leaves the worker no route to AWS: ${var.create_vpc ? "the created VPC has no NAT" : "the default VPC's subnets reach the internet only with public IPs, which workers never get"}. Keep the endpoints, or pass subnet_ids of subnets with a NAT route."
+  }
 }

@@ -1,14 +1,27 @@
-# Provider v6 is required, not merely v5: v6 renamed the compute environment's
-# `compute_environment_name_prefix` to `name_prefix`, and the job queue's
-# `compute_environment_order` / `job_state_time_limit_action` blocks are the
-# current API; one configuration cannot be valid for both majors.
+# The AWS provider is pinned to 5.100, the last 5.x release, because that is
+# the version `make infra-check` validates and plans offline (a filesystem
+# mirror of it ships with the build machine): a version that cannot be checked
+# here is not a version we can claim works. Two names differ from 6.x, which
+# this configuration would otherwise use: the compute environment's
+# `compute_environment_name_prefix` (6.x: `name_prefix`), and the implicit
+# region of every resource (6.x adds a per-resource `region` argument, which
+# is not used here). Moving to 6.x means renaming the former and re-running
+# `make infra-check` against a 6.x mirror.
+#
+# .terraform.lock.hcl records the checksum of linux_amd64, the platform of the
+# mirror. scripts/deploy.sh adds the checksums of the platform it runs on with
+# `terraform providers lock -platform=<os>_<arch>` before `terraform init`.
+#
+# Terraform 1.9 is the oldest release whose variable validations may refer to
+# other variables, which variables.tf relies on to refuse combinations that
+# AWS would accept and then fail every job with.
 terraform {
-  required_version = ">= 1.5.0"
+  required_version = ">= 1.9.0"
 
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 6.0, < 7.0"
+      version = "~> 5.100"
     }
   }
 }

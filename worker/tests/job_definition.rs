@@ -119,6 +119,20 @@ fn spot_reclamation_is_retried_and_crashes_are_not() {
         RetryAction::Retry
     );
     assert_eq!(
+        strategy.action(None, None, Some("Your Spot Task was interrupted.")),
+        RetryAction::Retry,
+        "a Fargate Spot task reclaimed before or while its container ran"
+    );
+    assert_eq!(
+        strategy.action(
+            None,
+            Some("ResourceInitializationError: unable to pull secrets or registry auth"),
+            Some("Task failed to start")
+        ),
+        RetryAction::Exit,
+        "a task that cannot start for a reason of its own fails instead of looping"
+    );
+    assert_eq!(
         strategy.action(
             None,
             Some("CannotPullContainerError: pull rate exceeded"),

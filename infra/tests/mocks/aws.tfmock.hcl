@@ -1,0 +1,145 @@
+# Values the mocked AWS provider returns instead of random strings, where the
+# configuration or the provider's own validation needs a realistic shape.
+
+mock_data "aws_caller_identity" {
+  defaults = {
+    account_id = "123456789012"
+    arn        = "arn:aws:iam::123456789012:user/deployer"
+  }
+}
+
+mock_data "aws_partition" {
+  defaults = {
+    partition  = "aws"
+    dns_suffix = "amazonaws.com"
+  }
+}
+
+mock_data "aws_iam_policy_document" {
+  defaults = {
+    json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+  }
+}
+
+# No dispatcher function yet: a first deploy. Runs that need it override
+# data.aws_lambda_functions.all.
+mock_data "aws_lambda_functions" {
+  defaults = {
+    function_names = []
+    function_arns  = []
+  }
+}
+
+mock_data "aws_availability_zones" {
+  defaults = {
+    names    = ["us-east-1a", "us-east-1b", "us-east-1c"]
+    zone_ids = ["use1-az1", "use1-az2", "use1-az4"]
+  }
+}
+
+mock_data "aws_vpc_endpoint_service" {
+  defaults = {
+    availability_zones = ["us-east-1a", "us-east-1b", "us-east-1c"]
+    service_name       = "com.amazonaws.us-east-1.service"
+  }
+}
+
+mock_data "aws_vpc" {
+  defaults = {
+    id = "vpc-0defa017"
+  }
+}
+
+mock_data "aws_subnets" {
+  defaults = {
+    ids = []
+  }
+}
+
+mock_data "aws_subnet" {
+  defaults = {
+    vpc_id                  = "vpc-0a11ce00"
+    availability_zone       = "us-east-1a"
+    map_public_ip_on_launch = false
+  }
+}
+
+mock_data "aws_route_tables" {
+  defaults = {
+    ids = ["rtb-0a11ce00"]
+  }
+}
+
+mock_resource "aws_s3_bucket" {
+  defaults = {
+    arn = "arn:aws:s3:::image-labeler-images-123456789012-us-east-1"
+  }
+}
+
+mock_resource "aws_sqs_queue" {
+  defaults = {
+    arn = "arn:aws:sqs:us-east-1:123456789012:image-labeler-queue"
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/image-labeler-queue"
+  }
+}
+
+mock_resource "aws_dynamodb_table" {
+  defaults = {
+    arn = "arn:aws:dynamodb:us-east-1:123456789012:table/image-labeler-labels"
+  }
+}
+
+mock_resource "aws_batch_job_queue" {
+  defaults = {
+    arn = "arn:aws:batch:us-east-1:123456789012:job-queue/image-labeler-jobs"
+  }
+}
+
+mock_resource "aws_batch_compute_environment" {
+  defaults = {
+    arn = "arn:aws:batch:us-east-1:123456789012:compute-environment/image-labeler"
+  }
+}
+
+mock_resource "aws_batch_job_definition" {
+  defaults = {
+    arn = "arn:aws:batch:us-east-1:123456789012:job-definition/image-labeler-worker:1"
+  }
+}
+
+mock_resource "aws_ecr_repository" {
+  defaults = {
+    arn            = "arn:aws:ecr:us-east-1:123456789012:repository/image-labeler-worker"
+    repository_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/image-labeler-worker"
+  }
+}
+
+mock_resource "aws_iam_role" {
+  defaults = {
+    arn = "arn:aws:iam::123456789012:role/image-labeler-role"
+  }
+}
+
+mock_resource "aws_iam_instance_profile" {
+  defaults = {
+    arn = "arn:aws:iam::123456789012:instance-profile/image-labeler-instance"
+  }
+}
+
+mock_resource "aws_cloudwatch_log_group" {
+  defaults = {
+    arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/image-labeler"
+  }
+}
+
+mock_resource "aws_cloudwatch_event_rule" {
+  defaults = {
+    arn = "arn:aws:events:us-east-1:123456789012:rule/image-labeler-rule"
+  }
+}
+
+mock_resource "aws_vpc" {
+  defaults = {
+    id = "vpc-0c0ffee0"
+  }
+}
