@@ -61,7 +61,9 @@ locals {
   subnet_ids = local.worker_subnets[*].id
 
   looked_up_vpc_ids = distinct([for s in data.aws_subnet.worker : s.vpc_id])
-  vpc_id            = local.create_vpc ? aws_vpc.this[0].id : one(local.looked_up_vpc_ids)
+  # The first VPC, so that the worker security group's precondition (not a
+  # failing one()) reports subnets of several VPCs.
+  vpc_id = local.create_vpc ? aws_vpc.this[0].id : try(local.looked_up_vpc_ids[0], null)
 
   # An interface endpoint takes at most one subnet per availability zone, and
   # only in the zones its service is offered in.

@@ -143,3 +143,35 @@ mock_resource "aws_vpc" {
     id = "vpc-0c0ffee0"
   }
 }
+
+# Identifiers stay unknown during a mocked plan unless given; these make the
+# subnets and security groups distinguishable in assertions.
+override_resource {
+  target          = aws_subnet.private[0]
+  override_during = plan
+  values          = { id = "subnet-0pr1va7e0" }
+}
+
+override_resource {
+  target          = aws_subnet.private[1]
+  override_during = plan
+  values          = { id = "subnet-0pr1va7e1" }
+}
+
+override_resource {
+  target          = aws_subnet.private[2]
+  override_during = plan
+  values          = { id = "subnet-0pr1va7e2" }
+}
+
+override_resource {
+  target          = aws_security_group.worker
+  override_during = plan
+  values          = { id = "sg-0w0rker" }
+}
+
+override_resource {
+  target          = aws_security_group.endpoints[0]
+  override_during = plan
+  values          = { id = "sg-0endp0ints" }
+}
