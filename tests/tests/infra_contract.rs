@@ -11,7 +11,10 @@ use dispatcher::config::Config;
 use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
 use hcl::expr::{Expression, ObjectKey, TraversalOperator};
 use hcl::{Block, Body, Value};
-use labeler_core::schema::{LABEL_INDEX, LABEL_INDEX_PK, LABEL_INDEX_SK, PK, SK};
+use labeler_core::schema::{
+    attr, LABEL_INDEX, LABEL_INDEX_PK, LABEL_INDEX_SK, PK, SK, STATUS_INDEX, STATUS_INDEX_PK,
+    STATUS_INDEX_SK,
+};
 use labeler_core::table::KEY_ATTRIBUTES;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,8 +25,16 @@ use std::path::{Path, PathBuf};
 
 /// The dispatcher's SDK operations (see [`dispatcher_sources`]) and the IAM
 /// action each one needs.
-const DISPATCHER_SDK_ACTIONS: [(&str, &str); 8] = [
+const DISPATCHER_SDK_ACTIONS: [(&str, &str); 10] = [
     ("batch:SubmitJob", "dispatch::submit"),
+    (
+        "batch:DescribeJobs",
+        "the reconciler asks Batch about the jobs of old QUEUED records",
+    ),
+    (
+        "batch:ListJobs",
+        "a resubmission adopts a live job of the same deterministic name",
+    ),
     ("s3:PutObject", "dispatch::submit writes a manifest"),
     (
         "s3:GetObject",
@@ -40,7 +51,7 @@ const DISPATCHER_SDK_ACTIONS: [(&str, &str); 8] = [
     ),
     (
         "dynamodb:Query",
-        "labeling::remove_stale_entries (called by store::remove)",
+        "labeling::remove_stale_entries; the reconciler's by-status index",
     ),
     (
         "dynamodb:GetItem",
@@ -96,8 +107,12 @@ const EXECUTION_PLATFORM_ACTIONS: [&str; 5] = [
 
 /// Actions IAM offers no resource type for: the only ones that may be
 /// granted on `"*"`.
-const ACTIONS_WITHOUT_RESOURCE_TYPES: [&str; 2] =
-    ["rekognition:DetectLabels", "ecr:GetAuthorizationToken"];
+const ACTIONS_WITHOUT_RESOURCE_TYPES: [&str; 4] = [
+    "rekognition:DetectLabels",
+    "ecr:GetAuthorizationToken",
+    "batch:DescribeJobs",
+    "batch:ListJobs",
+];
 
 /// SDK fluent operations (as called on a client) and the IAM action each
 /// needs. `transact_write_items` is absent on purpose: a transaction is
@@ -145,7 +160,7 @@ const TRANSACTION_ACTIONS: [(&str, &str); 4] = [
 ];
 
 /// Every variable `dispatcher::config` reads (checked against its source).
-const DISPATCHER_VARIABLES: [&str; 17] = [
+const DISPATCHER_VARIABLES: [&str; 21] = [
     "JOB_QUEUE",
     "JOB_DEFINITION",
     "TABLE_NAME",
@@ -163,6 +178,10 @@ const DISPATCHER_VARIABLES: [&str; 17] = [
     "WRITE_CONCURRENCY",
     "MAX_ATTEMPTS",
     "CLAIM_LEASE_SECONDS",
+    "RECONCILE_AFTER_SECONDS",
+    "RECONCILE_LIMIT",
+    "RECONCILE_MAX_DISPATCHES",
+    "TOMBSTONE_TTL_DAYS",
 ];
 
 /// Variables without which the dispatcher does not start.
@@ -211,60 +230,110 @@ fn without_tests(source: &str) -> String {
         .to_owned()
 }
 
-/// The text of function `name` in `source`, from its signature to the
-/// closing brace at the start of a line.
-fn function_source(source: &str, name: &str) -> String {
-    let start = source
-        .find(&format!("fn {name}("))
-        .unwrap_or_else(|| panic!("function {name} not found"));
-    let end = source[start..]
-        .find("\n}\n")
-        .map_or(source.len(), |e| start + e + 3);
-    source[start..end].to_owned()
+/// Identifier characters of a Rust path segment.
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
 }
 
-/// Names of the functions of `module` that `sources` call as `module::name(`.
-fn calls_into(sources: &[String], module: &str) -> BTreeSet<String> {
-    let prefix = format!("{module}::");
-    let mut names = BTreeSet::new();
-    for source in sources {
-        for (at, _) in source.match_indices(&prefix) {
-            let rest = &source[at + prefix.len()..];
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            if !name.is_empty() && rest[name.len()..].starts_with('(') {
-                names.insert(name);
-            }
+/// The top-level functions of `source` (lines starting with `fn`, `pub fn`,
+/// `async fn`…), each from its signature to its closing brace.
+fn top_level_functions(source: &str) -> Vec<(String, String)> {
+    let mut functions = Vec::new();
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let signature = ["pub(crate) ", "pub ", "async ", "const "]
+            .iter()
+            .fold(line, |rest, prefix| {
+                rest.strip_prefix(prefix).unwrap_or(rest)
+            });
+        if let Some(rest) = signature.strip_prefix("fn ") {
+            let name: String = rest.chars().take_while(|&c| is_ident(c)).collect();
+            let end = source[offset..]
+                .find("\n}\n")
+                .map_or(source.len(), |e| offset + e + 3);
+            functions.push((name, source[offset..end].to_owned()));
+        }
+        offset += line.len();
+    }
+    functions
+}
+
+/// Names `source` calls as functions (`name(` or `name::<`, with or without
+/// a path), excluding method calls (`.name(`) and definitions; `qualified`
+/// tells whether a path (`module::name(`) preceded the name.
+fn called_functions(source: &str) -> Vec<(String, bool)> {
+    let mut calls = Vec::new();
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_ident(bytes[i] as char) || (i > 0 && is_ident(bytes[i - 1] as char)) {
+            i += 1;
+            continue;
+        }
+        let end = source[i..]
+            .find(|c: char| !is_ident(c))
+            .map_or(source.len(), |e| i + e);
+        let name = &source[i..end];
+        let rest = &source[end..];
+        let before = source[..i].trim_end();
+        if (rest.starts_with('(') || rest.starts_with("::<"))
+            && !before.ends_with('.')
+            && !before.ends_with("fn")
+        {
+            calls.push((name.to_owned(), before.ends_with("::")));
+        }
+        i = end;
+    }
+    calls
+}
+
+/// The sources whose SDK calls run with a binary's role: its crate (tests
+/// cut off) and every function of the shared core it reaches, transitively.
+/// A core function is reached through a path (`store::claim(`), or by name
+/// when the crate defines no function of that name itself.
+fn reachable_sources(crate_dir: &str) -> Vec<String> {
+    let mut sources = sources_under(crate_dir);
+    let own: BTreeSet<String> = sources
+        .iter()
+        .flat_map(|s| top_level_functions(s))
+        .map(|(name, _)| name)
+        .collect();
+    let mut core: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for source in sources_under("core/src") {
+        for (name, body) in top_level_functions(&source) {
+            core.entry(name).or_default().push(body);
         }
     }
-    names
+    let mut reached = BTreeSet::new();
+    let mut pending: Vec<String> = sources
+        .iter()
+        .flat_map(|s| called_functions(s))
+        .filter(|(name, qualified)| *qualified || !own.contains(name))
+        .map(|(name, _)| name)
+        .collect();
+    while let Some(name) = pending.pop() {
+        let Some(bodies) = core.get(&name) else {
+            continue;
+        };
+        if !reached.insert(name) {
+            continue;
+        }
+        for body in bodies {
+            pending.extend(called_functions(body).into_iter().map(|(n, _)| n));
+            sources.push(body.clone());
+        }
+    }
+    sources
 }
 
-/// The sources whose SDK calls run with the dispatcher's role: its crate,
-/// core's store (most of which it uses) and the labeling functions the two
-/// call.
+/// The sources whose SDK calls run with the dispatcher's role.
 fn dispatcher_sources() -> Vec<String> {
-    let mut sources = sources_under("dispatcher/src");
-    sources.push(without_tests(&read("core/src/store.rs")));
-    let labeling = without_tests(&read("core/src/labeling.rs"));
-    for name in calls_into(&sources, "labeling") {
-        sources.push(function_source(&labeling, &name));
-    }
-    sources
+    reachable_sources("dispatcher/src")
 }
 
-/// The sources whose SDK calls run with the worker's job role: its crate,
-/// core's labeling and the store functions the two call.
+/// The sources whose SDK calls run with the worker's job role.
 fn worker_sources() -> Vec<String> {
-    let mut sources = sources_under("worker/src");
-    sources.push(without_tests(&read("core/src/labeling.rs")));
-    let store = without_tests(&read("core/src/store.rs"));
-    for name in calls_into(&sources, "store") {
-        sources.push(function_source(&store, &name));
-    }
-    sources
+    reachable_sources("worker/src")
 }
 
 /// Every block of every `infra/*.tf` file.
@@ -588,7 +657,7 @@ fn dispatcher_env(blocks: &[Block]) -> BTreeMap<String, String> {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn the_table_declares_the_shared_keys_and_the_label_index() {
+fn the_table_declares_the_shared_keys_indexes_and_time_to_live() {
     let blocks = infra();
 
     let table = block(&blocks, "resource", &["aws_dynamodb_table", "results"]);
@@ -605,12 +674,24 @@ fn the_table_declares_the_shared_keys_and_the_label_index() {
         .map(|(n, t)| (n.to_string(), t.to_string()))
         .collect();
     assert_eq!(attributes, expected);
-    let indexes = nested(table, "global_secondary_index");
-    assert_eq!(indexes.len(), 1, "exactly one GSI");
-    assert_eq!(string_attr(indexes[0], "name"), LABEL_INDEX);
-    assert_eq!(string_attr(indexes[0], "hash_key"), LABEL_INDEX_PK);
-    assert_eq!(string_attr(indexes[0], "range_key"), LABEL_INDEX_SK);
-    assert_eq!(string_attr(indexes[0], "projection_type"), "ALL");
+    let indexes: BTreeSet<[String; 4]> = nested(table, "global_secondary_index")
+        .into_iter()
+        .map(|i| {
+            ["name", "hash_key", "range_key", "projection_type"].map(|key| string_attr(i, key))
+        })
+        .collect();
+    let expected_indexes: BTreeSet<[String; 4]> = [
+        [LABEL_INDEX, LABEL_INDEX_PK, LABEL_INDEX_SK, "ALL"],
+        [STATUS_INDEX, STATUS_INDEX_PK, STATUS_INDEX_SK, "ALL"],
+    ]
+    .into_iter()
+    .map(|index| index.map(str::to_owned))
+    .collect();
+    assert_eq!(indexes, expected_indexes);
+    let ttl = nested(table, "ttl");
+    assert_eq!(ttl.len(), 1, "the table expires tombstones with a TTL");
+    assert_eq!(string_attr(ttl[0], "attribute_name"), attr::EXPIRES_AT);
+    assert_eq!(attr(ttl[0], "enabled"), &Expression::Bool(true));
 }
 
 #[test]
@@ -1078,4 +1159,50 @@ fn every_variable_is_typed_described_and_every_output_described() {
     }
 
     assert!(untyped.is_empty(), "{untyped:#?}");
+}
+
+/// Resources created only once something outside Terraform exists: the image
+/// (`var.worker_image_tag`) or the dispatcher function
+/// (`local.function_exists`), as `resource_type.name[0]`.
+fn deferred_resources(blocks: &[Block]) -> BTreeSet<String> {
+    blocks
+        .iter()
+        .filter(|b| b.identifier() == "resource")
+        .filter(|b| {
+            b.body()
+                .attributes()
+                .find(|a| a.key() == "count")
+                .and_then(|a| hcl::format::to_string(a.expr()).ok())
+                .is_some_and(|count| {
+                    count.contains("local.function_exists")
+                        || count.contains("var.worker_image_tag")
+                })
+        })
+        .map(|b| format!("{}.{}[0]", labels(b)[0], labels(b)[1]))
+        .collect()
+}
+
+#[test]
+fn the_deploy_applies_unconfirmed_only_what_waits_for_the_image_or_the_function() {
+    let blocks = infra();
+    let script = read("scripts/deploy.sh");
+
+    let list = script
+        .split("followup_resources=(")
+        .nth(1)
+        .and_then(|rest| rest.split("\n)").next())
+        .expect("scripts/deploy.sh declares followup_resources=( ... )");
+    let followups: BTreeSet<String> = list
+        .lines()
+        .map(|l| l.trim().trim_matches('\'').to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+
+    let deferred = deferred_resources(&blocks);
+    assert!(
+        deferred.contains("aws_batch_job_definition.worker[0]")
+            && deferred.contains("aws_lambda_event_source_mapping.events[0]"),
+        "the gating expressions changed: {deferred:?}"
+    );
+    assert_eq!(followups, deferred);
 }
