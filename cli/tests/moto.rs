@@ -119,8 +119,11 @@ impl World {
             .collect();
         let attempt = Attempt {
             job_id: Some("job-1".into()),
+            owner: "job-1".into(),
             attempt: 1,
         };
+        let taken = labeler_core::labeling::take(&db, &self.stack.table, &image, &attempt, now);
+        assert_eq!(taken.await.unwrap(), WriteOutcome::Written);
         let outcome = record_labeled(
             &db,
             &self.stack.table,
@@ -144,8 +147,11 @@ impl World {
             .unwrap();
         let attempt = Attempt {
             job_id: Some("job-1".into()),
+            owner: "job-1".into(),
             attempt: 2,
         };
+        let taken = labeler_core::labeling::take(&db, &self.stack.table, &image, &attempt, now);
+        assert_eq!(taken.await.unwrap(), WriteOutcome::Written);
         let outcome = record_failed(&db, &self.stack.table, &image, reason, &attempt, now)
             .await
             .unwrap();

@@ -290,7 +290,7 @@ pub fn plan_job(
         options,
         images: ImageSource::Inline(chunks.clone()),
     };
-    if inline.to_parameter().len() <= INLINE_JOB_MAX_BYTES {
+    if sent_bytes(&inline) <= INLINE_JOB_MAX_BYTES {
         return Ok(PlannedJob {
             name,
             spec: inline,
@@ -329,6 +329,15 @@ pub fn plan_job(
         manifest: Some((bucket, key, body)),
         chunks,
     })
+}
+
+/// Bytes the spec's parameter takes in the SubmitJob request body: a JSON
+/// string, so every quote, backslash and control character in keys counts
+/// as it is escaped, not as it is.
+pub fn sent_bytes(spec: &JobSpec) -> usize {
+    serde_json::to_string(&spec.to_parameter())
+        .expect("a string serialises")
+        .len()
 }
 
 /// Deterministic, Batch-valid job name traceable to its images.
@@ -449,6 +458,30 @@ mod tests {
             JobSpec::from_parameter(raw),
             Err(ContractError::Empty)
         ));
+    }
+
+    #[test]
+    fn the_inline_limit_counts_keys_as_they_are_escaped_in_the_request() {
+        // Quotes double again in the request body: in the spec, these 17 keys fit the
+        // inline limit; escaped, they do not.
+        let quotes = "\"".repeat(500);
+        let images: Vec<_> = (0..17)
+            .map(|i| image(&format!("{quotes}{i}.jpg"), &format!("{i:04X}")))
+            .collect();
+        let inline = JobSpec {
+            v: CONTRACT_VERSION,
+            table: "labels".into(),
+            options: LabelOptions::default(),
+            images: ImageSource::Inline(vec![images.clone()]),
+        };
+        assert!(inline.to_parameter().len() <= INLINE_JOB_MAX_BYTES);
+        assert!(sent_bytes(&inline) > INLINE_JOB_MAX_BYTES);
+
+        let planned =
+            plan_job("labels", LabelOptions::default(), vec![images], &location()).unwrap();
+
+        assert!(matches!(planned.spec.images, ImageSource::Manifest(_)));
+        assert!(sent_bytes(&planned.spec) <= INLINE_JOB_MAX_BYTES);
     }
 
     #[test]

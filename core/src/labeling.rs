@@ -1,10 +1,14 @@
 //! The worker's conditional writes: the LABELED or FAILED outcome of one
 //! upload, and the label-index entries that go with it.
 //!
-//! Both outcomes are written only while the image record still describes the
-//! worker's upload (`revision = :rev`) and is not LABELED yet, so a Batch
-//! retry, a duplicate job or a job for an older upload can never overwrite a
-//! newer upload's record or label an image twice (invariants 2 and 3).
+//! Before it calls DetectLabels, the worker **takes** the image for its job
+//! ([`take`], [`rule::TAKE_CONDITION`]): the record must be this upload's,
+//! QUEUED, and not owned by another job. Both outcomes are then written only
+//! while the record is still this upload's, QUEUED and owned by this job
+//! ([`rule::OWNED_BY_JOB`]), so a Batch retry (same job id) carries on, while
+//! a duplicate job, a job for an older upload or a job the reconciler gave up
+//! on can never label an image a second time or overwrite a newer upload's
+//! record (invariants 2 and 3).
 //!
 //! # How one labeling is written
 //!
@@ -28,10 +32,12 @@
 //! Splitting the entries into several batches ahead of the record would have
 //! left entries of a labeling that lost its race to a newer upload behind.
 
+use crate::db::{n, resolve_conflict, s, Clock, StoreError, WriteOutcome};
+use crate::entries::{label_entry, remove_stale_entries};
 use crate::job::ImageRef;
-use crate::revision::Revision;
-use crate::schema::{self, attr, Label, Status, PK, SK};
-use crate::store::{self, Clock, StoreError, WriteOutcome};
+use crate::rule::{self, Writer};
+use crate::schema::{self, attr, Label, Status, SK};
+use crate::store::image_key;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -39,7 +45,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Most actions one `TransactWriteItems` call accepts.
 pub const MAX_TRANSACT_ITEMS: usize = 100;
@@ -47,20 +53,30 @@ pub const MAX_TRANSACT_ITEMS: usize = 100;
 /// one index entry per label.
 pub const MAX_LABELS_PER_RECORD: usize = MAX_TRANSACT_ITEMS - 1;
 
-/// Condition of every worker write to the image record: the record is still
-/// this upload's and nobody has labeled it yet.
-pub const OWN_UNLABELED_RECORD: &str = "revision = :rev AND #status <> :labeled";
-
 /// Cancellation code DynamoDB reports for an action whose condition failed.
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
 
-/// The Batch job attempt that produced a result, recorded on the image.
+/// The Batch job attempt that produces a result, recorded on the image.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attempt {
     /// Batch job id (the parent id for array children), when run by Batch.
     pub job_id: Option<String>,
+    /// Who takes images: the Batch job id as Batch gives it to the
+    /// container (`parent:index` for array children), the same across Batch
+    /// retries; a per-process token outside Batch.
+    pub owner: String,
     /// Batch attempt number, starting at 1.
     pub attempt: u32,
+}
+
+/// An owner token for a worker run outside Batch (no `AWS_BATCH_JOB_ID`):
+/// unique per process, so two local runs never share a take.
+pub fn process_owner() -> String {
+    format!(
+        "local-{}-{:016x}",
+        std::process::id(),
+        Clock::now().unix_millis ^ u64::from(std::process::id()).rotate_left(32)
+    )
 }
 
 /// Labels as they will be stored: [`schema::cap_labels`], then at most
@@ -71,36 +87,47 @@ pub fn prepare_labels(labels: Vec<Label>) -> Vec<Label> {
     labels
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
 
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn timestamp(now: Clock) -> AttributeValue {
-    s(schema::rfc3339_millis(now.unix_millis))
-}
-
-/// The index entry of one label of `image`.
-pub fn label_entry(image: &ImageRef, label: &Label) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        (
-            PK.to_owned(),
-            s(schema::image_pk(&image.bucket, &image.key)),
-        ),
-        (SK.to_owned(), s(schema::label_sk(&label.name))),
-        (
-            schema::LABEL_INDEX_PK.to_owned(),
-            s(schema::label_index_value(&label.name)),
-        ),
-        (schema::LABEL_INDEX_SK.to_owned(), n(label.confidence)),
-        (attr::NAME.to_owned(), s(&label.name)),
-        (attr::BUCKET.to_owned(), s(&image.bucket)),
-        (attr::KEY.to_owned(), s(&image.key)),
-        (attr::REVISION.to_owned(), s(image.revision.as_str())),
-    ])
+/// Takes `image` for this job before DetectLabels is called: sets the
+/// record's owner (and job id) under [`rule::TAKE_CONDITION`].
+///
+/// `Written` means this job may call DetectLabels (it took the image now or
+/// in an earlier Batch attempt); `Duplicate` that the upload already has a
+/// terminal record; `Superseded` that another job owns it, or a newer upload
+/// or a delete does. Only `Written` leads to a Rekognition call.
+pub async fn take(
+    client: &Client,
+    table: &str,
+    image: &ImageRef,
+    attempt: &Attempt,
+    now: Clock,
+) -> Result<WriteOutcome, StoreError> {
+    let mut set = vec!["#owner = :owner", "attempts = :attempts", "updated_at = :now"];
+    let mut request = client
+        .update_item()
+        .table_name(table)
+        .set_key(Some(image_key(&image.bucket, &image.key)))
+        .condition_expression(rule::TAKE_CONDITION)
+        .expression_attribute_names("#status", attr::STATUS)
+        .expression_attribute_names("#owner", attr::OWNER)
+        .expression_attribute_values(":rev", s(image.revision.as_str()))
+        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
+        .expression_attribute_values(":owner", s(&attempt.owner))
+        .expression_attribute_values(":attempts", n(attempt.attempt))
+        .expression_attribute_values(":now", s(now.rfc3339()))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    if let Some(job_id) = &attempt.job_id {
+        set.push("job_id = :job_id");
+        request = request.expression_attribute_values(":job_id", s(job_id));
+    }
+    let result = request
+        .update_expression(format!("SET {}", set.join(", ")))
+        .send()
+        .await;
+    let writer = Writer::Take {
+        owner: &attempt.owner,
+    };
+    update_outcome(client, table, image, writer, result).await
 }
 
 /// The actions of the labeling transaction: the conditional record update
@@ -124,17 +151,20 @@ pub fn labeled_transaction(
     ];
     let mut update = Update::builder()
         .table_name(table)
-        .set_key(Some(store::image_key(&image.bucket, &image.key)))
-        .condition_expression(OWN_UNLABELED_RECORD)
+        .set_key(Some(image_key(&image.bucket, &image.key)))
+        .condition_expression(rule::OWNED_BY_JOB)
         .expression_attribute_names("#status", attr::STATUS)
+        .expression_attribute_names("#owner", attr::OWNER)
         .expression_attribute_values(":rev", s(image.revision.as_str()))
+        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
+        .expression_attribute_values(":owner", s(&attempt.owner))
         .expression_attribute_values(":labeled", s(Status::Labeled.as_str()))
         .expression_attribute_values(
             ":labels",
             AttributeValue::L(labels.iter().map(schema::label_to_attr).collect()),
         )
         .expression_attribute_values(":attempts", n(attempt.attempt))
-        .expression_attribute_values(":now", timestamp(now))
+        .expression_attribute_values(":now", s(now.rfc3339()))
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
     if let Some(version) = model_version {
         set.push("label_model_version = :model");
@@ -145,7 +175,12 @@ pub fn labeled_transaction(
         update = update.expression_attribute_values(":job_id", s(job_id));
     }
     let update = update
-        .update_expression(format!("SET {} REMOVE reason", set.join(", ")))
+        .update_expression(format!(
+            "SET {} REMOVE reason, {}, {}",
+            set.join(", "),
+            schema::STATUS_INDEX_PK,
+            schema::STATUS_INDEX_SK
+        ))
         .build()
         .expect("key, table and update expression are set");
     let mut items = Vec::with_capacity(labels.len() + 1);
@@ -165,9 +200,10 @@ pub fn labeled_transaction(
 /// entries, and deletes index entries of older uploads that the new labels
 /// do not replace. See the module documentation for the write protocol.
 ///
-/// `Written` means this call labeled the image; `Duplicate` that the record
-/// was already LABELED for this upload; `Superseded` that a newer upload (or
-/// a delete) owns the record. Only the latter two are conflicts, never errors.
+/// `Written` means this call labeled the image (or an earlier call whose
+/// response was lost did); `Duplicate` that the record already has a
+/// terminal status for this upload; `Superseded` that a newer upload, a
+/// delete or another job owns the record. Conflicts are never errors.
 pub async fn record_labeled(
     client: &Client,
     table: &str,
@@ -182,7 +218,15 @@ pub async fn record_labeled(
         .iter()
         .filter_map(|i| i.put()?.item().get(SK)?.as_s().ok().cloned())
         .collect();
-    remove_stale_entries(client, table, image, &keep).await?;
+    remove_stale_entries(
+        client,
+        table,
+        &image.bucket,
+        &image.key,
+        &image.revision,
+        &keep,
+    )
+    .await?;
     let result = client
         .transact_write_items()
         .set_transact_items(Some(items))
@@ -200,7 +244,21 @@ pub async fn record_labeled(
                 _ => None,
             };
             match record_condition_failed {
-                Some(returned) => classify_conflict(client, table, image, returned).await,
+                Some(returned) => {
+                    let writer = Writer::Result {
+                        owner: &attempt.owner,
+                    };
+                    resolve_conflict(
+                        client,
+                        table,
+                        &image.bucket,
+                        &image.key,
+                        &image.revision,
+                        writer,
+                        returned,
+                    )
+                    .await
+                }
                 None => Err(store_error(
                     "TransactWriteItems",
                     image,
@@ -213,8 +271,8 @@ pub async fn record_labeled(
 }
 
 /// Marks `image` FAILED with `reason` (capped with [`schema::capped_reason`])
-/// unless the record belongs to another upload or is already LABELED, and
-/// deletes the index entries older uploads left behind.
+/// while this job owns it, after deleting the index entries older uploads
+/// left behind.
 pub async fn record_failed(
     client: &Client,
     table: &str,
@@ -223,25 +281,40 @@ pub async fn record_failed(
     attempt: &Attempt,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    remove_stale_entries(client, table, image, &HashSet::new()).await?;
+    remove_stale_entries(
+        client,
+        table,
+        &image.bucket,
+        &image.key,
+        &image.revision,
+        &HashSet::new(),
+    )
+    .await?;
+    let pk = schema::image_pk(&image.bucket, &image.key);
+    let status_key = schema::status_key(&pk, Status::Failed).expect("FAILED is indexed");
     let mut set = vec![
         "#status = :failed",
         "reason = :reason",
         "attempts = :attempts",
         "updated_at = :now",
+        "status_key = :status_key",
+        "status_at = :now",
     ];
     let mut request = client
         .update_item()
         .table_name(table)
-        .set_key(Some(store::image_key(&image.bucket, &image.key)))
-        .condition_expression(OWN_UNLABELED_RECORD)
+        .set_key(Some(image_key(&image.bucket, &image.key)))
+        .condition_expression(rule::OWNED_BY_JOB)
         .expression_attribute_names("#status", attr::STATUS)
+        .expression_attribute_names("#owner", attr::OWNER)
         .expression_attribute_values(":rev", s(image.revision.as_str()))
-        .expression_attribute_values(":labeled", s(Status::Labeled.as_str()))
+        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
+        .expression_attribute_values(":owner", s(&attempt.owner))
         .expression_attribute_values(":failed", s(Status::Failed.as_str()))
         .expression_attribute_values(":reason", s(schema::capped_reason(reason)))
         .expression_attribute_values(":attempts", n(attempt.attempt))
-        .expression_attribute_values(":now", timestamp(now))
+        .expression_attribute_values(":now", s(now.rfc3339()))
+        .expression_attribute_values(":status_key", s(status_key))
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
     if let Some(job_id) = &attempt.job_id {
         set.push("job_id = :job_id");
@@ -251,6 +324,19 @@ pub async fn record_failed(
         .update_expression(format!("SET {}", set.join(", ")))
         .send()
         .await;
+    let writer = Writer::Result {
+        owner: &attempt.owner,
+    };
+    update_outcome(client, table, image, writer, result).await
+}
+
+async fn update_outcome<O>(
+    client: &Client,
+    table: &str,
+    image: &ImageRef,
+    writer: Writer<'_>,
+    result: Result<O, SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>>,
+) -> Result<WriteOutcome, StoreError> {
     match result {
         Ok(_) => Ok(WriteOutcome::Written),
         Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
@@ -258,131 +344,33 @@ pub async fn record_failed(
                 UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
                 _ => None,
             };
-            classify_conflict(client, table, image, returned).await
+            resolve_conflict(
+                client,
+                table,
+                &image.bucket,
+                &image.key,
+                &image.revision,
+                writer,
+                returned,
+            )
+            .await
         }
         Err(e) => Err(store_error("UpdateItem", image, e)),
     }
-}
-
-/// Deletes the label-index entries of `image`'s key that belong to an older
-/// upload and whose sort key is not in `keep`; returns how many were deleted.
-///
-/// Each delete is conditional on `revision < :rev`, so entries written for
-/// this or a newer upload are never touched, whatever raced with the Query.
-pub async fn remove_stale_entries(
-    client: &Client,
-    table: &str,
-    image: &ImageRef,
-    keep: &HashSet<String>,
-) -> Result<usize, StoreError> {
-    let pk = schema::image_pk(&image.bucket, &image.key);
-    let mut removed = 0;
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = client
-            .query()
-            .table_name(table)
-            .consistent_read(true)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(&pk))
-            .expression_attribute_values(":prefix", s(schema::LABEL_SK_PREFIX))
-            .projection_expression("pk, sk, revision")
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| store_error("Query", image, e))?;
-        for entry in page.items() {
-            let Some(sk) = entry.get(SK).and_then(|v| v.as_s().ok()) else {
-                continue;
-            };
-            let older = entry
-                .get(attr::REVISION)
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|r| r.as_str() < image.revision.as_str());
-            if !older || keep.contains(sk) {
-                continue;
-            }
-            let key = HashMap::from([(PK.to_owned(), s(&pk)), (SK.to_owned(), s(sk))]);
-            let deleted = client
-                .delete_item()
-                .table_name(table)
-                .set_key(Some(key))
-                .condition_expression("revision < :rev")
-                .expression_attribute_values(":rev", s(image.revision.as_str()))
-                .send()
-                .await;
-            match deleted {
-                Ok(_) => removed += 1,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(store_error("DeleteItem", image, e)),
-            }
-        }
-        match page.last_evaluated_key() {
-            Some(k) if !k.is_empty() => start = Some(k.clone()),
-            _ => break,
-        }
-    }
-    Ok(removed)
 }
 
 fn store_error<E>(operation: &'static str, image: &ImageRef, e: E) -> StoreError
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    StoreError {
-        operation,
-        pk: schema::image_pk(&image.bucket, &image.key),
-        source: Box::new(e),
-    }
-}
-
-/// Tells "already LABELED for this upload" from "a newer upload owns the
-/// record", from the item the failed condition returned or, if DynamoDB did
-/// not return one, from a fresh read.
-async fn classify_conflict(
-    client: &Client,
-    table: &str,
-    image: &ImageRef,
-    returned: Option<&HashMap<String, AttributeValue>>,
-) -> Result<WriteOutcome, StoreError> {
-    let fetched;
-    let item = match returned {
-        Some(item) if !item.is_empty() => Some(item),
-        _ => {
-            fetched = store::get_image(client, table, &image.bucket, &image.key).await?;
-            fetched.as_ref()
-        }
-    };
-    Ok(conflict_outcome(image, item))
-}
-
-/// The outcome of a failed condition, given the record as it is now:
-/// `Duplicate` when it describes this upload, `Superseded` otherwise (with
-/// `newer: None` when the record is gone or describes no newer upload, e.g.
-/// after the object was deleted).
-pub fn conflict_outcome(
-    image: &ImageRef,
-    record: Option<&HashMap<String, AttributeValue>>,
-) -> WriteOutcome {
-    let stored = record
-        .and_then(|r| r.get(attr::REVISION)?.as_s().ok().cloned())
-        .and_then(|r| Revision::try_from(r).ok());
-    match stored {
-        Some(rev) if rev == image.revision => WriteOutcome::Duplicate {
-            existing: record
-                .and_then(|r| r.get(attr::STATUS)?.as_s().ok())
-                .and_then(|st| Status::parse(st)),
-        },
-        Some(rev) if rev > image.revision => WriteOutcome::Superseded { newer: Some(rev) },
-        _ => WriteOutcome::Superseded { newer: None },
-    }
+    StoreError::new(operation, schema::image_pk(&image.bucket, &image.key), e)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::PK;
+    use crate::{store, Revision};
     use crate::schema::{BoundingBox, Instance};
 
     fn image() -> ImageRef {
@@ -417,6 +405,7 @@ mod tests {
     fn attempt() -> Attempt {
         Attempt {
             job_id: Some("a1b2c3".into()),
+            owner: "a1b2c3:4".into(),
             attempt: 2,
         }
     }
@@ -452,7 +441,7 @@ mod tests {
         );
 
         let update = items[0].update().unwrap();
-        assert_eq!(update.condition_expression(), Some(OWN_UNLABELED_RECORD));
+        assert_eq!(update.condition_expression(), Some(rule::OWNED_BY_JOB));
         assert_eq!(
             update.key(),
             &store::image_key("photos", "cats/Tabby Cat.jpg")
@@ -461,6 +450,7 @@ mod tests {
         assert_eq!(values[":rev"].as_s().unwrap(), image().revision.as_str());
         assert_eq!(values[":labeled"].as_s().unwrap(), "LABELED");
         assert_eq!(values[":job_id"].as_s().unwrap(), "a1b2c3");
+        assert_eq!(values[":owner"].as_s().unwrap(), "a1b2c3:4");
         assert_eq!(values[":attempts"].as_n().unwrap(), "2");
         assert_eq!(values[":model"].as_s().unwrap(), "3.0");
         assert_eq!(values[":now"].as_s().unwrap(), "2026-11-23T00:42:00.123Z");
@@ -472,7 +462,7 @@ mod tests {
         assert_eq!(
             update.update_expression(),
             "SET #status = :labeled, labels = :labels, attempts = :attempts, updated_at = :now, \
-             label_model_version = :model, job_id = :job_id REMOVE reason"
+             label_model_version = :model, job_id = :job_id REMOVE reason, status_key, status_at"
         );
         assert_eq!(
             update.return_values_on_condition_check_failure(),
@@ -523,37 +513,5 @@ mod tests {
         assert!(prepared
             .windows(2)
             .all(|w| w[0].confidence >= w[1].confidence));
-    }
-
-    #[test]
-    fn a_conflict_tells_a_duplicate_from_a_newer_upload() {
-        let record = |seq: &str, status: Status| {
-            HashMap::from([
-                (
-                    attr::REVISION.to_owned(),
-                    s(Revision::from_sequencer(seq).unwrap().as_str()),
-                ),
-                (attr::STATUS.to_owned(), s(status.as_str())),
-            ])
-        };
-        let same = record("0062E99A88DC407460", Status::Labeled);
-        let newer = record("0062E99A88DC407470", Status::Queued);
-
-        assert_eq!(
-            conflict_outcome(&image(), Some(&same)),
-            WriteOutcome::Duplicate {
-                existing: Some(Status::Labeled)
-            }
-        );
-        assert_eq!(
-            conflict_outcome(&image(), Some(&newer)),
-            WriteOutcome::Superseded {
-                newer: Some(Revision::from_sequencer("0062E99A88DC407470").unwrap())
-            }
-        );
-        assert_eq!(
-            conflict_outcome(&image(), None),
-            WriteOutcome::Superseded { newer: None }
-        );
     }
 }

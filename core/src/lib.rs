@@ -7,14 +7,25 @@
 //! * [`job`]: the [`job::JobSpec`] a Batch job carries, chunking, manifests,
 //!   deterministic job names.
 //! * [`schema`]: table layout, record attributes, label index, size caps.
-//! * [`store`]: conditional writes implementing "one labeling per upload" and
-//!   "newest upload wins".
-//! * [`table`]: the table's key schema and index, for tools that create it.
+//! * [`rule`]: the one rule for "stored record vs incoming write": every
+//!   condition expression beside its in-memory twin.
+//! * [`db`]: primitives every writer shares (clock, errors, outcomes, reads).
+//! * [`entries`]: label-index entries and their removal.
+//! * [`store`]: the dispatcher's conditional writes (claims, skips,
+//!   failures, tombstones, re-dispatches).
+//! * [`labeling`]: the worker's conditional writes (take, LABELED, FAILED).
+//! * [`table`]: the table's key schema and indexes, for tools that create it.
+//!
+//! Layering, bottom up: `rule` (pure) → `db` → `entries` → `store`,
+//! `labeling`; nothing imports upwards.
 
+pub mod db;
+pub mod entries;
 pub mod job;
 pub mod key;
 pub mod labeling;
 pub mod revision;
+pub mod rule;
 pub mod schema;
 pub mod store;
 pub mod table;

@@ -78,6 +78,51 @@ pub mod attr {
     pub const LABEL_MODEL_VERSION: &str = "label_model_version";
     /// Label name as Rekognition spells it (index entries).
     pub const NAME: &str = "name";
+    /// Batch job id (`parent:index` for array children) that took the image
+    /// for labeling; only that job calls DetectLabels for this upload.
+    pub const OWNER: &str = "owner";
+    /// How many times the image was dispatched for its upload (the first
+    /// dispatch is 1); bounds the reconciler's re-dispatches.
+    pub const DISPATCHES: &str = "dispatches";
+    /// Unix seconds after which DynamoDB's TTL deletes the item (tombstones).
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+/// Name of the sparse global secondary index over records that need
+/// attention: QUEUED, FAILED and SKIPPED records carry its keys, LABELED
+/// records and tombstones do not. The reconciler finds old QUEUED records
+/// with one Query per shard, `labeler retry` and `labeler status` find
+/// FAILED ones the same way: never a Scan.
+pub const STATUS_INDEX: &str = "by-status";
+/// Partition key of [`STATUS_INDEX`]: `<STATUS>#<shard>`, see [`status_key`].
+pub const STATUS_INDEX_PK: &str = "status_key";
+/// Sort key of [`STATUS_INDEX`]: when the record entered its status (RFC 3339).
+pub const STATUS_INDEX_SK: &str = "status_at";
+/// Shards per status in [`STATUS_INDEX`]: spreads the index's writes over
+/// partitions (every image passes through QUEUED) at the cost of one Query
+/// per shard when reading.
+pub const STATUS_SHARDS: u32 = 16;
+
+/// The [`STATUS_INDEX`] partition of `pk` in `status`, or `None` for the
+/// statuses the index leaves out (LABELED, DELETED).
+pub fn status_key(pk: &str, status: Status) -> Option<String> {
+    if !status.is_indexed() {
+        return None;
+    }
+    // FNV-1a: stable across releases and platforms, unlike std's hasher.
+    let hash = pk
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    Some(format!("{}#{:02}", status.as_str(), hash % u64::from(STATUS_SHARDS)))
+}
+
+/// Every [`STATUS_INDEX`] partition of `status`, for readers.
+pub fn status_keys(status: Status) -> Vec<String> {
+    (0..STATUS_SHARDS)
+        .map(|shard| format!("{}#{shard:02}", status.as_str()))
+        .collect()
 }
 
 /// Life cycle of an image record.
@@ -92,6 +137,10 @@ pub enum Status {
     Failed,
     /// Deliberately not labeled; `reason` says why.
     Skipped,
+    /// A tombstone: the object was deleted. It remembers the delete's
+    /// revision so that a late, older upload event cannot bring the key
+    /// back, and expires through DynamoDB's TTL ([`attr::EXPIRES_AT`]).
+    Deleted,
 }
 
 impl Status {
@@ -102,6 +151,7 @@ impl Status {
             Status::Labeled => "LABELED",
             Status::Failed => "FAILED",
             Status::Skipped => "SKIPPED",
+            Status::Deleted => "DELETED",
         }
     }
 
@@ -112,14 +162,29 @@ impl Status {
             "LABELED" => Status::Labeled,
             "FAILED" => Status::Failed,
             "SKIPPED" => Status::Skipped,
+            "DELETED" => Status::Deleted,
             _ => return None,
         })
     }
 
-    /// LABELED, FAILED and SKIPPED end an image's life cycle.
+    /// LABELED, FAILED, SKIPPED and DELETED end an image's life cycle.
     pub fn is_terminal(self) -> bool {
         !matches!(self, Status::Queued)
     }
+
+    /// Whether records in this status are in [`STATUS_INDEX`].
+    pub fn is_indexed(self) -> bool {
+        matches!(self, Status::Queued | Status::Failed | Status::Skipped)
+    }
+
+    /// Every status, in life-cycle order.
+    pub const ALL: [Status; 5] = [
+        Status::Queued,
+        Status::Labeled,
+        Status::Failed,
+        Status::Skipped,
+        Status::Deleted,
+    ];
 }
 
 /// Partition key of an image: `s3://BUCKET/KEY`.

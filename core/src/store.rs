@@ -1,23 +1,34 @@
-//! Conditional writes to the results table.
+//! The dispatcher's conditional writes to the results table: claims, skips,
+//! submissions, releases, failures and tombstones.
 //!
-//! Every write names the upload it is about by its [`Revision`], and DynamoDB
-//! condition expressions enforce the two rules that at-least-once delivery and
-//! out-of-order events would otherwise break:
+//! Every write names the upload it is about by its [`Revision`] and sends
+//! one of the conditions of [`crate::rule`], where each is documented beside
+//! its in-memory twin:
 //!
-//! * **one labeling per upload** (invariant 2): a QUEUED claim is taken only if
-//!   the stored revision is older, so a redelivered event finds its own
+//! * **one labeling per upload** (invariant 2): a QUEUED claim is taken only
+//!   if the stored revision is older, so a redelivered event finds its own
 //!   revision already there and submits nothing;
-//! * **newest upload wins** (invariant 3): every write requires the stored
-//!   revision to be older than (claims, skips, deletes) or equal to (job
-//!   results) its own, so an older upload never overwrites a newer one.
+//! * **newest upload wins, deletes included** (invariant 3): claims, skips
+//!   and tombstones require the stored revision to be older; a delete leaves
+//!   a tombstone ([`tombstone`]) so a late, older create cannot bring the key
+//!   back.
 //!
 //! A claim that was taken but never turned into a submitted job (the
-//! dispatcher crashed, or SubmitJob failed and the claim was released) can be
-//! taken again by a redelivery of the same event once its lease has expired.
+//! dispatcher died, or SubmitJob failed and the claim was released) can be
+//! taken again once its lease has expired, by a redelivery or by the
+//! reconciler.
 
+pub use crate::db::{get_image, image_key, Clock, Item, StoreError, WriteOutcome};
+pub use crate::rule::{
+    ClaimKind, CLAIM_CONDITION, NEWER_THAN_STORED, RETRY_CONDITION, VERSION_DELETE_CONDITION,
+};
+
+use crate::db::{n, resolve_conflict, s};
+use crate::entries::remove_stale_entries;
 use crate::job::ImageRef;
 use crate::revision::Revision;
-use crate::schema::{self, attr, Status, IMAGE_SK, PK, SK};
+use crate::rule::{self, Stored, Writer};
+use crate::schema::{self, attr, Status};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -25,86 +36,20 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use aws_sdk_dynamodb::Client;
 use std::collections::{HashMap, HashSet};
 
-/// A DynamoDB call that failed for a reason other than its condition.
-#[derive(Debug, thiserror::Error)]
-#[error("DynamoDB {operation} on {pk} failed: {source}")]
-pub struct StoreError {
-    /// The operation, e.g. `PutItem`.
-    pub operation: &'static str,
-    /// Partition key of the item.
-    pub pk: String,
-    /// The SDK error, with its retry classification already exhausted.
-    #[source]
-    pub source: Box<dyn std::error::Error + Send + Sync>,
-}
-
-/// What a conditional write found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// The write happened.
-    Written,
-    /// The same upload already has a record (a redelivery): nothing written.
-    Duplicate {
-        /// Status of the existing record.
-        existing: Option<Status>,
-    },
-    /// A newer upload of the key owns the record: nothing written.
-    Superseded {
-        /// The newer revision.
-        newer: Option<Revision>,
-    },
-}
-
-/// "Now" as the store records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Clock {
-    /// Unix time in milliseconds.
-    pub unix_millis: u64,
-}
-
-impl Clock {
-    /// The system clock.
-    pub fn now() -> Self {
-        let unix_millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Self { unix_millis }
-    }
-
-    fn rfc3339(self) -> AttributeValue {
-        AttributeValue::S(schema::rfc3339_millis(self.unix_millis))
-    }
-
-    fn unix_secs(self) -> u64 {
-        self.unix_millis / 1000
-    }
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-/// Key of the image record.
-pub fn image_key(bucket: &str, key: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        (PK.to_owned(), s(schema::image_pk(bucket, key))),
-        (SK.to_owned(), s(IMAGE_SK)),
-    ])
-}
-
-/// Attributes describing the upload, shared by every fresh record.
-fn identity_attrs(image: &ImageRef, status: Status, now: Clock) -> HashMap<String, AttributeValue> {
+/// Attributes describing the upload, shared by every fresh record, with the
+/// status index keys its status calls for.
+fn identity_attrs(image: &ImageRef, status: Status, now: Clock) -> Item {
     let mut item = image_key(&image.bucket, &image.key);
     item.insert(attr::BUCKET.into(), s(&image.bucket));
     item.insert(attr::KEY.into(), s(&image.key));
     item.insert(attr::REVISION.into(), s(image.revision.as_str()));
     item.insert(attr::STATUS.into(), s(status.as_str()));
-    item.insert(attr::UPDATED_AT.into(), now.rfc3339());
+    item.insert(attr::UPDATED_AT.into(), s(now.rfc3339()));
+    let pk = schema::image_pk(&image.bucket, &image.key);
+    if let Some(key) = schema::status_key(&pk, status) {
+        item.insert(schema::STATUS_INDEX_PK.into(), s(key));
+        item.insert(schema::STATUS_INDEX_SK.into(), s(now.rfc3339()));
+    }
     if let Some(v) = &image.version_id {
         item.insert(attr::VERSION_ID.into(), s(v));
     }
@@ -117,28 +62,15 @@ fn identity_attrs(image: &ImageRef, status: Status, now: Clock) -> HashMap<Strin
     item
 }
 
-/// Condition for replacing the record with a fresh one for `:rev`.
-pub const NEWER_THAN_STORED: &str = "attribute_not_exists(pk) OR revision < :rev";
-
-/// Condition for taking a QUEUED claim: a newer upload, or the same upload
-/// whose earlier claim never produced a job and either has expired or is the
-/// claimant's own (a resumed backfill retaking what it claimed before it was
-/// interrupted; a Lambda invocation's claim token is never reused).
-pub const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR revision < :rev OR \
-     (revision = :rev AND #status = :queued AND attribute_not_exists(job_id) AND \
-      (claimed_at < :lease_cutoff OR claim = :claim))";
-
-/// Condition for claiming a FAILED upload again (an operator's retry).
-pub const RETRY_CONDITION: &str = "revision = :rev AND #status = :failed";
-
-/// Which stored records a claim may replace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ClaimKind {
-    /// New uploads (and abandoned claims of them): [`CLAIM_CONDITION`].
-    #[default]
-    New,
-    /// The same upload, recorded FAILED: [`RETRY_CONDITION`].
-    RetryFailed,
+/// A fresh QUEUED record of `image` under `claim`, dispatched `dispatches` times.
+fn queued_item(image: &ImageRef, claim: &str, dispatches: u32, now: Clock) -> Item {
+    let mut item = identity_attrs(image, Status::Queued, now);
+    item.insert(attr::CLAIM.into(), s(claim));
+    item.insert(attr::CLAIMED_AT.into(), n(now.unix_secs()));
+    item.insert(attr::QUEUED_AT.into(), s(now.rfc3339()));
+    item.insert(attr::ATTEMPTS.into(), n(0));
+    item.insert(attr::DISPATCHES.into(), n(dispatches));
+    item
 }
 
 /// Builds the conditional PutItem that claims `image` for dispatch.
@@ -151,21 +83,17 @@ pub fn claim_request(
     now: Clock,
     lease_secs: u64,
 ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
-    let mut item = identity_attrs(image, Status::Queued, now);
-    item.insert(attr::CLAIM.into(), s(claim));
-    item.insert(attr::CLAIMED_AT.into(), n(now.unix_secs()));
-    item.insert(attr::QUEUED_AT.into(), now.rfc3339());
-    item.insert(attr::ATTEMPTS.into(), n(0));
     let request = client
         .put_item()
         .table_name(table)
-        .set_item(Some(item))
+        .set_item(Some(queued_item(image, claim, 1, now)))
         .expression_attribute_names("#status", attr::STATUS)
         .expression_attribute_values(":rev", s(image.revision.as_str()))
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
     match kind {
         ClaimKind::New => request
             .condition_expression(CLAIM_CONDITION)
+            .expression_attribute_names("#owner", attr::OWNER)
             .expression_attribute_values(":queued", s(Status::Queued.as_str()))
             .expression_attribute_values(":claim", s(claim))
             .expression_attribute_values(
@@ -206,57 +134,40 @@ pub async fn claim_as(
     let result = claim_request(client, table, image, claim, kind, now, lease_secs)
         .send()
         .await;
-    outcome(client, table, image, "PutItem", result).await
+    let writer = Writer::Dispatcher { claim: Some(claim) };
+    outcome(client, table, image, writer, "PutItem", result).await
 }
 
 /// [`NEWER_THAN_STORED`] evaluated in memory: no record, or an older upload's.
-pub fn newer_than_stored(
-    stored: Option<&HashMap<String, AttributeValue>>,
-    image: &ImageRef,
-) -> bool {
-    stored.is_none_or(|item| stored_revision(item).is_some_and(|r| r < image.revision))
+pub fn newer_than_stored(stored: Option<&Item>, image: &ImageRef) -> bool {
+    let stored = stored.map(Stored::from_item);
+    rule::order(stored.as_ref(), &image.revision) == rule::Order::IncomingNewer
 }
 
 /// Whether a claim of `image` under `kind` would be written over `stored`:
-/// [`CLAIM_CONDITION`] and [`RETRY_CONDITION`] evaluated in memory, for
-/// previews (`labeler backfill --dry-run`). The conditional write decides.
+/// [`rule::claim_would_win`] on a stored item, for previews (`labeler
+/// backfill --dry-run`). The conditional write decides.
 pub fn claim_would_win(
-    stored: Option<&HashMap<String, AttributeValue>>,
+    stored: Option<&Item>,
     image: &ImageRef,
     claim: &str,
     kind: ClaimKind,
     now: Clock,
     lease_secs: u64,
 ) -> bool {
-    let Some(item) = stored else {
-        return kind == ClaimKind::New;
-    };
-    let revision = stored_revision(item);
-    let status = stored_status(item);
-    let same = revision.as_ref() == Some(&image.revision);
-    match kind {
-        ClaimKind::RetryFailed => same && status == Some(Status::Failed),
-        ClaimKind::New => {
-            if newer_than_stored(stored, image) {
-                return true;
-            }
-            let number = |name| {
-                item.get(name)
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-            };
-            let own = item.get(attr::CLAIM).and_then(|v| v.as_s().ok()) == Some(&claim.to_owned());
-            let expired = number(attr::CLAIMED_AT)
-                .is_some_and(|at| at < now.unix_secs().saturating_sub(lease_secs));
-            same && status == Some(Status::Queued)
-                && !item.contains_key(attr::JOB_ID)
-                && (expired || own)
-        }
-    }
+    let stored = stored.map(Stored::from_item);
+    rule::claim_would_win(
+        stored.as_ref(),
+        &image.revision,
+        claim,
+        kind,
+        now.unix_secs(),
+        lease_secs,
+    )
 }
 
 /// Writes a SKIPPED record with `reason`, unless this or a newer upload
-/// already has one.
+/// already has one; label entries of older uploads go first.
 pub async fn record_skipped(
     client: &Client,
     table: &str,
@@ -264,6 +175,15 @@ pub async fn record_skipped(
     reason: &str,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
+    remove_stale_entries(
+        client,
+        table,
+        &image.bucket,
+        &image.key,
+        &image.revision,
+        &HashSet::new(),
+    )
+    .await?;
     let mut item = identity_attrs(image, Status::Skipped, now);
     item.insert(attr::REASON.into(), s(schema::capped_reason(reason)));
     let result = client
@@ -275,7 +195,8 @@ pub async fn record_skipped(
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
         .await;
-    outcome(client, table, image, "PutItem", result).await
+    let writer = Writer::Dispatcher { claim: None };
+    outcome(client, table, image, writer, "PutItem", result).await
 }
 
 /// The Batch job a claimed image was submitted in.
@@ -308,23 +229,25 @@ pub async fn record_submitted(
         .update_item()
         .table_name(table)
         .set_key(Some(image_key(&image.bucket, &image.key)))
-        .condition_expression("revision = :rev AND claim = :claim")
+        .condition_expression(rule::SUBMITTED_CONDITION)
         .expression_attribute_values(":rev", s(image.revision.as_str()))
         .expression_attribute_values(":claim", s(claim))
         .expression_attribute_values(":job_id", s(job_id))
         .expression_attribute_values(":job_name", s(job_name))
-        .expression_attribute_values(":now", now.rfc3339());
+        .expression_attribute_values(":now", s(now.rfc3339()))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
     if let Some(index) = array_index {
         update.push_str(", array_index = :index");
         request = request.expression_attribute_values(":index", n(index));
     }
     let result = request.update_expression(update).send().await;
-    outcome(client, table, image, "UpdateItem", result).await
+    let writer = Writer::Dispatcher { claim: None };
+    outcome(client, table, image, writer, "UpdateItem", result).await
 }
 
 /// Gives a claim back after SubmitJob failed, so that a redelivery of the
-/// event can claim the image again at once. The record stays QUEUED with a
-/// reason saying a retry is pending.
+/// event (or the reconciler) can claim the image again at once. The record
+/// stays QUEUED with a reason saying a retry is pending.
 pub async fn release_claim(
     client: &Client,
     table: &str,
@@ -338,20 +261,102 @@ pub async fn release_claim(
         .table_name(table)
         .set_key(Some(image_key(&image.bucket, &image.key)))
         .update_expression("SET claimed_at = :zero, reason = :reason, updated_at = :now")
-        .condition_expression("revision = :rev AND claim = :claim AND attribute_not_exists(job_id)")
+        .condition_expression(rule::RELEASE_CONDITION)
+        .expression_attribute_names("#owner", attr::OWNER)
         .expression_attribute_values(":rev", s(image.revision.as_str()))
         .expression_attribute_values(":claim", s(claim))
         .expression_attribute_values(":zero", n(0))
         .expression_attribute_values(":reason", s(schema::capped_reason(reason)))
-        .expression_attribute_values(":now", now.rfc3339())
+        .expression_attribute_values(":now", s(now.rfc3339()))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
         .await;
-    outcome(client, table, image, "UpdateItem", result).await
+    let writer = Writer::Dispatcher { claim: None };
+    outcome(client, table, image, writer, "UpdateItem", result).await
+}
+
+/// Which QUEUED record a failure may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueuedBy<'a> {
+    /// Claimed under this token and not taken by a worker (a job that can
+    /// never be submitted): [`rule::FAIL_CLAIMED_CONDITION`].
+    Claim(&'a str),
+    /// Held by this Batch job (the parent id for array jobs), which died:
+    /// [`rule::FAIL_IN_JOB_CONDITION`].
+    Job(&'a str),
+    /// Exactly as the reconciler read it: [`rule::redispatch_condition`].
+    Seen {
+        /// The claim token read.
+        claim: &'a str,
+        /// The owner read, if any.
+        owner: Option<&'a str>,
+    },
+}
+
+/// Marks `image` FAILED with `reason` if it is still QUEUED as `by` says,
+/// after removing label entries of older uploads. LABELED, SKIPPED or newer
+/// records are left alone.
+pub async fn fail_queued(
+    client: &Client,
+    table: &str,
+    image: &ImageRef,
+    by: QueuedBy<'_>,
+    reason: &str,
+    now: Clock,
+) -> Result<WriteOutcome, StoreError> {
+    remove_stale_entries(
+        client,
+        table,
+        &image.bucket,
+        &image.key,
+        &image.revision,
+        &HashSet::new(),
+    )
+    .await?;
+    let pk = schema::image_pk(&image.bucket, &image.key);
+    let status_key = schema::status_key(&pk, Status::Failed).expect("FAILED is indexed");
+    let request = client
+        .update_item()
+        .table_name(table)
+        .set_key(Some(image_key(&image.bucket, &image.key)))
+        .update_expression(
+            "SET #status = :failed, reason = :reason, updated_at = :now, \
+             status_key = :status_key, status_at = :now",
+        )
+        .expression_attribute_names("#status", attr::STATUS)
+        .expression_attribute_values(":rev", s(image.revision.as_str()))
+        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
+        .expression_attribute_values(":failed", s(Status::Failed.as_str()))
+        .expression_attribute_values(":reason", s(schema::capped_reason(reason)))
+        .expression_attribute_values(":now", s(now.rfc3339()))
+        .expression_attribute_values(":status_key", s(status_key))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    let request = match by {
+        QueuedBy::Claim(claim) => request
+            .condition_expression(rule::FAIL_CLAIMED_CONDITION)
+            .expression_attribute_names("#owner", attr::OWNER)
+            .expression_attribute_values(":claim", s(claim)),
+        QueuedBy::Job(job_id) => request
+            .condition_expression(rule::FAIL_IN_JOB_CONDITION)
+            .expression_attribute_values(":job_id", s(job_id)),
+        QueuedBy::Seen { claim, owner } => {
+            let request = request
+                .condition_expression(rule::redispatch_condition(owner.is_some()))
+                .expression_attribute_names("#owner", attr::OWNER)
+                .expression_attribute_values(":seen_claim", s(claim));
+            match owner {
+                Some(owner) => request.expression_attribute_values(":seen_owner", s(owner)),
+                None => request,
+            }
+        }
+    };
+    let result = request.send().await;
+    let writer = Writer::Dispatcher { claim: None };
+    outcome(client, table, image, writer, "UpdateItem", result).await
 }
 
 /// Marks `image` FAILED with `reason` if it is still QUEUED in job `job_id`
-/// (used when Batch reports the job dead). LABELED, SKIPPED or newer records
-/// are left alone.
+/// (used when Batch reports the job dead).
 pub async fn fail_if_still_queued(
     client: &Client,
     table: &str,
@@ -360,129 +365,118 @@ pub async fn fail_if_still_queued(
     reason: &str,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let result = client
-        .update_item()
-        .table_name(table)
-        .set_key(Some(image_key(&image.bucket, &image.key)))
-        .update_expression("SET #status = :failed, reason = :reason, updated_at = :now")
-        .condition_expression("revision = :rev AND #status = :queued AND job_id = :job_id")
-        .expression_attribute_names("#status", attr::STATUS)
-        .expression_attribute_values(":rev", s(image.revision.as_str()))
-        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
-        .expression_attribute_values(":failed", s(Status::Failed.as_str()))
-        .expression_attribute_values(":job_id", s(job_id))
-        .expression_attribute_values(":reason", s(schema::capped_reason(reason)))
-        .expression_attribute_values(":now", now.rfc3339())
-        .send()
-        .await;
-    outcome(client, table, image, "UpdateItem", result).await
+    fail_queued(client, table, image, QueuedBy::Job(job_id), reason, now).await
 }
 
-/// Deletes the record of `bucket/key` and its label-index entries, unless a
-/// newer upload than `revision` owns them (entries are removed only where
-/// their own revision is older than the delete's).
-pub async fn remove(
-    client: &Client,
-    table: &str,
-    bucket: &str,
-    key: &str,
-    revision: &Revision,
-) -> Result<WriteOutcome, StoreError> {
-    let pk = schema::image_pk(bucket, key);
-    let err = |operation, e: Box<dyn std::error::Error + Send + Sync>| StoreError {
-        operation,
-        pk: pk.clone(),
-        source: e,
-    };
-    let deleted = client
-        .delete_item()
-        .table_name(table)
-        .set_key(Some(image_key(bucket, key)))
-        .condition_expression("attribute_not_exists(pk) OR revision <= :rev")
-        .expression_attribute_values(":rev", s(revision.as_str()))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .send()
-        .await;
-    if let Err(e) = deleted {
-        let service = e.as_service_error();
-        if service.is_some_and(|se| se.is_conditional_check_failed_exception()) {
-            let newer = service
-                .and_then(|se| match se {
-                    aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(c) => c.item(),
-                    _ => None,
-                })
-                .and_then(stored_revision);
-            return Ok(WriteOutcome::Superseded { newer });
-        }
-        return Err(err("DeleteItem", e.into()));
-    }
-    let image = ImageRef {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        revision: revision.clone(),
-        version_id: None,
-        etag: None,
-        size: None,
-    };
-    crate::labeling::remove_stale_entries(client, table, &image, &HashSet::new()).await?;
-    Ok(WriteOutcome::Written)
-}
-
-/// Reads the image record (strongly consistent).
-pub async fn get_image(
-    client: &Client,
-    table: &str,
-    bucket: &str,
-    key: &str,
-) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
-    client
-        .get_item()
-        .table_name(table)
-        .set_key(Some(image_key(bucket, key)))
-        .consistent_read(true)
-        .send()
-        .await
-        .map(|out| out.item)
-        .map_err(|e| StoreError {
-            operation: "GetItem",
-            pk: schema::image_pk(bucket, key),
-            source: e.into(),
-        })
-}
-
-fn stored_revision(item: &HashMap<String, AttributeValue>) -> Option<Revision> {
-    let raw = item.get(attr::REVISION)?.as_s().ok()?;
-    Revision::try_from(raw.clone()).ok()
-}
-
-fn stored_status(item: &HashMap<String, AttributeValue>) -> Option<Status> {
-    Status::parse(item.get(attr::STATUS)?.as_s().ok()?)
-}
-
-/// Tells a redelivery from a lost race with a newer upload, from the item
-/// that made the condition fail (read back if the service did not return it).
-async fn classify_conflict(
+/// Replaces a QUEUED record the reconciler read (`seen`) by a fresh claim
+/// under `claim`, dispatched `dispatches` times: the job or claim it named
+/// is dead or lost. Loses to any writer that moved the record meanwhile.
+pub async fn redispatch(
     client: &Client,
     table: &str,
     image: &ImageRef,
-    returned: Option<&HashMap<String, AttributeValue>>,
+    seen: &Stored,
+    claim: &str,
+    dispatches: u32,
+    now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let fetched;
-    let item = match returned {
-        Some(item) if !item.is_empty() => Some(item),
-        _ => {
-            fetched = get_image(client, table, &image.bucket, &image.key).await?;
-            fetched.as_ref()
-        }
+    let mut item = queued_item(image, claim, dispatches, now);
+    let seen_claim = seen.claim.clone().unwrap_or_default();
+    let mut request = client
+        .put_item()
+        .table_name(table)
+        .condition_expression(rule::redispatch_condition(seen.owner.is_some()))
+        .expression_attribute_names("#status", attr::STATUS)
+        .expression_attribute_names("#owner", attr::OWNER)
+        .expression_attribute_values(":rev", s(image.revision.as_str()))
+        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
+        .expression_attribute_values(":seen_claim", s(seen_claim))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    if let Some(owner) = &seen.owner {
+        request = request.expression_attribute_values(":seen_owner", s(owner));
+    }
+    item.insert(
+        attr::REASON.into(),
+        s("re-dispatched by the reconciler; waiting for its job"),
+    );
+    let result = request.set_item(Some(item)).send().await;
+    let writer = Writer::Dispatcher { claim: Some(claim) };
+    outcome(client, table, image, writer, "PutItem", result).await
+}
+
+/// A deleted object: which record a delete may replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion<'a> {
+    /// Bucket.
+    pub bucket: &'a str,
+    /// Key.
+    pub key: &'a str,
+    /// Revision of the delete (its sequencer).
+    pub revision: &'a Revision,
+    /// `Some(v)` for the permanent delete of version `v` in a versioned
+    /// bucket: only the record of that version becomes a tombstone. `None`
+    /// for a delete in an unversioned bucket, a delete marker or a
+    /// lifecycle expiration: the key is gone.
+    pub version: Option<&'a str>,
+    /// Why, for the tombstone's reason.
+    pub reason: &'a str,
+}
+
+/// Records a delete as a tombstone: a DELETED record carrying the delete's
+/// revision (and version id), without labels, that DynamoDB's TTL removes
+/// `ttl_secs` after `now`. An older create arriving later loses to it under
+/// [`CLAIM_CONDITION`]; a newer upload replaces it. Label entries of older
+/// uploads are removed first.
+pub async fn tombstone(
+    client: &Client,
+    table: &str,
+    deletion: &Deletion<'_>,
+    now: Clock,
+    ttl_secs: u64,
+) -> Result<WriteOutcome, StoreError> {
+    let image = ImageRef {
+        bucket: deletion.bucket.to_owned(),
+        key: deletion.key.to_owned(),
+        revision: deletion.revision.clone(),
+        version_id: deletion.version.map(str::to_owned),
+        etag: None,
+        size: None,
     };
-    let stored = item.and_then(stored_revision);
-    Ok(match stored {
-        Some(rev) if rev > image.revision => WriteOutcome::Superseded { newer: Some(rev) },
-        Some(_) => WriteOutcome::Duplicate {
-            existing: item.and_then(stored_status),
-        },
-        None => WriteOutcome::Duplicate { existing: None },
-    })
+    remove_stale_entries(
+        client,
+        table,
+        deletion.bucket,
+        deletion.key,
+        deletion.revision,
+        &HashSet::new(),
+    )
+    .await?;
+    let mut item = identity_attrs(&image, Status::Deleted, now);
+    item.insert(attr::REASON.into(), s(schema::capped_reason(deletion.reason)));
+    item.insert(attr::EXPIRES_AT.into(), n(now.unix_secs() + ttl_secs));
+    let request = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .expression_attribute_values(":rev", s(deletion.revision.as_str()))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    let request = match deletion.version {
+        Some(version) => request
+            .condition_expression(VERSION_DELETE_CONDITION)
+            .expression_attribute_values(":version", s(version)),
+        None => request.condition_expression(NEWER_THAN_STORED),
+    };
+    let result = request.send().await;
+    let writer = Writer::Dispatcher { claim: None };
+    match outcome(client, table, &image, writer, "PutItem", result).await {
+        // A version delete that matched no record of its version: the key's
+        // record is another version's (or there is none), which this delete
+        // does not change.
+        Err(e) if deletion.version.is_some() && e.source.is::<rule::Changed>() => {
+            Ok(WriteOutcome::Superseded { newer: None })
+        }
+        other => other,
+    }
 }
 
 /// A modeled DynamoDB error that may be a failed condition carrying the
@@ -517,6 +511,7 @@ async fn outcome<O, E: ConditionFailure>(
     client: &Client,
     table: &str,
     image: &ImageRef,
+    writer: Writer<'_>,
     operation: &'static str,
     result: Result<O, SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>,
 ) -> Result<WriteOutcome, StoreError> {
@@ -524,12 +519,21 @@ async fn outcome<O, E: ConditionFailure>(
         Ok(_) => Ok(WriteOutcome::Written),
         Err(SdkError::ServiceError(se)) if se.err().failed_condition().is_some() => {
             let returned = se.err().failed_condition().flatten();
-            classify_conflict(client, table, image, returned).await
+            resolve_conflict(
+                client,
+                table,
+                &image.bucket,
+                &image.key,
+                &image.revision,
+                writer,
+                returned,
+            )
+            .await
         }
-        Err(e) => Err(StoreError {
+        Err(e) => Err(StoreError::new(
             operation,
-            pk: schema::image_pk(&image.bucket, &image.key),
-            source: e.into(),
-        }),
+            schema::image_pk(&image.bucket, &image.key),
+            e,
+        )),
     }
 }

@@ -18,7 +18,11 @@
 //! | `SUBMIT_CONCURRENCY` | `4` | SubmitJob calls in flight per invocation |
 //! | `WRITE_CONCURRENCY` | `16` | DynamoDB writes in flight per invocation |
 //! | `MAX_ATTEMPTS` | `8` | attempts per AWS call (throttling and 5xx are retried with jittered backoff) |
-//! | `CLAIM_LEASE_SECONDS` | `900` | after this, a claim that produced no job can be retaken |
+//! | `CLAIM_LEASE_SECONDS` | `900` | after this, a claim that produced no job can be retaken (keep it above the function timeout) |
+//! | `TOMBSTONE_TTL_DAYS` | `30` | how long a delete's tombstone outlives it (late events older than this could recreate a record) |
+//! | `RECONCILE_AFTER_SECONDS` | `900` | the reconciler looks at records QUEUED for longer than this |
+//! | `RECONCILE_MAX_DISPATCHES` | `3` | dispatches per upload before the reconciler records it FAILED |
+//! | `RECONCILE_LIMIT` | `1000` | most QUEUED records one reconciler pass examines |
 //!
 //! AWS endpoints, region and credentials come from the SDK's standard
 //! environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, …).
@@ -77,6 +81,31 @@ pub struct Config {
     pub max_attempts: u32,
     /// Claim lease, in seconds.
     pub claim_lease_secs: u64,
+    /// Tombstone lifetime, in seconds.
+    pub tombstone_ttl_secs: u64,
+    /// The reconciler's settings.
+    pub reconcile: ReconcileSettings,
+}
+
+/// How the reconciler works through old QUEUED records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    /// Records QUEUED for longer than this (seconds) are examined.
+    pub after_secs: u64,
+    /// Dispatches per upload before it is recorded FAILED.
+    pub max_dispatches: u32,
+    /// Most records examined per pass.
+    pub limit: usize,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            after_secs: 900,
+            max_dispatches: 3,
+            limit: 1000,
+        }
+    }
 }
 
 impl Config {
@@ -168,6 +197,12 @@ impl Config {
             write_concurrency: positive("WRITE_CONCURRENCY", 16)?,
             max_attempts: positive("MAX_ATTEMPTS", 8)? as u32,
             claim_lease_secs: parse(&get, "CLAIM_LEASE_SECONDS", 900)?,
+            tombstone_ttl_secs: positive("TOMBSTONE_TTL_DAYS", 30)? as u64 * 86_400,
+            reconcile: ReconcileSettings {
+                after_secs: parse(&get, "RECONCILE_AFTER_SECONDS", 900)?,
+                max_dispatches: positive("RECONCILE_MAX_DISPATCHES", 3)? as u32,
+                limit: positive("RECONCILE_LIMIT", 1000)?,
+            },
         })
     }
 }

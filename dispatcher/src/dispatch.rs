@@ -2,14 +2,22 @@
 //!
 //! One invocation runs in four steps, each with bounded concurrency:
 //! 1. recognise the payload and decide per object change ([`crate::plan`]);
-//! 2. write SKIPPED records, apply deletes, and fail the QUEUED images of
-//!    Batch jobs that died;
+//! 2. write SKIPPED records, record deletes as tombstones, and fail the
+//!    QUEUED images of Batch jobs that died;
 //! 3. claim every image to label with a conditional QUEUED write: the claim
 //!    is what makes redelivered and out-of-order events submit nothing;
 //! 4. pack the claimed images into jobs (array jobs when there is more than
 //!    one chunk), write manifests, submit, and record the job on each image.
-//!    A job that cannot be submitted gives its claims back and fails the
-//!    deliveries it came from, so the platform redelivers them.
+//!    Before each SubmitJob (and before each retry of one, which the SDK
+//!    must not do on its own: SubmitJob has no idempotency token) a live job
+//!    of the same deterministic name is looked up and adopted. A job that
+//!    cannot be submitted for a transient reason gives its claims back and
+//!    fails the deliveries it came from, so the platform redelivers them; a
+//!    permanent refusal (unknown job definition, disabled queue, invalid
+//!    request) records its images FAILED with Batch's reason.
+//!
+//! A reconciler pass ([`crate::reconcile`]) runs when the payload asks for
+//! one, after everything else.
 //!
 //! Failures are per delivery: an SQS message that failed is reported in
 //! `batchItemFailures` and its neighbours are not; any other invocation
@@ -22,7 +30,7 @@ use aws_lambda_events::event::sqs::SqsBatchResponse;
 use aws_sdk_batch::types::ArrayProperties;
 use futures::{stream, StreamExt};
 use labeler_core::job::{ImageSource, Manifest, PlannedJob, JOB_PARAMETER};
-use labeler_core::store::{self, ClaimKind, Clock, WriteOutcome};
+use labeler_core::store::{self, ClaimKind, Clock, QueuedBy, WriteOutcome};
 use labeler_core::{ImageRef, JobSpec, Revision};
 use serde::Serialize;
 use serde_json::Value;
@@ -74,8 +82,17 @@ pub struct Summary {
     pub failed_by_batch: usize,
     /// Notices ignored (test events, other event types, filtered prefixes).
     pub ignored: usize,
+    /// Images recorded FAILED because their job could never be submitted.
+    pub failed_to_submit: usize,
+    /// Jobs found already submitted under the same name and adopted.
+    pub jobs_adopted: usize,
+    /// Deliveries that can never be read, answered once and logged.
+    pub unreadable: usize,
     /// Deliveries that failed and will be retried by the platform.
     pub failed_deliveries: usize,
+    /// What a reconciler pass did, when one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconciled: Option<crate::reconcile::Report>,
 }
 
 /// Handles one invocation payload.
@@ -140,6 +157,33 @@ pub async fn dispatch_changes(
         .result(1)
 }
 
+/// Submits images already claimed under `claim` (the reconciler's
+/// re-dispatches) exactly as claimed images of an event are submitted.
+pub async fn submit_claimed(
+    images: Vec<ImageRef>,
+    claim: &str,
+    clients: &Clients,
+    cfg: &Config,
+    now: Clock,
+) -> Result<Summary, DispatchError> {
+    let mut run = Run {
+        clients,
+        cfg,
+        now,
+        claim,
+        kind: ClaimKind::New,
+        failed: BTreeSet::new(),
+        first_error: None,
+        summary: Summary::default(),
+    };
+    let origin = images
+        .iter()
+        .map(|i| ((i.bucket.clone(), i.key.clone()), 0))
+        .collect();
+    run.submit_claimed(images, &origin).await;
+    run.result(1)
+}
+
 /// Runs the four steps over `deliveries`.
 async fn process<'a>(
     deliveries: &[Delivery],
@@ -164,12 +208,14 @@ async fn process<'a>(
     let mut skips = Vec::new();
     let mut removes = Vec::new();
     let mut ended = Vec::new();
+    let mut reconcile = false;
     for (d, delivery) in deliveries.iter().enumerate() {
         let notices = match &delivery.notices {
             Ok(n) => n,
             Err(e) => {
-                error!(message_id = delivery.message_id.as_deref(), error = %e, "unreadable delivery");
-                run.fail(d, e.clone());
+                // Permanent: no retry can make it readable.
+                error!(message_id = delivery.message_id.as_deref(), error = %e, "unreadable delivery dropped");
+                run.summary.unreadable += 1;
                 continue;
             }
         };
@@ -182,7 +228,9 @@ async fn process<'a>(
                         bucket,
                         key,
                         revision,
-                    } => removes.push((d, bucket, key, revision)),
+                        version,
+                        reason,
+                    } => removes.push((d, bucket, key, revision, version, reason)),
                     Decision::Ignore(reason) => {
                         info!(bucket = %change.bucket, key = %change.key, reason, "ignored");
                         run.summary.ignored += 1;
@@ -197,6 +245,7 @@ async fn process<'a>(
                     info!(reason, "ignored");
                     run.summary.ignored += 1;
                 }
+                Notice::Reconcile => reconcile = true,
             }
         }
     }
@@ -210,10 +259,22 @@ async fn process<'a>(
         }
     }
     run.label_all(labels).await;
+    if reconcile {
+        match crate::reconcile::pass(clients, cfg, now).await {
+            Ok(report) => run.summary.reconciled = Some(report),
+            Err(e) => {
+                error!(error = %e, "reconciler pass failed");
+                run.fail(0, e.to_string());
+            }
+        }
+    }
     run.summary.failed_deliveries = run.failed.len();
     info!(summary = ?run.summary, "invocation done");
     run
 }
+
+/// A delete to record: delivery, bucket, key, revision, version, reason.
+type Removal = (usize, String, String, Revision, Option<String>, String);
 
 struct Run<'a> {
     clients: &'a Clients,
@@ -270,26 +331,44 @@ impl Run<'_> {
         }
     }
 
-    async fn remove_all(&mut self, removes: Vec<(usize, String, String, Revision)>) {
-        let (db, table) = (self.db(), &self.cfg.table);
+    async fn remove_all(&mut self, removes: Vec<Removal>) {
+        let (db, table, now, ttl) = (
+            self.db(),
+            &self.cfg.table,
+            self.now,
+            self.cfg.tombstone_ttl_secs,
+        );
         let results: Vec<_> = stream::iter(removes)
-            .map(|(d, bucket, key, revision)| async move {
-                let r = store::remove(db, table, &bucket, &key, &revision).await;
-                (d, bucket, key, r)
+            .map(|(d, bucket, key, revision, version, reason)| async move {
+                let deletion = store::Deletion {
+                    bucket: &bucket,
+                    key: &key,
+                    revision: &revision,
+                    version: version.as_deref(),
+                    reason: &reason,
+                };
+                let r = store::tombstone(db, table, &deletion, now, ttl).await;
+                (d, bucket, key, version, r)
             })
             .buffer_unordered(self.cfg.write_concurrency)
             .collect()
             .await;
-        for (d, bucket, key, r) in results {
+        for (d, bucket, key, version, r) in results {
             match r {
                 Ok(WriteOutcome::Written) => {
-                    info!(bucket, key, "record removed");
+                    info!(bucket, key, version, "tombstone recorded");
                     self.summary.removed += 1;
                 }
-                Ok(_) => {
+                Ok(WriteOutcome::Duplicate { .. }) => {
+                    info!(bucket, key, "delete already recorded");
+                    self.summary.duplicates += 1;
+                }
+                Ok(WriteOutcome::Superseded { .. }) => {
                     info!(
                         bucket,
-                        key, "delete is older than the stored upload; record kept"
+                        key,
+                        version,
+                        "a newer upload, or another version, owns the record; kept"
                     );
                     self.summary.superseded += 1;
                 }
@@ -366,7 +445,8 @@ impl Run<'_> {
             .map(|image| async move {
                 (
                     image,
-                    store::fail_if_still_queued(db, table, image, parent, reason, now).await,
+                    store::fail_queued(db, table, image, QueuedBy::Job(parent), reason, now)
+                        .await,
                 )
             })
             .buffer_unordered(self.cfg.write_concurrency)
@@ -422,12 +502,21 @@ impl Run<'_> {
                 Err(e) => self.fail(d, e.to_string()),
             }
         }
+        self.submit_claimed(claimed, &origin).await;
+    }
+
+    /// Packs claimed images into jobs and makes sure a Batch job holds each.
+    async fn submit_claimed(
+        &mut self,
+        mut claimed: Vec<ImageRef>,
+        origin: &HashMap<(String, String), usize>,
+    ) {
         // Sorted so that the same images make the same jobs, whatever order the claims finished in.
         claimed.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
         let jobs = match plan::plan_jobs(claimed.clone(), self.cfg) {
             Ok(jobs) => jobs,
             Err(e) => {
-                self.give_back(&claimed, &origin, &e.to_string()).await;
+                self.give_back(&claimed, origin, &e.to_string()).await;
                 return;
             }
         };
@@ -443,7 +532,7 @@ impl Run<'_> {
         for (job, r) in submitted {
             let images = job_images(&job);
             match r {
-                Ok(job_id) => {
+                Ok(Submitted { job_id, adopted }) => {
                     self.record_jobs(&job, &job_id).await;
                     let keys: Vec<&str> = images.iter().map(|(_, i)| i.key.as_str()).collect();
                     info!(
@@ -452,15 +541,57 @@ impl Run<'_> {
                         job_id,
                         job_name = %job.name,
                         array_size = job.array_size,
+                        adopted,
                         "job submitted"
                     );
-                    self.summary.jobs_submitted += 1;
+                    if adopted {
+                        self.summary.jobs_adopted += 1;
+                    } else {
+                        self.summary.jobs_submitted += 1;
+                    }
                     self.summary.images_queued += images.len();
                 }
-                Err(e) => {
-                    error!(job_name = %job.name, error = %e, "job not submitted; claims released for redelivery");
+                Err(SubmitError::Permanent(why)) => {
+                    error!(job_name = %job.name, error = %why, "job refused for good; its images are recorded FAILED");
                     let owned: Vec<ImageRef> = images.into_iter().map(|(_, i)| i.clone()).collect();
-                    self.give_back(&owned, &origin, &e).await;
+                    self.fail_unsubmittable(&owned, origin, &why).await;
+                }
+                Err(SubmitError::Transient(why)) => {
+                    error!(job_name = %job.name, error = %why, "job not submitted; claims released for redelivery");
+                    let owned: Vec<ImageRef> = images.into_iter().map(|(_, i)| i.clone()).collect();
+                    self.give_back(&owned, origin, &why).await;
+                }
+            }
+        }
+    }
+
+    /// Records FAILED the claimed images of a job Batch refuses for good.
+    async fn fail_unsubmittable(
+        &mut self,
+        images: &[ImageRef],
+        origin: &HashMap<(String, String), usize>,
+        why: &str,
+    ) {
+        let reason = format!("the Batch job could not be submitted: {why}");
+        let (db, table, claim, now, reason_ref) =
+            (self.db(), &self.cfg.table, self.claim, self.now, &reason);
+        let results: Vec<_> = stream::iter(images)
+            .map(|image| async move {
+                let by = QueuedBy::Claim(claim);
+                let r = store::fail_queued(db, table, image, by, reason_ref, now).await;
+                (image, r)
+            })
+            .buffer_unordered(self.cfg.write_concurrency)
+            .collect()
+            .await;
+        for (image, r) in results {
+            match r {
+                Ok(WriteOutcome::Written) => self.summary.failed_to_submit += 1,
+                Ok(other) => self.count_conflict(image, &other),
+                Err(e) => {
+                    if let Some(d) = origin.get(&(image.bucket.clone(), image.key.clone())) {
+                        self.fail(*d, e.to_string());
+                    }
                 }
             }
         }
@@ -531,12 +662,51 @@ fn job_images(job: &PlannedJob) -> Vec<(usize, &ImageRef)> {
         .collect()
 }
 
-/// Writes the job's manifest (if any) and submits it; returns the job id.
+/// A job that Batch holds for a planned job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// Its job id.
+    pub job_id: String,
+    /// True when it was found under the planned job's name rather than
+    /// submitted now.
+    pub adopted: bool,
+}
+
+/// Why a planned job holds no Batch job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// Throttling, 5xx, timeouts: retrying later may succeed.
+    #[error("{0}")]
+    Transient(String),
+    /// Batch refuses the request itself; no retry will change that.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Job states in which a job will still run its images.
+const LIVE_STATES: [aws_sdk_batch::types::JobStatus; 5] = [
+    aws_sdk_batch::types::JobStatus::Submitted,
+    aws_sdk_batch::types::JobStatus::Pending,
+    aws_sdk_batch::types::JobStatus::Runnable,
+    aws_sdk_batch::types::JobStatus::Starting,
+    aws_sdk_batch::types::JobStatus::Running,
+];
+
+/// Writes the job's manifest (if any) and makes sure one Batch job holds
+/// it: a live job already submitted under its deterministic name (by an
+/// attempt whose response was lost, or by an invocation that died before
+/// recording it) is adopted; otherwise the job is submitted.
 ///
-/// Throttling (`TooManyRequestsException`) and 5xx answers are retried by the
-/// SDK's standard retry strategy (exponential backoff with full jitter, up to
-/// `MAX_ATTEMPTS` attempts), configured where the clients are built.
-pub async fn submit(clients: &Clients, cfg: &Config, job: &PlannedJob) -> Result<String, String> {
+/// SubmitJob has no idempotency token, so the SDK does not retry it: this
+/// loop does, with full-jitter backoff, and looks for an adoptable job
+/// before every attempt. Throttling (`TooManyRequestsException`, or Batch's
+/// `ClientException` with HTTP 429) and 5xx are transient; any other
+/// `ClientException` is permanent.
+pub async fn submit(
+    clients: &Clients,
+    cfg: &Config,
+    job: &PlannedJob,
+) -> Result<Submitted, SubmitError> {
     if let Some((bucket, key, body)) = &job.manifest {
         clients
             .s3
@@ -547,29 +717,128 @@ pub async fn submit(clients: &Clients, cfg: &Config, job: &PlannedJob) -> Result
             .body(body.clone().into())
             .send()
             .await
-            .map_err(|e| format!("writing manifest s3://{bucket}/{key}: {}", describe(&e)))?;
+            .map_err(|e| {
+                let why = format!("writing manifest s3://{bucket}/{key}: {}", describe(&e));
+                match e.raw_response().map(|r| r.status().as_u16()) {
+                    Some(403 | 404) => SubmitError::Permanent(why),
+                    _ => SubmitError::Transient(why),
+                }
+            })?;
     }
-    let out = clients
+    let no_retry = aws_sdk_batch::config::Builder::default()
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    let mut last = String::new();
+    for attempt in 0..cfg.max_attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        if let Some(job_id) = live_job_named(clients, cfg, &job.name).await {
+            return Ok(Submitted {
+                job_id,
+                adopted: true,
+            });
+        }
+        let sent = clients
+            .batch
+            .submit_job()
+            .job_name(&job.name)
+            .job_queue(&cfg.job_queue)
+            .job_definition(&cfg.job_definition)
+            .parameters(JOB_PARAMETER, job.spec.to_parameter())
+            .set_array_properties(
+                job.array_size
+                    .map(|n| ArrayProperties::builder().size(n as i32).build()),
+            )
+            .customize()
+            .config_override(no_retry.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(out) => {
+                return out
+                    .job_id()
+                    .map(|id| Submitted {
+                        job_id: id.to_owned(),
+                        adopted: false,
+                    })
+                    .ok_or_else(|| {
+                        SubmitError::Transient(format!("SubmitJob {} returned no job id", job.name))
+                    })
+            }
+            Err(e) => {
+                last = format!("SubmitJob {}: {}", job.name, describe(&e));
+                if !submit_error_is_transient(&e) {
+                    return Err(SubmitError::Permanent(last));
+                }
+                warn!(job_name = %job.name, attempt, error = %last, "SubmitJob failed; retrying");
+            }
+        }
+    }
+    Err(SubmitError::Transient(last))
+}
+
+/// Whether a failed SubmitJob may succeed if tried again.
+fn submit_error_is_transient(
+    e: &aws_sdk_batch::error::SdkError<
+        aws_sdk_batch::operation::submit_job::SubmitJobError,
+        aws_sdk_batch::config::http::HttpResponse,
+    >,
+) -> bool {
+    use aws_sdk_batch::error::{ProvideErrorMetadata, SdkError};
+    match e {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let err = se.err();
+            let code = err.code().unwrap_or_default();
+            let message = err.message().unwrap_or_default().to_ascii_lowercase();
+            status == 429
+                || status >= 500
+                || code == "TooManyRequestsException"
+                || code == "ServerException"
+                || message.contains("too many requests")
+                || message.contains("rate exceeded")
+                || message.contains("throttl")
+        }
+        // Construction failures are bugs in the request, not the network.
+        SdkError::ConstructionFailure(_) => false,
+        _ => true,
+    }
+}
+
+/// Full-jitter exponential backoff: up to 100 ms × 2^attempt, at most 5 s.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let cap = (100u64 << attempt.min(6)).min(5_000);
+    std::time::Duration::from_millis(fastrand::u64(0..=cap))
+}
+
+/// A live job of our queue named `name`, if Batch has one. A failed lookup
+/// is logged and treated as "none": at worst a duplicate job is submitted,
+/// which the worker's take keeps from labeling anything twice.
+async fn live_job_named(clients: &Clients, cfg: &Config, name: &str) -> Option<String> {
+    use aws_sdk_batch::types::KeyValuesPair;
+    let listed = clients
         .batch
-        .submit_job()
-        .job_name(&job.name)
+        .list_jobs()
         .job_queue(&cfg.job_queue)
-        .job_definition(&cfg.job_definition)
-        .parameters(JOB_PARAMETER, job.spec.to_parameter())
-        .set_array_properties(
-            job.array_size
-                .map(|n| ArrayProperties::builder().size(n as i32).build()),
-        )
+        .filters(KeyValuesPair::builder().name("JOB_NAME").values(name).build())
         .send()
-        .await
-        .map_err(|e| format!("SubmitJob {}: {}", job.name, describe(&e)))?;
-    out.job_id()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("SubmitJob {} returned no job id", job.name))
+        .await;
+    match listed {
+        Ok(out) => out
+            .job_summary_list()
+            .iter()
+            .filter(|j| j.job_name() == Some(name))
+            .find(|j| j.status().is_some_and(|s| LIVE_STATES.contains(s)))
+            .and_then(|j| j.job_id().map(str::to_owned)),
+        Err(e) => {
+            warn!(job_name = name, error = %describe(&e), "could not look for a job of the same name");
+            None
+        }
+    }
 }
 
 /// An SDK error with its service code and message, for logs and records.
-fn describe<E, R>(e: &aws_sdk_batch::error::SdkError<E, R>) -> String
+pub(crate) fn describe<E, R>(e: &aws_sdk_batch::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_batch::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

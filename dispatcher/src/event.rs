@@ -2,11 +2,17 @@
 //!
 //! | shape | recognised by |
 //! |---|---|
-//! | S3 notification | `Records[].eventSource == "aws:s3"` |
-//! | SQS batch | `Records[].eventSource == "aws:sqs"`; each body is parsed again |
+//! | S3 notification | `Records[].eventSource == "aws:s3"` (`ObjectCreated:*`, `ObjectRemoved:*`, `LifecycleExpiration:*`) |
+//! | SNS (S3 → SNS → Lambda) | `Records[].EventSource == "aws:sns"`; each `Sns.Message` is parsed again |
+//! | SQS batch | `Records[].eventSource == "aws:sqs"`; each body is parsed again, SNS envelopes (S3 → SNS → SQS) unwrapped |
 //! | EventBridge S3 | `source == "aws.s3"`, `detail-type` `Object Created` / `Object Deleted` |
 //! | Batch job state | `source == "aws.batch"`, `detail-type` `Batch Job State Change` |
 //! | S3 test event | `Event == "s3:TestEvent"` |
+//! | reconciler pass | `{"reconcile": {…}}`, or an EventBridge `Scheduled Event` |
+//!
+//! A message that cannot be read (empty body, not JSON, JSON that is none of
+//! these) is answered once with a logged reason: it is permanently
+//! unreadable, so retrying it would only delay it to the dead-letter queue.
 //!
 //! S3 notification records are read with our own lenient structs rather than
 //! `aws_lambda_events::s3::S3Event`, which requires `userIdentity` and
@@ -47,6 +53,10 @@ pub struct ObjectChange {
     pub etag: Option<String>,
     /// Size in bytes.
     pub size: Option<u64>,
+    /// For removals: a delete marker was created (`ObjectRemoved:DeleteMarkerCreated`,
+    /// `LifecycleExpiration:DeleteMarkerCreated`), so the key has no current
+    /// version whatever `version_id` says.
+    pub delete_marker: bool,
 }
 
 /// A Batch job of ours that reached a final state.
@@ -79,6 +89,8 @@ pub enum Notice {
     JobEnded(JobEnded),
     /// `s3:TestEvent`: acknowledged, nothing to do.
     TestEvent,
+    /// A reconciler pass was asked for (the schedule, or an operator).
+    Reconcile,
     /// Understood but not for us (another event type); the reason is logged.
     Ignored(String),
 }
@@ -89,7 +101,7 @@ pub enum Notice {
 pub struct Delivery {
     /// SQS message id; `None` outside SQS.
     pub message_id: Option<String>,
-    /// What it said, or why it could not be read.
+    /// What it said, or why it can never be read.
     pub notices: Result<Vec<Notice>, String>,
 }
 
@@ -147,13 +159,46 @@ fn first_record_source(payload: &Value) -> Option<&str> {
         .as_str()
 }
 
-/// Reads one non-SQS payload (also an SQS message body).
+/// Reads one non-SQS payload (also an SQS message body or an SNS message).
 pub fn parse_notices(payload: &Value) -> Result<Vec<Notice>, String> {
+    parse_nested(payload, 0)
+}
+
+/// SNS and SQS wrap each other at most a couple of times (S3 → SNS → SQS);
+/// anything deeper is not an AWS delivery.
+const MAX_WRAPPING: usize = 3;
+
+fn parse_nested(payload: &Value, depth: usize) -> Result<Vec<Notice>, String> {
+    if depth > MAX_WRAPPING {
+        return Err("message is wrapped more deeply than any AWS delivery".into());
+    }
     if payload.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(vec![Notice::TestEvent]);
     }
+    if payload.get("reconcile").is_some_and(Value::is_object) {
+        return Ok(vec![Notice::Reconcile]);
+    }
+    if payload.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let message = payload
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or("SNS notification has no Message")?;
+        return parse_sns_message(message, depth);
+    }
     if let Some(records) = payload.get("Records").and_then(Value::as_array) {
-        return records.iter().map(parse_s3_record).collect();
+        let mut notices = Vec::with_capacity(records.len());
+        for record in records {
+            if record.get("EventSource").and_then(Value::as_str) == Some("aws:sns") {
+                let message = record
+                    .pointer("/Sns/Message")
+                    .and_then(Value::as_str)
+                    .ok_or("SNS record has no Sns.Message")?;
+                notices.extend(parse_sns_message(message, depth)?);
+            } else {
+                notices.push(parse_s3_record(record)?);
+            }
+        }
+        return Ok(notices);
     }
     match (
         payload.get("source").and_then(Value::as_str),
@@ -171,11 +216,24 @@ pub fn parse_notices(payload: &Value) -> Result<Vec<Notice>, String> {
             "EventBridge S3 event {other:?} is not handled"
         ))]),
         (Some("aws.batch"), Some("Batch Job State Change")) => parse_batch(payload),
+        (Some("aws.events"), Some("Scheduled Event")) => Ok(vec![Notice::Reconcile]),
         (Some(source), Some(kind)) => Ok(vec![Notice::Ignored(format!(
             "EventBridge event {kind:?} from {source} is not handled"
         ))]),
         _ => Err("payload is not an S3, SQS, EventBridge or Batch event".into()),
     }
+}
+
+/// S3 reports objects of unversioned (or suspended) buckets with no version
+/// id or the literal `null`.
+fn is_version_id(v: &str) -> bool {
+    !v.is_empty() && v != "null"
+}
+
+fn parse_sns_message(message: &str, depth: usize) -> Result<Vec<Notice>, String> {
+    let inner: Value = serde_json::from_str(message)
+        .map_err(|e| format!("SNS message is not JSON: {e}"))?;
+    parse_nested(&inner, depth + 1)
 }
 
 #[derive(Deserialize)]
@@ -220,11 +278,12 @@ fn parse_s3_record(record: &Value) -> Result<Notice, String> {
     let name = record.event_name.unwrap_or_default();
     let change = if name.starts_with("ObjectCreated:") {
         Change::Created
-    } else if name.starts_with("ObjectRemoved:") {
+    } else if name.starts_with("ObjectRemoved:") || name.starts_with("LifecycleExpiration:") {
         Change::Removed
     } else {
         return Ok(Notice::Ignored(format!("S3 event {name:?} is not handled")));
     };
+    let delete_marker = name.ends_with(":DeleteMarkerCreated");
     let s3 = record.s3.ok_or("S3 record has no s3 entity")?;
     let key = decode_event_key(&s3.object.key).map_err(|e| e.to_string())?;
     let revision = Revision::from_event(
@@ -237,9 +296,10 @@ fn parse_s3_record(record: &Value) -> Result<Notice, String> {
         bucket: s3.bucket.name,
         key,
         revision,
-        version_id: s3.object.version_id.filter(|v| !v.is_empty()),
+        version_id: s3.object.version_id.filter(|v| is_version_id(v)),
         etag: s3.object.e_tag.filter(|v| !v.is_empty()),
         size: s3.object.size,
+        delete_marker,
     }))
 }
 
@@ -253,6 +313,8 @@ struct EventBridgeS3 {
 struct EventBridgeS3Detail {
     bucket: S3Bucket,
     object: EventBridgeS3Object,
+    #[serde(rename = "deletion-type")]
+    deletion_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +330,7 @@ struct EventBridgeS3Object {
 fn parse_eventbridge_s3(payload: &Value, change: Change) -> Result<ObjectChange, String> {
     let event: EventBridgeS3 = serde_json::from_value(payload.clone())
         .map_err(|e| format!("malformed EventBridge S3 event: {e}"))?;
+    let delete_marker = event.detail.deletion_type.as_deref() == Some("Delete Marker Created");
     let object = event.detail.object;
     validate_key(&object.key).map_err(|e| e.to_string())?;
     let revision = Revision::from_event(
@@ -280,9 +343,10 @@ fn parse_eventbridge_s3(payload: &Value, change: Change) -> Result<ObjectChange,
         bucket: event.detail.bucket.name,
         key: object.key,
         revision,
-        version_id: object.version_id.filter(|v| !v.is_empty()),
+        version_id: object.version_id.filter(|v| is_version_id(v)),
         etag: object.etag.filter(|v| !v.is_empty()),
         size: object.size,
+        delete_marker,
     })
 }
 

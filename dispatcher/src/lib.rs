@@ -4,12 +4,15 @@
 //! EventBridge S3 events, Batch "Job State Change" events and S3 test events
 //! ([`event`]); decides per object what to do ([`plan`]); and claims, skips,
 //! removes and submits with conditional writes that make redelivery and
-//! reordering harmless ([`dispatch`]). Settings: [`config`].
+//! reordering harmless ([`dispatch`]); a scheduled pass of the same function
+//! converges whatever events, responses or processes were lost
+//! ([`reconcile`]). Settings: [`config`].
 
 pub mod config;
 pub mod dispatch;
 pub mod event;
 pub mod plan;
+pub mod reconcile;
 
 use aws_config::retry::RetryConfig;
 use std::time::Duration;

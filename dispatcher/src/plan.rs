@@ -13,7 +13,8 @@ pub enum Decision {
     Label(ImageRef),
     /// Record it SKIPPED with this reason.
     Skip(ImageRef, String),
-    /// Delete its record and label entries (unless a newer upload owns them).
+    /// Replace its record by a tombstone and drop its label entries (unless
+    /// a newer upload owns them).
     Remove {
         /// Bucket.
         bucket: String,
@@ -21,6 +22,11 @@ pub enum Decision {
         key: String,
         /// Revision of the delete.
         revision: Revision,
+        /// `Some(v)` for a permanent delete of version `v` in a versioned
+        /// bucket: only the record of that version is affected.
+        version: Option<String>,
+        /// What happened, for the tombstone.
+        reason: String,
     },
     /// Do nothing; the reason is logged.
     Ignore(String),
@@ -46,10 +52,20 @@ pub fn decide(change: &ObjectChange, cfg: &Config) -> Decision {
     }
     if change.change == Change::Removed {
         return if cfg.delete_on_remove {
+            let version = (!change.delete_marker)
+                .then(|| change.version_id.clone())
+                .flatten();
+            let reason = match (&version, change.delete_marker) {
+                (Some(v), _) => format!("version {v} was deleted"),
+                (None, true) => "a delete marker hides the object".to_owned(),
+                (None, false) => "the object was deleted".to_owned(),
+            };
             Decision::Remove {
                 bucket: change.bucket.clone(),
                 key: change.key.clone(),
                 revision: change.revision.clone(),
+                version,
+                reason,
             }
         } else {
             Decision::Ignore("object removed; DELETE_ON_REMOVE is off".into())

@@ -1,7 +1,9 @@
 //! SDK behaviour with injected faults (aws-smithy-mocks stands in for the
 //! services): throttling, persistent 5xx, and conditional-check failures.
 
+use aws_sdk_batch::operation::list_jobs::ListJobsOutput;
 use aws_sdk_batch::operation::submit_job::SubmitJobOutput;
+use aws_sdk_batch::types::{JobStatus, JobSummary};
 use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
@@ -11,7 +13,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use dispatcher::config::Config;
-use dispatcher::dispatch::{self, Clients};
+use dispatcher::dispatch::{self, Clients, SubmitError, Submitted};
 use dispatcher::retry_policy;
 use labeler_core::job::{plan_job, LabelOptions, ManifestLocation};
 use labeler_core::store::{self, Clock, WriteOutcome};
@@ -25,6 +27,7 @@ fn config() -> Config {
         "JOB_QUEUE" => Some("image-labeler".into()),
         "JOB_DEFINITION" => Some("image-labeler-worker".into()),
         "TABLE_NAME" => Some("image-labels".into()),
+        "MAX_ATTEMPTS" => Some(ATTEMPTS.to_string()),
         _ => None,
     })
     .unwrap()
@@ -55,8 +58,14 @@ fn unavailable() -> HttpResponse {
     )
 }
 
+/// A Batch client answering `rules`, and ListJobs with no job unless a rule
+/// of the test answers it first.
 fn batch_client(rules: &[&aws_smithy_mocks::Rule]) -> aws_sdk_batch::Client {
-    mock_client!(aws_sdk_batch, RuleMode::MatchAny, rules, |c| c
+    let none_listed = mock!(aws_sdk_batch::Client::list_jobs)
+        .then_output(|| ListJobsOutput::builder().build());
+    let mut rules = rules.to_vec();
+    rules.push(&none_listed);
+    mock_client!(aws_sdk_batch, RuleMode::MatchAny, &rules, |c| c
         .retry_config(retry_policy(ATTEMPTS)))
 }
 
@@ -103,8 +112,108 @@ async fn submit_job_is_retried_through_throttling_then_succeeds() {
 
     let job_id = dispatch::submit(&clients, &config(), &planned()).await;
 
-    assert_eq!(job_id.as_deref(), Ok("job-1"));
+    assert_eq!(
+        job_id,
+        Ok(Submitted {
+            job_id: "job-1".into(),
+            adopted: false
+        })
+    );
     assert_eq!(submit.num_calls(), 3);
+}
+
+/// SubmitJob has no idempotency token: a job created by an attempt whose
+/// response was lost must be adopted, not submitted a second time.
+#[tokio::test]
+async fn a_job_created_by_an_attempt_whose_response_was_lost_is_adopted() {
+    let job = planned();
+    let submit = mock!(aws_sdk_batch::Client::submit_job)
+        .sequence()
+        .http_response(unavailable)
+        .build();
+    let name = job.name.clone();
+    let listed = mock!(aws_sdk_batch::Client::list_jobs)
+        .sequence()
+        .output(|| ListJobsOutput::builder().build())
+        .output(move || {
+            ListJobsOutput::builder()
+                .job_summary_list(
+                    JobSummary::builder()
+                        .job_id("job-created-anyway")
+                        .job_name(&name)
+                        .status(JobStatus::Runnable)
+                        .build(),
+                )
+                .build()
+        })
+        .build();
+    let clients = Clients {
+        batch: batch_client(&[&submit, &listed]),
+        dynamodb: dynamodb_client(&[]),
+        s3: s3_client(),
+    };
+
+    let submitted = dispatch::submit(&clients, &config(), &job).await;
+
+    assert_eq!(
+        submitted,
+        Ok(Submitted {
+            job_id: "job-created-anyway".into(),
+            adopted: true
+        })
+    );
+    assert_eq!(submit.num_calls(), 1);
+    assert_eq!(listed.num_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_job_batch_refuses_for_good_is_not_retried() {
+    let submit = mock!(aws_sdk_batch::Client::submit_job)
+        .sequence()
+        .http_response(|| {
+            HttpResponse::new(
+                StatusCode::try_from(400).unwrap(),
+                SdkBody::from(
+                    r#"{"__type":"ClientException","message":"Job definition image-labeler-worker is INACTIVE"}"#,
+                ),
+            )
+        })
+        .times(ATTEMPTS as usize)
+        .build();
+    let clients = Clients {
+        batch: batch_client(&[&submit]),
+        dynamodb: dynamodb_client(&[]),
+        s3: s3_client(),
+    };
+
+    let err = dispatch::submit(&clients, &config(), &planned()).await.unwrap_err();
+
+    assert_eq!(submit.num_calls(), 1);
+    assert!(matches!(&err, SubmitError::Permanent(m) if m.contains("INACTIVE")), "{err}");
+}
+
+#[tokio::test]
+async fn batch_s_http_429_client_exception_is_throttling_not_a_refusal() {
+    let submit = mock!(aws_sdk_batch::Client::submit_job)
+        .sequence()
+        .http_response(|| {
+            HttpResponse::new(
+                StatusCode::try_from(429).unwrap(),
+                SdkBody::from(r#"{"__type":"ClientException","message":"Too Many Requests."}"#),
+            )
+        })
+        .output(|| SubmitJobOutput::builder().job_id("job-2").job_name("n").build())
+        .build();
+    let clients = Clients {
+        batch: batch_client(&[&submit]),
+        dynamodb: dynamodb_client(&[]),
+        s3: s3_client(),
+    };
+
+    let submitted = dispatch::submit(&clients, &config(), &planned()).await;
+
+    assert_eq!(submitted.map(|s| s.job_id), Ok("job-2".to_owned()));
+    assert_eq!(submit.num_calls(), 2);
 }
 
 #[tokio::test]
@@ -125,7 +234,7 @@ async fn persistent_5xx_gives_up_after_the_configured_attempts() {
         .unwrap_err();
 
     assert_eq!(submit.num_calls(), ATTEMPTS as usize);
-    assert!(err.contains("SubmitJob"), "{err}");
+    assert!(matches!(&err, SubmitError::Transient(m) if m.contains("SubmitJob")), "{err}");
 }
 
 fn stored(seq: &str, status: Status) -> HashMap<String, AttributeValue> {

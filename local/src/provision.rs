@@ -200,6 +200,10 @@ pub async fn provision(sdk: &SdkConfig, names: &Names) -> anyhow::Result<Provisi
         .send()
         .await
         .context("create table")?;
+    labeler_core::table::enable_ttl_request(&dynamodb, &names.table)
+        .send()
+        .await
+        .context("enable the table's TTL")?;
 
     let iam = aws_sdk_iam::Client::new(sdk);
     let mut role_arns = HashMap::new();

@@ -394,6 +394,7 @@ async fn claim_rules_previewed_in_memory_match_the_conditional_writes() {
     let now = Clock::now();
     let attempt = Attempt {
         job_id: Some("job-0".into()),
+        owner: "job-0".into(),
         attempt: 1,
     };
     // Stored states, each under its own key.
@@ -422,6 +423,9 @@ async fn claim_rules_previewed_in_memory_match_the_conditional_writes() {
     .await
     .unwrap();
     claimed("labeled.jpg", "other").await;
+    labeler_core::labeling::take(db, table, &image("labeled.jpg", "0200"), &attempt, now)
+        .await
+        .unwrap();
     record_labeled(
         db,
         table,
@@ -434,6 +438,9 @@ async fn claim_rules_previewed_in_memory_match_the_conditional_writes() {
     .await
     .unwrap();
     claimed("failed.jpg", "other").await;
+    labeler_core::labeling::take(db, table, &image("failed.jpg", "0200"), &attempt, now)
+        .await
+        .unwrap();
     record_failed(
         db,
         table,

@@ -109,6 +109,10 @@ impl Cli {
                     .batch_job_id
                     .as_deref()
                     .map(|id| parent_job_id(id).to_owned()),
+                owner: self
+                    .batch_job_id
+                    .clone()
+                    .unwrap_or_else(labeler_core::labeling::process_owner),
                 attempt: self.batch_attempt,
             },
         }

@@ -50,6 +50,7 @@ impl Default for Settings {
             drain: Duration::from_secs(20),
             attempt: Attempt {
                 job_id: None,
+                owner: labeler_core::labeling::process_owner(),
                 attempt: 1,
             },
         }
@@ -92,6 +93,10 @@ pub enum ImageOutcome {
         /// The newer upload, when there is one.
         newer: Option<Revision>,
     },
+    /// Another job took the image first (a duplicate job), or its record
+    /// is no longer this upload's QUEUED record: nothing done, no
+    /// Rekognition call.
+    TakenElsewhere,
     /// A transient fault outlasted the retries: the image stays QUEUED.
     Retryable(WorkerError),
 }
@@ -158,6 +163,15 @@ impl Outcome {
                     revision,
                     newer,
                     "a newer upload or a delete owns the record; nothing to do"
+                );
+                self.superseded += 1;
+            }
+            ImageOutcome::TakenElsewhere => {
+                info!(
+                    bucket,
+                    key,
+                    revision,
+                    "another job owns this image, or it is no longer queued; nothing to do"
                 );
                 self.superseded += 1;
             }
@@ -409,6 +423,16 @@ async fn try_label_image(
             })
         }
         Decision::NotOurs { newer } => return Ok(ImageOutcome::Superseded { newer }),
+    }
+    match labeling::take(db, table, image, attempt, Clock::now()).await? {
+        WriteOutcome::Written => {}
+        WriteOutcome::Duplicate { existing } => {
+            return Ok(ImageOutcome::AlreadyDone { status: existing })
+        }
+        WriteOutcome::Superseded { newer: Some(newer) } => {
+            return Ok(ImageOutcome::Superseded { newer: Some(newer) })
+        }
+        WriteOutcome::Superseded { newer: None } => return Ok(ImageOutcome::TakenElsewhere),
     }
     if let Some(limiter) = limiter {
         limiter.acquire().await;

@@ -23,7 +23,7 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 use labeler_core::job::{ImageSource, LabelOptions, Manifest, ManifestRef, CONTRACT_VERSION};
-use labeler_core::labeling::OWN_UNLABELED_RECORD;
+use labeler_core::rule::{OWNED_BY_JOB, TAKE_CONDITION};
 use labeler_core::schema::{self, attr};
 use labeler_core::{ImageRef, JobSpec, Revision, Status};
 use std::collections::HashMap;
@@ -102,12 +102,23 @@ fn s3(rules: &[&Rule]) -> aws_sdk_s3::Client {
         .retry_config(retry_policy(ATTEMPTS)))
 }
 
+/// Clients whose DynamoDB grants every take ([`TAKE_CONDITION`]) unless a
+/// rule of the test answers it first.
 fn clients(rek_rules: &[&Rule], db_rules: &[&Rule]) -> Clients {
+    let take = take_ok();
+    let mut rules = db_rules.to_vec();
+    rules.push(&take);
     Clients {
         rekognition: rekognition(rek_rules),
-        dynamodb: dynamodb(db_rules),
+        dynamodb: dynamodb(&rules),
         s3: s3(&[]),
     }
+}
+
+fn take_ok() -> Rule {
+    mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| r.condition_expression() == Some(TAKE_CONDITION))
+        .then_output(|| UpdateItemOutput::builder().build())
 }
 
 fn get_item_returning(item: Option<HashMap<String, AttributeValue>>) -> Rule {
@@ -180,7 +191,7 @@ async fn a_queued_image_is_labeled_with_its_entries_in_one_conditional_transacti
                 .collect();
             items.len() == 3
                 && update.is_some_and(|u| {
-                    u.condition_expression() == Some(OWN_UNLABELED_RECORD)
+                    u.condition_expression() == Some(OWNED_BY_JOB)
                         && u.key()["pk"].as_s().ok().map(String::as_str)
                             == Some("s3://photos-bucket/cats/tabby cat+1.jpg")
                 })
@@ -221,6 +232,7 @@ async fn rekognition_throttling_is_retried_then_the_image_is_labeled() {
 async fn exhausted_retries_leave_the_image_queued_and_ask_batch_to_retry() {
     let get = queued("01");
     let update = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| r.condition_expression() == Some(OWNED_BY_JOB))
         .then_output(|| UpdateItemOutput::builder().build());
     let transact = transact_ok();
     let detect = mock!(aws_sdk_rekognition::Client::detect_labels)
@@ -254,7 +266,7 @@ async fn each_permanent_rekognition_error_records_failed_with_a_reason_and_no_re
             .match_requests(move |r| {
                 let values = r.expression_attribute_values().cloned().unwrap_or_default();
                 let text = |k: &str| values.get(k).and_then(|v| v.as_s().ok()).cloned();
-                r.condition_expression() == Some(OWN_UNLABELED_RECORD)
+                r.condition_expression() == Some(OWNED_BY_JOB)
                     && text(":failed").as_deref() == Some("FAILED")
                     && text(":reason").is_some_and(|reason| {
                         reason.contains(code) && reason.contains(&format!("injected {code}"))
@@ -359,6 +371,35 @@ async fn losing_the_race_to_a_newer_upload_is_not_an_error() {
     let outcome = run(&job, &clients, &settings(), Shutdown::never()).await;
 
     assert_eq!(transact.num_calls(), 1);
+    assert_eq!(outcome.superseded, 1, "{outcome:?}");
+    assert_eq!(outcome.exit_code(), ExitCode::Success);
+}
+
+/// Two jobs for one upload (a SubmitJob retried after its response was
+/// lost, a claim retaken after a crash): the one that takes the image
+/// first labels it; the other makes no Rekognition call at all.
+#[tokio::test(start_paused = true)]
+async fn a_duplicate_job_finds_the_image_taken_and_calls_no_rekognition() {
+    let (get, detect, transact) = (queued("01"), detect_ok(), transact_ok());
+    let taken = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| r.condition_expression() == Some(TAKE_CONDITION))
+        .then_error(|| {
+            let mut owned = record("01", Status::Queued);
+            owned.insert("owner".into(), AttributeValue::S("other-job:3".into()));
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
+                aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
+                    .set_item(Some(owned))
+                    .build(),
+            )
+        });
+    let clients = clients(&[&detect], &[&get, &taken, &transact]);
+    let job = spec(vec![vec![image("a.jpg", "01")]]);
+
+    let outcome = run(&job, &clients, &settings(), Shutdown::never()).await;
+
+    assert_eq!(detect.num_calls(), 0);
+    assert_eq!(transact.num_calls(), 0);
+    assert_eq!(taken.num_calls(), 1);
     assert_eq!(outcome.superseded, 1, "{outcome:?}");
     assert_eq!(outcome.exit_code(), ExitCode::Success);
 }

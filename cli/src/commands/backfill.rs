@@ -175,6 +175,7 @@ pub fn listed_change(
         version_id: None,
         etag: object.e_tag().map(|e| e.trim_matches('"').to_owned()),
         size: object.size().map(|s| s.max(0) as u64),
+        delete_marker: false,
     })
 }
 

@@ -57,6 +57,7 @@ pub fn candidate(item: &Item, reason_contains: Option<&str>) -> Option<Candidate
             version_id: record.version_id,
             etag: record.etag,
             size: record.size,
+            delete_marker: false,
         },
     })
 }

@@ -1,0 +1,155 @@
+//! DynamoDB primitives shared by every writer of the results table: the
+//! clock, the error, the outcome of a conditional write, the record's key
+//! and a consistent read. The dispatcher's writes ([`crate::store`]), the
+//! worker's ([`crate::labeling`]) and the label-index upkeep
+//! ([`crate::entries`]) build on this module; it depends on none of them.
+
+use crate::rule::{self, Stored, Writer};
+use crate::schema::{self, IMAGE_SK, PK, SK};
+use crate::Revision;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
+
+/// A stored item, as the SDK returns it.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// A DynamoDB call that failed for a reason other than its condition.
+#[derive(Debug, thiserror::Error)]
+#[error("DynamoDB {operation} on {pk} failed: {source}")]
+pub struct StoreError {
+    /// The operation, e.g. `PutItem`.
+    pub operation: &'static str,
+    /// Partition key of the item.
+    pub pk: String,
+    /// The SDK error, with its retry classification already exhausted.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    pub(crate) fn new<E>(operation: &'static str, pk: impl Into<String>, e: E) -> Self
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        Self {
+            operation,
+            pk: pk.into(),
+            source: e.into(),
+        }
+    }
+}
+
+/// What a conditional write found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The write happened (or had already happened: a retried call whose
+    /// first response was lost finds its own write).
+    Written,
+    /// The same upload already has a record (a redelivery): nothing written.
+    Duplicate {
+        /// Status of the existing record.
+        existing: Option<schema::Status>,
+    },
+    /// A newer upload, a delete, or another job owns the record: nothing
+    /// written.
+    Superseded {
+        /// The newer revision, when that is the reason.
+        newer: Option<Revision>,
+    },
+}
+
+/// "Now" as the store records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// Unix time in milliseconds.
+    pub unix_millis: u64,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn now() -> Self {
+        let unix_millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Self { unix_millis }
+    }
+
+    /// This clock `secs` seconds later.
+    pub fn plus_secs(self, secs: u64) -> Self {
+        Self {
+            unix_millis: self.unix_millis + secs * 1000,
+        }
+    }
+
+    /// RFC 3339 with milliseconds, as stored.
+    pub fn rfc3339(self) -> String {
+        schema::rfc3339_millis(self.unix_millis)
+    }
+
+    /// Unix seconds.
+    pub fn unix_secs(self) -> u64 {
+        self.unix_millis / 1000
+    }
+}
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// Key of the image record.
+pub fn image_key(bucket: &str, key: &str) -> Item {
+    HashMap::from([
+        (PK.to_owned(), s(schema::image_pk(bucket, key))),
+        (SK.to_owned(), s(IMAGE_SK)),
+    ])
+}
+
+/// Reads the image record (strongly consistent).
+pub async fn get_image(
+    client: &Client,
+    table: &str,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Item>, StoreError> {
+    client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(image_key(bucket, key)))
+        .consistent_read(true)
+        .send()
+        .await
+        .map(|out| out.item)
+        .map_err(|e| StoreError::new("GetItem", schema::image_pk(bucket, key), e))
+}
+
+/// Turns a failed condition into a [`WriteOutcome`] with [`rule::conflict`],
+/// from the item DynamoDB returned with the failure or, when it returned
+/// none, from a fresh consistent read.
+pub(crate) async fn resolve_conflict(
+    client: &Client,
+    table: &str,
+    bucket: &str,
+    key: &str,
+    incoming: &Revision,
+    writer: Writer<'_>,
+    returned: Option<&Item>,
+) -> Result<WriteOutcome, StoreError> {
+    let fetched;
+    let item = match returned {
+        Some(item) if !item.is_empty() => Some(item),
+        _ => {
+            fetched = get_image(client, table, bucket, key).await?;
+            fetched.as_ref()
+        }
+    };
+    let stored = item.map(Stored::from_item);
+    rule::conflict(writer, incoming, stored.as_ref()).map_err(|changed| {
+        StoreError::new("conditional write", schema::image_pk(bucket, key), changed)
+    })
+}

@@ -1,0 +1,395 @@
+//! The one rule for "stored record vs incoming write", in both of its forms:
+//! the DynamoDB condition expressions every writer sends, and their
+//! in-memory twins that tests, previews and conflict handling evaluate.
+//!
+//! Every write names the upload it is about by its [`Revision`]; the stored
+//! record names one too. [`order`] compares them, and everything else here is
+//! a documented arm over that comparison:
+//!
+//! | writer | writes when the stored record is … | condition |
+//! |---|---|---|
+//! | dispatcher claim | missing, older, or the same upload's abandoned claim | [`CLAIM_CONDITION`] / [`claim_would_win`] |
+//! | operator retry | the same upload, FAILED | [`RETRY_CONDITION`] |
+//! | reconciler re-dispatch | exactly as the reconciler read it | [`redispatch_condition`] |
+//! | skip, tombstone | missing or older | [`NEWER_THAN_STORED`] |
+//! | version delete | older and of that version | [`VERSION_DELETE_CONDITION`] |
+//! | worker take | the same upload, QUEUED, not owned by another job | [`TAKE_CONDITION`] / [`take_would_win`] |
+//! | worker result | the same upload, QUEUED, owned by this job | [`OWNED_BY_JOB`] |
+//!
+//! When a condition fails, [`conflict`] reads the stored record to tell a
+//! redelivery from a lost race, with one explicit arm per writer where they
+//! differ.
+
+use crate::db::{Item, WriteOutcome};
+use crate::schema::{attr, Status};
+use crate::Revision;
+
+/// Condition for replacing the record with a fresh one for `:rev`: no
+/// record, or an older upload's (tombstones included).
+pub const NEWER_THAN_STORED: &str = "attribute_not_exists(pk) OR revision < :rev";
+
+/// Condition for taking a QUEUED claim: a newer upload, or the same upload
+/// whose earlier claim never produced a job (no job id, no owner) and either
+/// has expired or is the claimant's own (a resumed backfill retaking what it
+/// claimed before it was interrupted; a Lambda invocation's claim token is
+/// never reused). In memory: [`claim_would_win`].
+pub const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR revision < :rev OR \
+     (revision = :rev AND #status = :queued AND attribute_not_exists(job_id) AND \
+      attribute_not_exists(#owner) AND (claimed_at < :lease_cutoff OR claim = :claim))";
+
+/// Condition for claiming a FAILED upload again (an operator's retry).
+pub const RETRY_CONDITION: &str = "revision = :rev AND #status = :failed";
+
+/// Condition of a permanent delete of one version in a versioned bucket:
+/// only the recorded version's delete changes the record.
+pub const VERSION_DELETE_CONDITION: &str = "revision < :rev AND version_id = :version";
+
+/// Condition of the worker's take: the record is this upload's, still
+/// QUEUED, and no other job owns it (the same Batch job id across Batch
+/// retries keeps it). In memory: [`take_would_win`].
+pub const TAKE_CONDITION: &str =
+    "revision = :rev AND #status = :queued AND (attribute_not_exists(#owner) OR #owner = :owner)";
+
+/// Condition of the worker's LABELED and FAILED writes: this upload, still
+/// QUEUED, taken by this job.
+pub const OWNED_BY_JOB: &str = "revision = :rev AND #status = :queued AND #owner = :owner";
+
+/// Condition of recording the job that holds a claim.
+pub const SUBMITTED_CONDITION: &str = "revision = :rev AND claim = :claim";
+
+/// Condition of giving a claim back after SubmitJob failed.
+pub const RELEASE_CONDITION: &str =
+    "revision = :rev AND claim = :claim AND attribute_not_exists(job_id) AND attribute_not_exists(#owner)";
+
+/// Condition of failing a claimed image whose job can never be submitted.
+pub const FAIL_CLAIMED_CONDITION: &str = "revision = :rev AND claim = :claim AND \
+     #status = :queued AND attribute_not_exists(#owner)";
+
+/// Condition of failing the images a dead Batch job still holds.
+pub const FAIL_IN_JOB_CONDITION: &str =
+    "revision = :rev AND #status = :queued AND job_id = :job_id";
+
+/// The reconciler's re-dispatch condition: the record is still exactly the
+/// QUEUED claim it read (same upload, same claim token, same owner or none),
+/// so a worker or dispatcher that moved it meanwhile wins.
+pub fn redispatch_condition(seen_owner: bool) -> &'static str {
+    if seen_owner {
+        "revision = :rev AND #status = :queued AND claim = :seen_claim AND #owner = :seen_owner"
+    } else {
+        "revision = :rev AND #status = :queued AND claim = :seen_claim AND attribute_not_exists(#owner)"
+    }
+}
+
+/// The parts of a stored image record that the rules read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// The upload it describes.
+    pub revision: Option<Revision>,
+    /// Its status.
+    pub status: Option<Status>,
+    /// Claim token of the dispatch that queued it.
+    pub claim: Option<String>,
+    /// When that claim was taken (Unix seconds).
+    pub claimed_at: Option<u64>,
+    /// Batch job id recorded for it.
+    pub job_id: Option<String>,
+    /// Job that took it for labeling.
+    pub owner: Option<String>,
+    /// S3 version id.
+    pub version_id: Option<String>,
+}
+
+impl Stored {
+    /// Reads the rule-relevant attributes of an item.
+    pub fn from_item(item: &Item) -> Self {
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        Self {
+            revision: text(attr::REVISION).and_then(|r| Revision::try_from(r).ok()),
+            status: text(attr::STATUS).and_then(|s| Status::parse(&s)),
+            claim: text(attr::CLAIM),
+            claimed_at: item
+                .get(attr::CLAIMED_AT)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok()),
+            job_id: text(attr::JOB_ID),
+            owner: text(attr::OWNER),
+            version_id: text(attr::VERSION_ID),
+        }
+    }
+}
+
+/// How an incoming upload compares with the stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Order {
+    /// No record, or one of an older upload (or an unreadable revision).
+    IncomingNewer,
+    /// The record describes the incoming upload.
+    Same,
+    /// The record describes a newer upload or delete.
+    StoredNewer(Revision),
+}
+
+/// Compares the stored record's upload with the incoming one.
+pub fn order(stored: Option<&Stored>, incoming: &Revision) -> Order {
+    match stored.and_then(|s| s.revision.as_ref()) {
+        Some(rev) if rev == incoming => Order::Same,
+        Some(rev) if rev > incoming => Order::StoredNewer(rev.clone()),
+        _ => Order::IncomingNewer,
+    }
+}
+
+/// Which rule a claim is taken under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClaimKind {
+    /// New uploads (and abandoned claims of them): [`CLAIM_CONDITION`].
+    #[default]
+    New,
+    /// The same upload, recorded FAILED: [`RETRY_CONDITION`].
+    RetryFailed,
+}
+
+/// [`CLAIM_CONDITION`] and [`RETRY_CONDITION`] evaluated in memory: whether a
+/// claim of `incoming` by `claim` under `kind` would be written over `stored`
+/// at `now_secs` with a lease of `lease_secs`.
+pub fn claim_would_win(
+    stored: Option<&Stored>,
+    incoming: &Revision,
+    claim: &str,
+    kind: ClaimKind,
+    now_secs: u64,
+    lease_secs: u64,
+) -> bool {
+    match (kind, order(stored, incoming), stored) {
+        (ClaimKind::RetryFailed, Order::Same, Some(s)) => s.status == Some(Status::Failed),
+        (ClaimKind::RetryFailed, _, _) => false,
+        (ClaimKind::New, Order::IncomingNewer, _) => true,
+        (ClaimKind::New, Order::StoredNewer(_), _) => false,
+        (ClaimKind::New, Order::Same, None) => true,
+        (ClaimKind::New, Order::Same, Some(s)) => {
+            let expired = s
+                .claimed_at
+                .is_some_and(|at| at < now_secs.saturating_sub(lease_secs));
+            s.status == Some(Status::Queued)
+                && s.job_id.is_none()
+                && s.owner.is_none()
+                && (expired || s.claim.as_deref() == Some(claim))
+        }
+    }
+}
+
+/// [`TAKE_CONDITION`] evaluated in memory.
+pub fn take_would_win(stored: Option<&Stored>, incoming: &Revision, owner: &str) -> bool {
+    match (order(stored, incoming), stored) {
+        (Order::Same, Some(s)) => {
+            s.status == Some(Status::Queued) && s.owner.as_deref().is_none_or(|o| o == owner)
+        }
+        _ => false,
+    }
+}
+
+/// Who wrote, for telling a lost race from a redelivery in [`conflict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer<'a> {
+    /// A dispatcher write under a claim token (claims, re-dispatches), or
+    /// without one (skips, tombstones, submissions, failures).
+    Dispatcher {
+        /// The writer's claim token, for claims.
+        claim: Option<&'a str>,
+    },
+    /// A worker taking the image for its job ([`TAKE_CONDITION`]).
+    Take {
+        /// The taking job.
+        owner: &'a str,
+    },
+    /// A worker writing its result ([`OWNED_BY_JOB`]).
+    Result {
+        /// The job that took the image.
+        owner: &'a str,
+    },
+}
+
+/// The record changed between a failed condition and the read that
+/// explains it; the caller retries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the record of upload {incoming} changed while it was written; retry")]
+pub struct Changed {
+    /// The incoming revision.
+    pub incoming: String,
+}
+
+/// The outcome of a write whose condition failed, given the record as it is
+/// now. One arm per case, explicit where writers differ:
+///
+/// * a newer upload or delete stored: [`WriteOutcome::Superseded`], for all.
+/// * the same upload:
+///   - a dispatcher finding its own claim still unsubmitted is looking at
+///     its own earlier write whose response was lost: `Written`; otherwise
+///     a redelivery: `Duplicate`;
+///   - a take finding the record QUEUED and owned by itself: `Written` (a
+///     Batch retry, or a lost response); owned by another job: `Superseded`;
+///     terminal: `Duplicate` — never a second DetectLabels call;
+///   - a result write finding a terminal record owned by itself: `Written`
+///     (its own write, response lost); finding it still QUEUED and its own:
+///     [`Changed`] (retry); another job's: `Superseded`; terminal and not
+///     its own: `Duplicate`.
+/// * no record, or an older upload's: for a worker, nobody queued this
+///   upload any more (deleted, expired, re-claimed): `Superseded` with no
+///   newer revision. For a dispatcher, whose conditions accept exactly that,
+///   the record moved between the write and the read: [`Changed`].
+pub fn conflict(
+    writer: Writer<'_>,
+    incoming: &Revision,
+    stored: Option<&Stored>,
+) -> Result<WriteOutcome, Changed> {
+    let changed = || Changed {
+        incoming: incoming.as_str().to_owned(),
+    };
+    let status = stored.and_then(|s| s.status);
+    let owner = stored.and_then(|s| s.owner.as_deref());
+    let queued = status == Some(Status::Queued);
+    Ok(match (order(stored, incoming), writer) {
+        (Order::StoredNewer(newer), _) => WriteOutcome::Superseded { newer: Some(newer) },
+        (Order::Same, Writer::Dispatcher { claim: Some(claim) })
+            if queued
+                && stored.is_some_and(|s| s.claim.as_deref() == Some(claim) && s.job_id.is_none()) =>
+        {
+            WriteOutcome::Written
+        }
+        (Order::Same, Writer::Dispatcher { .. }) => WriteOutcome::Duplicate { existing: status },
+        (Order::Same, Writer::Take { owner: me }) => match owner {
+            _ if !queued => WriteOutcome::Duplicate { existing: status },
+            Some(o) if o == me => WriteOutcome::Written,
+            _ => WriteOutcome::Superseded { newer: None },
+        },
+        (Order::Same, Writer::Result { owner: me }) => match owner {
+            Some(o) if o == me && queued => return Err(changed()),
+            Some(o) if o == me => WriteOutcome::Written,
+            _ if queued => WriteOutcome::Superseded { newer: None },
+            _ => WriteOutcome::Duplicate { existing: status },
+        },
+        (Order::IncomingNewer, Writer::Take { .. } | Writer::Result { .. }) => {
+            WriteOutcome::Superseded { newer: None }
+        }
+        (Order::IncomingNewer, Writer::Dispatcher { .. }) => return Err(changed()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(seq: &str) -> Revision {
+        Revision::from_sequencer(seq).unwrap()
+    }
+
+    fn stored(seq: &str, status: Status) -> Stored {
+        Stored {
+            revision: Some(rev(seq)),
+            status: Some(status),
+            ..Stored::default()
+        }
+    }
+
+    fn claimed(seq: &str, claim: &str, at: u64) -> Stored {
+        Stored {
+            claim: Some(claim.into()),
+            claimed_at: Some(at),
+            ..stored(seq, Status::Queued)
+        }
+    }
+
+    const NOW: u64 = 10_000;
+    const LEASE: u64 = 300;
+
+    #[test]
+    fn claims_follow_the_documented_table() {
+        let with = |f: fn(&mut Stored)| {
+            let mut s = claimed("0A", "other", NOW - 10);
+            f(&mut s);
+            s
+        };
+        let cases: Vec<(&str, Option<Stored>, &str, ClaimKind, bool)> = vec![
+            ("no record", None, "0A", ClaimKind::New, true),
+            ("older labeled upload", Some(stored("09", Status::Labeled)), "0A", ClaimKind::New, true),
+            ("older tombstone", Some(stored("09", Status::Deleted)), "0A", ClaimKind::New, true),
+            ("newer tombstone", Some(stored("0B", Status::Deleted)), "0A", ClaimKind::New, false),
+            ("newer upload", Some(stored("0B", Status::Queued)), "0A", ClaimKind::New, false),
+            ("same upload labeled", Some(stored("0A", Status::Labeled)), "0A", ClaimKind::New, false),
+            ("same upload, live claim of another", Some(claimed("0A", "other", NOW - 10)), "0A", ClaimKind::New, false),
+            ("same upload, own claim", Some(claimed("0A", "me", NOW - 10)), "0A", ClaimKind::New, true),
+            ("same upload, expired claim", Some(claimed("0A", "other", NOW - LEASE - 1)), "0A", ClaimKind::New, true),
+            ("expired claim with a job", Some(with(|s| { s.claimed_at = Some(1); s.job_id = Some("j".into()) })), "0A", ClaimKind::New, false),
+            ("expired claim taken by a worker", Some(with(|s| { s.claimed_at = Some(1); s.owner = Some("j:1".into()) })), "0A", ClaimKind::New, false),
+            ("retry of a failed upload", Some(stored("0A", Status::Failed)), "0A", ClaimKind::RetryFailed, true),
+            ("retry of a labeled upload", Some(stored("0A", Status::Labeled)), "0A", ClaimKind::RetryFailed, false),
+            ("retry under a newer failed upload", Some(stored("0B", Status::Failed)), "0A", ClaimKind::RetryFailed, false),
+            ("retry without a record", None, "0A", ClaimKind::RetryFailed, false),
+        ];
+        for (name, s, incoming, kind, expected) in cases {
+            assert_eq!(
+                claim_would_win(s.as_ref(), &rev(incoming), "me", kind, NOW, LEASE),
+                expected,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_take_wins_only_on_an_unowned_or_own_queued_record_of_the_upload() {
+        let owned = |o: &str| Stored {
+            owner: Some(o.into()),
+            ..stored("0A", Status::Queued)
+        };
+        assert!(take_would_win(Some(&stored("0A", Status::Queued)), &rev("0A"), "job:1"));
+        assert!(take_would_win(Some(&owned("job:1")), &rev("0A"), "job:1"));
+        assert!(!take_would_win(Some(&owned("job:2")), &rev("0A"), "job:1"));
+        assert!(!take_would_win(Some(&stored("0A", Status::Labeled)), &rev("0A"), "job:1"));
+        assert!(!take_would_win(Some(&stored("0B", Status::Queued)), &rev("0A"), "job:1"));
+        assert!(!take_would_win(None, &rev("0A"), "job:1"));
+    }
+
+    #[test]
+    fn conflicts_tell_lost_responses_redeliveries_and_races_apart() {
+        let me = Writer::Dispatcher { claim: Some("me") };
+        let take = Writer::Take { owner: "job:1" };
+        let result = Writer::Result { owner: "job:1" };
+        let owned = |o: &str, status: Status| Stored {
+            owner: Some(o.into()),
+            ..stored("0A", status)
+        };
+        let dup = |status| Ok(WriteOutcome::Duplicate { existing: Some(status) });
+        let lost = Ok(WriteOutcome::Superseded { newer: None });
+        let cases: Vec<(&str, Writer, Option<Stored>, Result<WriteOutcome, ()>)> = vec![
+            ("own claim whose response was lost", me, Some(claimed("0A", "me", NOW)), Ok(WriteOutcome::Written)),
+            ("another invocation's live claim", me, Some(claimed("0A", "other", NOW)), dup(Status::Queued)),
+            ("same upload already labeled", me, Some(stored("0A", Status::Labeled)), dup(Status::Labeled)),
+            ("newer upload, dispatcher", me, Some(stored("0B", Status::Labeled)), Ok(WriteOutcome::Superseded { newer: Some(rev("0B")) })),
+            ("newer delete, take", take, Some(stored("0B", Status::Deleted)), Ok(WriteOutcome::Superseded { newer: Some(rev("0B")) })),
+            ("record vanished, dispatcher", me, None, Err(())),
+            ("older record, dispatcher", me, Some(stored("09", Status::Labeled)), Err(())),
+            ("record vanished, take", take, None, lost.clone()),
+            ("older record, result", result, Some(stored("09", Status::Labeled)), lost.clone()),
+            ("own take whose response was lost", take, Some(owned("job:1", Status::Queued)), Ok(WriteOutcome::Written)),
+            ("taken by another job", take, Some(owned("job:2", Status::Queued)), lost.clone()),
+            ("own result already written, take again", take, Some(owned("job:1", Status::Labeled)), dup(Status::Labeled)),
+            ("own result whose response was lost", result, Some(owned("job:1", Status::Labeled)), Ok(WriteOutcome::Written)),
+            ("own record still queued after a result write", result, Some(owned("job:1", Status::Queued)), Err(())),
+            ("result after another job took it", result, Some(owned("job:2", Status::Queued)), lost),
+            ("result after the reconciler failed it", result, Some(stored("0A", Status::Failed)), dup(Status::Failed)),
+        ];
+        for (name, writer, s, expected) in cases {
+            let got = conflict(writer, &rev("0A"), s.as_ref()).map_err(|_| ());
+            assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn order_puts_any_sequencer_above_a_missing_record() {
+        assert_eq!(order(None, &rev("01")), Order::IncomingNewer);
+        assert_eq!(order(Some(&stored("01", Status::Queued)), &rev("01")), Order::Same);
+        assert_eq!(
+            order(Some(&stored("02", Status::Queued)), &rev("01")),
+            Order::StoredNewer(rev("02"))
+        );
+    }
+}

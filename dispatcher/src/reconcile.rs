@@ -1,0 +1,435 @@
+//! The reconciler: the part of the dispatcher that makes every image reach a
+//! terminal record even when events, responses or processes are lost.
+//!
+//! Events make the pipeline fast; this pass makes it correct. It runs on a
+//! schedule (an EventBridge rule invokes the dispatcher with
+//! `{"reconcile": {}}`) and on demand (`labeler reconcile`), and:
+//!
+//! 1. finds records QUEUED for longer than `RECONCILE_AFTER_SECONDS` through
+//!    the sparse status index (one Query per shard, never a Scan), at most
+//!    `RECONCILE_LIMIT` of them;
+//! 2. asks Batch about the jobs they name (`DescribeJobs`, 100 ids a call);
+//! 3. decides per record with [`verdict`] — a pure function with the whole
+//!    rule — and applies the decision with a conditional write that loses to
+//!    any worker or dispatcher that moved the record meanwhile.
+//!
+//! | record | Batch says | action |
+//! |---|---|---|
+//! | no job, claim within its lease | — | wait (its dispatcher may still submit) |
+//! | no job, claim expired | — | dispatch again |
+//! | job (or owning child) | SUBMITTED … RUNNING | wait |
+//! | job | FAILED | record FAILED with Batch's reason |
+//! | job | SUCCEEDED, yet the record is still QUEUED | dispatch again |
+//! | job | unknown (never created, or forgotten) | dispatch again |
+//!
+//! "Dispatch again" replaces the record by a fresh claim and submits it like
+//! any claim; after `RECONCILE_MAX_DISPATCHES` dispatches of one upload the
+//! record is FAILED instead, with the reason in plain words. A pass is
+//! idempotent and bounded, and safe to run beside events and other passes.
+
+use crate::config::Config;
+use crate::dispatch::{self, Clients};
+use labeler_core::rule::Stored;
+use labeler_core::schema::{self, attr, Status};
+use labeler_core::store::{self, Clock, Item, QueuedBy, WriteOutcome};
+use labeler_core::{ImageRef, Revision};
+use serde::Serialize;
+use std::collections::HashMap;
+use tracing::{info, warn};
+
+/// Most job ids one DescribeJobs call accepts.
+pub const DESCRIBE_BATCH: usize = 100;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// QUEUED records older than the threshold that were examined.
+    pub examined: usize,
+    /// Records whose job is still alive, or whose claim is still leased.
+    pub waiting: usize,
+    /// Records dispatched again.
+    pub redispatched: usize,
+    /// Records recorded FAILED because Batch reports their job failed.
+    pub failed: usize,
+    /// Records recorded FAILED after too many dispatches.
+    pub gave_up: usize,
+    /// Records that changed while the pass looked at them (left to their writer).
+    pub changed: usize,
+}
+
+/// Why a pass could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Reading the status index failed.
+    #[error("querying the status index: {0}")]
+    Query(String),
+    /// DescribeJobs failed.
+    #[error("describing Batch jobs: {0}")]
+    Describe(String),
+    /// A conditional write failed for a reason other than its condition.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// One QUEUED record as the reconciler reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    /// The upload.
+    pub image: ImageRef,
+    /// The rule-relevant attributes.
+    pub stored: Stored,
+    /// Dispatches so far.
+    pub dispatches: u32,
+    /// Array child holding it, when its job is an array job.
+    pub array_index: Option<usize>,
+}
+
+impl Queued {
+    /// Reads a record from the status index; `None` if it lacks an upload.
+    pub fn from_item(item: &Item) -> Option<Self> {
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        let number = |name: &str| {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let stored = Stored::from_item(item);
+        let image = ImageRef {
+            bucket: text(attr::BUCKET)?,
+            key: text(attr::KEY)?,
+            revision: Revision::try_from(text(attr::REVISION)?).ok()?,
+            version_id: text(attr::VERSION_ID),
+            etag: text(attr::ETAG),
+            size: number(attr::SIZE),
+        };
+        Some(Self {
+            image,
+            stored,
+            dispatches: number(attr::DISPATCHES).unwrap_or(1) as u32,
+            array_index: number(attr::ARRAY_INDEX).map(|i| i as usize),
+        })
+    }
+
+    /// The Batch job to ask about: the owning job (array child id
+    /// included), else the recorded job (its child, for array jobs).
+    pub fn job_ref(&self) -> Option<String> {
+        if let Some(owner) = &self.stored.owner {
+            return Some(owner.clone());
+        }
+        let job = self.stored.job_id.as_ref()?;
+        Some(match self.array_index {
+            Some(i) => format!("{job}:{i}"),
+            None => job.clone(),
+        })
+    }
+}
+
+/// What Batch says about a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Submitted, pending, runnable, starting or running.
+    Live,
+    /// Ended successfully.
+    Succeeded,
+    /// Ended in failure, with Batch's reason.
+    Failed(String),
+    /// DescribeJobs does not return it.
+    Unknown,
+}
+
+/// What to do with one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Leave it: its job or claim is alive.
+    Wait,
+    /// Dispatch it again, for this reason.
+    Redispatch(String),
+    /// Record it FAILED with this reason.
+    Fail(String),
+}
+
+/// The reconciler's whole rule for one QUEUED record (see the module table).
+///
+/// `job` is Batch's answer for [`Queued::job_ref`], `None` when the record
+/// names no job.
+pub fn verdict(
+    record: &Queued,
+    job: Option<&JobState>,
+    now: Clock,
+    lease_secs: u64,
+    max_dispatches: u32,
+) -> Verdict {
+    let why = match job {
+        None => {
+            let expired = record
+                .stored
+                .claimed_at
+                .is_none_or(|at| at < now.unix_secs().saturating_sub(lease_secs));
+            if !expired {
+                return Verdict::Wait;
+            }
+            "its claim expired without a job being recorded"
+        }
+        Some(JobState::Live) => return Verdict::Wait,
+        Some(JobState::Failed(reason)) => return Verdict::Fail(reason.clone()),
+        Some(JobState::Succeeded) => "its Batch job succeeded without recording a result",
+        Some(JobState::Unknown) => "Batch does not know its job",
+    };
+    if record.dispatches >= max_dispatches {
+        Verdict::Fail(format!(
+            "gave up after {} dispatches; the last one ended so: {why}",
+            record.dispatches
+        ))
+    } else {
+        Verdict::Redispatch(why.to_owned())
+    }
+}
+
+/// Runs one pass.
+pub async fn pass(clients: &Clients, cfg: &Config, now: Clock) -> Result<Report, ReconcileError> {
+    let settings = cfg.reconcile;
+    let records = old_queued(clients, cfg, now).await?;
+    let refs: Vec<String> = records.iter().filter_map(Queued::job_ref).collect();
+    let states = describe(clients, &refs).await?;
+    let mut report = Report {
+        examined: records.len(),
+        ..Report::default()
+    };
+    let claim = format!("reconcile-{}-{:08x}", now.unix_millis, fastrand::u32(..));
+    let mut again = Vec::new();
+    for record in &records {
+        let state = record.job_ref().map(|r| states.get(&r).cloned().unwrap_or(JobState::Unknown));
+        let (bucket, key) = (&record.image.bucket, &record.image.key);
+        match verdict(record, state.as_ref(), now, cfg.claim_lease_secs, settings.max_dispatches) {
+            Verdict::Wait => report.waiting += 1,
+            Verdict::Fail(reason) => {
+                let by = QueuedBy::Seen {
+                    claim: record.stored.claim.as_deref().unwrap_or_default(),
+                    owner: record.stored.owner.as_deref(),
+                };
+                match store::fail_queued(&clients.dynamodb, &cfg.table, &record.image, by, &reason, now).await? {
+                    WriteOutcome::Written => {
+                        warn!(bucket, key, reason, "recorded FAILED by the reconciler");
+                        if matches!(state, Some(JobState::Failed(_))) {
+                            report.failed += 1;
+                        } else {
+                            report.gave_up += 1;
+                        }
+                    }
+                    _ => report.changed += 1,
+                }
+            }
+            Verdict::Redispatch(why) => {
+                let written = store::redispatch(
+                    &clients.dynamodb,
+                    &cfg.table,
+                    &record.image,
+                    &record.stored,
+                    &claim,
+                    record.dispatches + 1,
+                    now,
+                )
+                .await?;
+                match written {
+                    WriteOutcome::Written => {
+                        info!(bucket, key, why, dispatches = record.dispatches + 1, "dispatching again");
+                        again.push(record.image.clone());
+                    }
+                    _ => report.changed += 1,
+                }
+            }
+        }
+    }
+    report.redispatched = again.len();
+    if !again.is_empty() {
+        let summary = dispatch::submit_claimed(again, &claim, clients, cfg, now).await;
+        if let Err(e) = summary {
+            // The claims were released (or failed); the next pass retries them.
+            warn!(error = %e, "re-dispatch incomplete");
+        }
+    }
+    info!(
+        examined = report.examined,
+        waiting = report.waiting,
+        redispatched = report.redispatched,
+        failed = report.failed,
+        gave_up = report.gave_up,
+        changed = report.changed,
+        "reconciler pass done"
+    );
+    Ok(report)
+}
+
+/// Records QUEUED before `now - RECONCILE_AFTER_SECONDS`, oldest first per
+/// shard, at most `RECONCILE_LIMIT`.
+async fn old_queued(clients: &Clients, cfg: &Config, now: Clock) -> Result<Vec<Queued>, ReconcileError> {
+    let cutoff = Clock {
+        unix_millis: now
+            .unix_millis
+            .saturating_sub(cfg.reconcile.after_secs * 1000),
+    }
+    .rfc3339();
+    let mut records = Vec::new();
+    for shard in schema::status_keys(Status::Queued) {
+        let mut start: Option<Item> = None;
+        loop {
+            let remaining = cfg.reconcile.limit.saturating_sub(records.len());
+            if remaining == 0 {
+                return Ok(records);
+            }
+            let page = clients
+                .dynamodb
+                .query()
+                .table_name(&cfg.table)
+                .index_name(schema::STATUS_INDEX)
+                .key_condition_expression("#k = :k AND #at < :cutoff")
+                .expression_attribute_names("#k", schema::STATUS_INDEX_PK)
+                .expression_attribute_names("#at", schema::STATUS_INDEX_SK)
+                .expression_attribute_values(":k", aws_sdk_dynamodb::types::AttributeValue::S(shard.clone()))
+                .expression_attribute_values(":cutoff", aws_sdk_dynamodb::types::AttributeValue::S(cutoff.clone()))
+                .limit(remaining.min(1000) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| ReconcileError::Query(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()))?;
+            records.extend(
+                page.items()
+                    .iter()
+                    .filter(|i| Stored::from_item(i).status == Some(Status::Queued))
+                    .filter_map(Queued::from_item),
+            );
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// Batch's answer for each job id, [`DESCRIBE_BATCH`] ids per call.
+async fn describe(clients: &Clients, ids: &[String]) -> Result<HashMap<String, JobState>, ReconcileError> {
+    use aws_sdk_batch::types::JobStatus;
+    let mut unique: Vec<&String> = ids.iter().collect();
+    unique.sort();
+    unique.dedup();
+    let mut states = HashMap::new();
+    for batch in unique.chunks(DESCRIBE_BATCH) {
+        let out = clients
+            .batch
+            .describe_jobs()
+            .set_jobs(Some(batch.iter().map(|s| (*s).clone()).collect()))
+            .send()
+            .await
+            .map_err(|e| ReconcileError::Describe(dispatch::describe(&e)))?;
+        for job in out.jobs() {
+            let state = match job.status() {
+                Some(JobStatus::Succeeded) => JobState::Succeeded,
+                Some(JobStatus::Failed) => {
+                    let mut reason = format!(
+                        "Batch job {} ({}) failed: {}",
+                        job.job_name().unwrap_or_default(),
+                        job.job_id().unwrap_or_default(),
+                        job.status_reason().filter(|r| !r.is_empty()).unwrap_or("no reason given")
+                    );
+                    if let Some(c) = job.container() {
+                        if let Some(r) = c.reason().filter(|r| !r.is_empty()) {
+                            reason.push_str(&format!("; container: {r}"));
+                        }
+                        if let Some(code) = c.exit_code() {
+                            reason.push_str(&format!("; exit code {code}"));
+                        }
+                    }
+                    JobState::Failed(reason)
+                }
+                _ => JobState::Live,
+            };
+            if let Some(id) = job.job_id() {
+                states.insert(id.to_owned(), state);
+            }
+        }
+    }
+    Ok(states)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Clock = Clock {
+        unix_millis: 2_000_000_000_000,
+    };
+    const LEASE: u64 = 900;
+
+    fn queued(claimed_ago: u64, job: Option<&str>, dispatches: u32) -> Queued {
+        Queued {
+            image: ImageRef {
+                bucket: "photos".into(),
+                key: "a b.jpg".into(),
+                revision: Revision::from_sequencer("0A").unwrap(),
+                version_id: None,
+                etag: None,
+                size: None,
+            },
+            stored: Stored {
+                revision: Some(Revision::from_sequencer("0A").unwrap()),
+                status: Some(Status::Queued),
+                claim: Some("c".into()),
+                claimed_at: Some(NOW.unix_secs() - claimed_ago),
+                job_id: job.map(str::to_owned),
+                ..Stored::default()
+            },
+            dispatches,
+            array_index: None,
+        }
+    }
+
+    #[test]
+    fn a_claim_without_a_job_waits_for_its_lease_then_is_dispatched_again() {
+        assert_eq!(verdict(&queued(10, None, 1), None, NOW, LEASE, 3), Verdict::Wait);
+        assert!(matches!(
+            verdict(&queued(LEASE + 1, None, 1), None, NOW, LEASE, 3),
+            Verdict::Redispatch(_)
+        ));
+    }
+
+    #[test]
+    fn a_live_job_is_left_to_run_and_a_failed_one_fails_its_images_with_its_reason() {
+        let r = queued(5000, Some("j"), 1);
+        assert_eq!(verdict(&r, Some(&JobState::Live), NOW, LEASE, 3), Verdict::Wait);
+        assert_eq!(
+            verdict(&r, Some(&JobState::Failed("OOM".into())), NOW, LEASE, 3),
+            Verdict::Fail("OOM".into())
+        );
+    }
+
+    #[test]
+    fn a_job_that_succeeded_or_vanished_is_dispatched_again_until_the_bound() {
+        let r = queued(5000, Some("j"), 2);
+        assert!(matches!(
+            verdict(&r, Some(&JobState::Succeeded), NOW, LEASE, 3),
+            Verdict::Redispatch(_)
+        ));
+        assert!(matches!(
+            verdict(&r, Some(&JobState::Unknown), NOW, LEASE, 3),
+            Verdict::Redispatch(_)
+        ));
+        let last = queued(5000, Some("j"), 3);
+        let Verdict::Fail(reason) = verdict(&last, Some(&JobState::Unknown), NOW, LEASE, 3) else {
+            panic!("expected the reconciler to give up");
+        };
+        assert!(reason.contains("gave up after 3 dispatches"), "{reason}");
+        assert!(reason.contains("Batch does not know its job"), "{reason}");
+    }
+
+    #[test]
+    fn the_job_asked_about_is_the_owner_then_the_recorded_array_child() {
+        let mut r = queued(0, Some("parent"), 1);
+        assert_eq!(r.job_ref().as_deref(), Some("parent"));
+        r.array_index = Some(7);
+        assert_eq!(r.job_ref().as_deref(), Some("parent:7"));
+        r.stored.owner = Some("other:2".into());
+        assert_eq!(r.job_ref().as_deref(), Some("other:2"));
+        assert_eq!(queued(0, None, 1).job_ref(), None);
+    }
+}
