@@ -10,8 +10,11 @@ LAMBDA_ZIP := target/lambda/dispatcher/bootstrap.zip
 # The deploy scripts use the host's AWS CLI v2 (SSO and all), not .venv's v1.
 HOST_PATH := $(subst $(CURDIR)/$(VENV)/bin:,,$(PATH))
 CHECKOV_VENV := .venv-checkov
+# A Terraform filesystem mirror holding the AWS provider: `make infra-check`
+# validates and plans infra/ offline from it.
+TF_PROVIDER_MIRROR ?= /opt/tf-plugins
 
-.PHONY: help setup fmt fmt-check lint build lambda demo up down infra-check deploy destroy test unit integration bench clean
+.PHONY: help setup fmt fmt-check lint build lambda demo up down infra-check plan deploy destroy test unit integration bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -67,14 +70,18 @@ $(CHECKOV_VENV)/.installed:
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
 	touch $@
 
-infra-check: $(CHECKOV_VENV)/.installed ## terraform fmt, checkov on infra/ and the Dockerfile, infra contract tests
+infra-check: $(CHECKOV_VENV)/.installed ## terraform fmt, init/validate/test offline (TF_PROVIDER_MIRROR), checkov, infra contract tests
 	terraform fmt -check -recursive infra
+	TF_PROVIDER_MIRROR="$(TF_PROVIDER_MIRROR)" scripts/terraform-check.sh
 	$(CHECKOV_VENV)/bin/checkov -d infra --quiet --compact --skip-download
 	$(CHECKOV_VENV)/bin/checkov -f worker/Dockerfile --framework dockerfile --quiet --compact --skip-download
 	cargo test -p integration-tests --test infra_contract
 
-deploy: setup ## Deploy to your AWS account (Terraform, worker image, cargo lambda deploy); costs money
-	PATH="$(HOST_PATH)" scripts/deploy.sh
+plan: ## Show what `make deploy` would change in your AWS account (credentials required; applies nothing)
+	PATH="$(HOST_PATH)" scripts/deploy.sh --plan-only
+
+deploy: setup ## Deploy to your AWS account after one confirmation (AUTO_APPROVE=1: none); costs money
+	PATH="$(HOST_PATH)" AUTO_APPROVE="$(AUTO_APPROVE)" scripts/deploy.sh
 
 destroy: ## Delete everything deployed, after confirmation
 	PATH="$(HOST_PATH)" scripts/destroy.sh

@@ -34,6 +34,8 @@ done
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 infra="$root/infra"
+# shellcheck source=scripts/terraform-init.sh
+source "$root/scripts/terraform-init.sh"
 
 need() {
   command -v "$1" >/dev/null 2>&1 || {
@@ -48,7 +50,7 @@ need jq "https://jqlang.github.io/jq/"
 step() { printf '\n==> %s\n' "$*"; }
 tf() { terraform -chdir="$infra" "$@"; }
 
-tf init -input=false >/dev/null
+terraform_init "$infra"
 if ! tf output -raw bucket_name >/dev/null 2>&1; then
   echo "destroy: no deployed stack in infra/ (no Terraform outputs); nothing to do" >&2
   exit 1
