@@ -87,7 +87,6 @@ pub fn prepare_labels(labels: Vec<Label>) -> Vec<Label> {
     labels
 }
 
-
 /// Takes `image` for this job before DetectLabels is called: sets the
 /// record's owner (and job id) under [`rule::TAKE_CONDITION`].
 ///
@@ -102,7 +101,11 @@ pub async fn take(
     attempt: &Attempt,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let mut set = vec!["#owner = :owner", "attempts = :attempts", "updated_at = :now"];
+    let mut set = vec![
+        "#owner = :owner",
+        "attempts = :attempts",
+        "updated_at = :now",
+    ];
     let mut request = client
         .update_item()
         .table_name(table)
@@ -370,8 +373,8 @@ where
 mod tests {
     use super::*;
     use crate::schema::PK;
-    use crate::{store, Revision};
     use crate::schema::{BoundingBox, Instance};
+    use crate::{store, Revision};
 
     fn image() -> ImageRef {
         ImageRef {

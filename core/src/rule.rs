@@ -190,10 +190,17 @@ pub fn take_would_win(stored: Option<&Stored>, incoming: &Revision, owner: &str)
 /// Who wrote, for telling a lost race from a redelivery in [`conflict`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Writer<'a> {
-    /// A dispatcher write under a claim token (claims, re-dispatches), or
-    /// without one (skips, tombstones, submissions, failures).
-    Dispatcher {
+    /// A dispatcher write that replaces a missing or older record: claims
+    /// of new uploads ([`CLAIM_CONDITION`]), skips and tombstones
+    /// ([`NEWER_THAN_STORED`]).
+    Replace {
         /// The writer's claim token, for claims.
+        claim: Option<&'a str>,
+    },
+    /// A dispatcher write to the record of its own upload: retry claims,
+    /// re-dispatches, submissions, releases, failures, version deletes.
+    Update {
+        /// The writer's claim token, for retry claims and re-dispatches.
         claim: Option<&'a str>,
     },
     /// A worker taking the image for its job ([`TAKE_CONDITION`]).
@@ -222,9 +229,9 @@ pub struct Changed {
 ///
 /// * a newer upload or delete stored: [`WriteOutcome::Superseded`], for all.
 /// * the same upload:
-///   - a dispatcher finding its own claim still unsubmitted is looking at
-///     its own earlier write whose response was lost: `Written`; otherwise
-///     a redelivery: `Duplicate`;
+///   - a dispatcher finding its own claim (token) still unsubmitted is
+///     looking at its own earlier write whose response was lost: `Written`;
+///     otherwise a redelivery: `Duplicate`;
 ///   - a take finding the record QUEUED and owned by itself: `Written` (a
 ///     Batch retry, or a lost response); owned by another job: `Superseded`;
 ///     terminal: `Duplicate` — never a second DetectLabels call;
@@ -232,9 +239,10 @@ pub struct Changed {
 ///     (its own write, response lost); finding it still QUEUED and its own:
 ///     [`Changed`] (retry); another job's: `Superseded`; terminal and not
 ///     its own: `Duplicate`.
-/// * no record, or an older upload's: for a worker, nobody queued this
-///   upload any more (deleted, expired, re-claimed): `Superseded` with no
-///   newer revision. For a dispatcher, whose conditions accept exactly that,
+/// * no record, or an older upload's: for writers that need the record of
+///   their own upload (updates, takes, results), that upload is no longer
+///   recorded (deleted, expired, never claimed): `Superseded` with no newer
+///   revision. For a replacing write, whose condition accepts exactly that,
 ///   the record moved between the write and the read: [`Changed`].
 pub fn conflict(
     writer: Writer<'_>,
@@ -247,15 +255,20 @@ pub fn conflict(
     let status = stored.and_then(|s| s.status);
     let owner = stored.and_then(|s| s.owner.as_deref());
     let queued = status == Some(Status::Queued);
+    let own_claim = |claim: Option<&str>| {
+        queued
+            && claim.is_some()
+            && stored.is_some_and(|s| s.claim.as_deref() == claim && s.job_id.is_none())
+    };
     Ok(match (order(stored, incoming), writer) {
         (Order::StoredNewer(newer), _) => WriteOutcome::Superseded { newer: Some(newer) },
-        (Order::Same, Writer::Dispatcher { claim: Some(claim) })
-            if queued
-                && stored.is_some_and(|s| s.claim.as_deref() == Some(claim) && s.job_id.is_none()) =>
-        {
-            WriteOutcome::Written
+        (Order::Same, Writer::Replace { claim } | Writer::Update { claim }) => {
+            if own_claim(claim) {
+                WriteOutcome::Written
+            } else {
+                WriteOutcome::Duplicate { existing: status }
+            }
         }
-        (Order::Same, Writer::Dispatcher { .. }) => WriteOutcome::Duplicate { existing: status },
         (Order::Same, Writer::Take { owner: me }) => match owner {
             _ if !queued => WriteOutcome::Duplicate { existing: status },
             Some(o) if o == me => WriteOutcome::Written,
@@ -267,10 +280,11 @@ pub fn conflict(
             _ if queued => WriteOutcome::Superseded { newer: None },
             _ => WriteOutcome::Duplicate { existing: status },
         },
-        (Order::IncomingNewer, Writer::Take { .. } | Writer::Result { .. }) => {
-            WriteOutcome::Superseded { newer: None }
-        }
-        (Order::IncomingNewer, Writer::Dispatcher { .. }) => return Err(changed()),
+        (Order::IncomingNewer, Writer::Replace { .. }) => return Err(changed()),
+        (
+            Order::IncomingNewer,
+            Writer::Update { .. } | Writer::Take { .. } | Writer::Result { .. },
+        ) => WriteOutcome::Superseded { newer: None },
     })
 }
 
@@ -310,20 +324,110 @@ mod tests {
         };
         let cases: Vec<(&str, Option<Stored>, &str, ClaimKind, bool)> = vec![
             ("no record", None, "0A", ClaimKind::New, true),
-            ("older labeled upload", Some(stored("09", Status::Labeled)), "0A", ClaimKind::New, true),
-            ("older tombstone", Some(stored("09", Status::Deleted)), "0A", ClaimKind::New, true),
-            ("newer tombstone", Some(stored("0B", Status::Deleted)), "0A", ClaimKind::New, false),
-            ("newer upload", Some(stored("0B", Status::Queued)), "0A", ClaimKind::New, false),
-            ("same upload labeled", Some(stored("0A", Status::Labeled)), "0A", ClaimKind::New, false),
-            ("same upload, live claim of another", Some(claimed("0A", "other", NOW - 10)), "0A", ClaimKind::New, false),
-            ("same upload, own claim", Some(claimed("0A", "me", NOW - 10)), "0A", ClaimKind::New, true),
-            ("same upload, expired claim", Some(claimed("0A", "other", NOW - LEASE - 1)), "0A", ClaimKind::New, true),
-            ("expired claim with a job", Some(with(|s| { s.claimed_at = Some(1); s.job_id = Some("j".into()) })), "0A", ClaimKind::New, false),
-            ("expired claim taken by a worker", Some(with(|s| { s.claimed_at = Some(1); s.owner = Some("j:1".into()) })), "0A", ClaimKind::New, false),
-            ("retry of a failed upload", Some(stored("0A", Status::Failed)), "0A", ClaimKind::RetryFailed, true),
-            ("retry of a labeled upload", Some(stored("0A", Status::Labeled)), "0A", ClaimKind::RetryFailed, false),
-            ("retry under a newer failed upload", Some(stored("0B", Status::Failed)), "0A", ClaimKind::RetryFailed, false),
-            ("retry without a record", None, "0A", ClaimKind::RetryFailed, false),
+            (
+                "older labeled upload",
+                Some(stored("09", Status::Labeled)),
+                "0A",
+                ClaimKind::New,
+                true,
+            ),
+            (
+                "older tombstone",
+                Some(stored("09", Status::Deleted)),
+                "0A",
+                ClaimKind::New,
+                true,
+            ),
+            (
+                "newer tombstone",
+                Some(stored("0B", Status::Deleted)),
+                "0A",
+                ClaimKind::New,
+                false,
+            ),
+            (
+                "newer upload",
+                Some(stored("0B", Status::Queued)),
+                "0A",
+                ClaimKind::New,
+                false,
+            ),
+            (
+                "same upload labeled",
+                Some(stored("0A", Status::Labeled)),
+                "0A",
+                ClaimKind::New,
+                false,
+            ),
+            (
+                "same upload, live claim of another",
+                Some(claimed("0A", "other", NOW - 10)),
+                "0A",
+                ClaimKind::New,
+                false,
+            ),
+            (
+                "same upload, own claim",
+                Some(claimed("0A", "me", NOW - 10)),
+                "0A",
+                ClaimKind::New,
+                true,
+            ),
+            (
+                "same upload, expired claim",
+                Some(claimed("0A", "other", NOW - LEASE - 1)),
+                "0A",
+                ClaimKind::New,
+                true,
+            ),
+            (
+                "expired claim with a job",
+                Some(with(|s| {
+                    s.claimed_at = Some(1);
+                    s.job_id = Some("j".into())
+                })),
+                "0A",
+                ClaimKind::New,
+                false,
+            ),
+            (
+                "expired claim taken by a worker",
+                Some(with(|s| {
+                    s.claimed_at = Some(1);
+                    s.owner = Some("j:1".into())
+                })),
+                "0A",
+                ClaimKind::New,
+                false,
+            ),
+            (
+                "retry of a failed upload",
+                Some(stored("0A", Status::Failed)),
+                "0A",
+                ClaimKind::RetryFailed,
+                true,
+            ),
+            (
+                "retry of a labeled upload",
+                Some(stored("0A", Status::Labeled)),
+                "0A",
+                ClaimKind::RetryFailed,
+                false,
+            ),
+            (
+                "retry under a newer failed upload",
+                Some(stored("0B", Status::Failed)),
+                "0A",
+                ClaimKind::RetryFailed,
+                false,
+            ),
+            (
+                "retry without a record",
+                None,
+                "0A",
+                ClaimKind::RetryFailed,
+                false,
+            ),
         ];
         for (name, s, incoming, kind, expected) in cases {
             assert_eq!(
@@ -340,42 +444,145 @@ mod tests {
             owner: Some(o.into()),
             ..stored("0A", Status::Queued)
         };
-        assert!(take_would_win(Some(&stored("0A", Status::Queued)), &rev("0A"), "job:1"));
+        assert!(take_would_win(
+            Some(&stored("0A", Status::Queued)),
+            &rev("0A"),
+            "job:1"
+        ));
         assert!(take_would_win(Some(&owned("job:1")), &rev("0A"), "job:1"));
         assert!(!take_would_win(Some(&owned("job:2")), &rev("0A"), "job:1"));
-        assert!(!take_would_win(Some(&stored("0A", Status::Labeled)), &rev("0A"), "job:1"));
-        assert!(!take_would_win(Some(&stored("0B", Status::Queued)), &rev("0A"), "job:1"));
+        assert!(!take_would_win(
+            Some(&stored("0A", Status::Labeled)),
+            &rev("0A"),
+            "job:1"
+        ));
+        assert!(!take_would_win(
+            Some(&stored("0B", Status::Queued)),
+            &rev("0A"),
+            "job:1"
+        ));
         assert!(!take_would_win(None, &rev("0A"), "job:1"));
     }
 
     #[test]
     fn conflicts_tell_lost_responses_redeliveries_and_races_apart() {
-        let me = Writer::Dispatcher { claim: Some("me") };
+        let me = Writer::Replace { claim: Some("me") };
+        let update = Writer::Update { claim: None };
         let take = Writer::Take { owner: "job:1" };
         let result = Writer::Result { owner: "job:1" };
         let owned = |o: &str, status: Status| Stored {
             owner: Some(o.into()),
             ..stored("0A", status)
         };
-        let dup = |status| Ok(WriteOutcome::Duplicate { existing: Some(status) });
+        let dup = |status| {
+            Ok(WriteOutcome::Duplicate {
+                existing: Some(status),
+            })
+        };
         let lost = Ok(WriteOutcome::Superseded { newer: None });
         let cases: Vec<(&str, Writer, Option<Stored>, Result<WriteOutcome, ()>)> = vec![
-            ("own claim whose response was lost", me, Some(claimed("0A", "me", NOW)), Ok(WriteOutcome::Written)),
-            ("another invocation's live claim", me, Some(claimed("0A", "other", NOW)), dup(Status::Queued)),
-            ("same upload already labeled", me, Some(stored("0A", Status::Labeled)), dup(Status::Labeled)),
-            ("newer upload, dispatcher", me, Some(stored("0B", Status::Labeled)), Ok(WriteOutcome::Superseded { newer: Some(rev("0B")) })),
-            ("newer delete, take", take, Some(stored("0B", Status::Deleted)), Ok(WriteOutcome::Superseded { newer: Some(rev("0B")) })),
+            (
+                "own claim whose response was lost",
+                me,
+                Some(claimed("0A", "me", NOW)),
+                Ok(WriteOutcome::Written),
+            ),
+            (
+                "another invocation's live claim",
+                me,
+                Some(claimed("0A", "other", NOW)),
+                dup(Status::Queued),
+            ),
+            (
+                "same upload already labeled",
+                me,
+                Some(stored("0A", Status::Labeled)),
+                dup(Status::Labeled),
+            ),
+            (
+                "newer upload, dispatcher",
+                me,
+                Some(stored("0B", Status::Labeled)),
+                Ok(WriteOutcome::Superseded {
+                    newer: Some(rev("0B")),
+                }),
+            ),
+            (
+                "newer delete, take",
+                take,
+                Some(stored("0B", Status::Deleted)),
+                Ok(WriteOutcome::Superseded {
+                    newer: Some(rev("0B")),
+                }),
+            ),
             ("record vanished, dispatcher", me, None, Err(())),
-            ("older record, dispatcher", me, Some(stored("09", Status::Labeled)), Err(())),
+            (
+                "record vanished, retry or submission",
+                update,
+                None,
+                lost.clone(),
+            ),
+            (
+                "older record, submission",
+                update,
+                Some(stored("09", Status::Labeled)),
+                lost.clone(),
+            ),
+            (
+                "older record, dispatcher",
+                me,
+                Some(stored("09", Status::Labeled)),
+                Err(()),
+            ),
             ("record vanished, take", take, None, lost.clone()),
-            ("older record, result", result, Some(stored("09", Status::Labeled)), lost.clone()),
-            ("own take whose response was lost", take, Some(owned("job:1", Status::Queued)), Ok(WriteOutcome::Written)),
-            ("taken by another job", take, Some(owned("job:2", Status::Queued)), lost.clone()),
-            ("own result already written, take again", take, Some(owned("job:1", Status::Labeled)), dup(Status::Labeled)),
-            ("own result whose response was lost", result, Some(owned("job:1", Status::Labeled)), Ok(WriteOutcome::Written)),
-            ("own record still queued after a result write", result, Some(owned("job:1", Status::Queued)), Err(())),
-            ("result after another job took it", result, Some(owned("job:2", Status::Queued)), lost),
-            ("result after the reconciler failed it", result, Some(stored("0A", Status::Failed)), dup(Status::Failed)),
+            (
+                "older record, result",
+                result,
+                Some(stored("09", Status::Labeled)),
+                lost.clone(),
+            ),
+            (
+                "own take whose response was lost",
+                take,
+                Some(owned("job:1", Status::Queued)),
+                Ok(WriteOutcome::Written),
+            ),
+            (
+                "taken by another job",
+                take,
+                Some(owned("job:2", Status::Queued)),
+                lost.clone(),
+            ),
+            (
+                "own result already written, take again",
+                take,
+                Some(owned("job:1", Status::Labeled)),
+                dup(Status::Labeled),
+            ),
+            (
+                "own result whose response was lost",
+                result,
+                Some(owned("job:1", Status::Labeled)),
+                Ok(WriteOutcome::Written),
+            ),
+            (
+                "own record still queued after a result write",
+                result,
+                Some(owned("job:1", Status::Queued)),
+                Err(()),
+            ),
+            (
+                "result after another job took it",
+                result,
+                Some(owned("job:2", Status::Queued)),
+                lost,
+            ),
+            (
+                "result after the reconciler failed it",
+                result,
+                Some(stored("0A", Status::Failed)),
+                dup(Status::Failed),
+            ),
         ];
         for (name, writer, s, expected) in cases {
             let got = conflict(writer, &rev("0A"), s.as_ref()).map_err(|_| ());
@@ -386,7 +593,10 @@ mod tests {
     #[test]
     fn order_puts_any_sequencer_above_a_missing_record() {
         assert_eq!(order(None, &rev("01")), Order::IncomingNewer);
-        assert_eq!(order(Some(&stored("01", Status::Queued)), &rev("01")), Order::Same);
+        assert_eq!(
+            order(Some(&stored("01", Status::Queued)), &rev("01")),
+            Order::Same
+        );
         assert_eq!(
             order(Some(&stored("02", Status::Queued)), &rev("01")),
             Order::StoredNewer(rev("02"))

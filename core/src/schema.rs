@@ -110,12 +110,14 @@ pub fn status_key(pk: &str, status: Status) -> Option<String> {
         return None;
     }
     // FNV-1a: stable across releases and platforms, unlike std's hasher.
-    let hash = pk
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-    Some(format!("{}#{:02}", status.as_str(), hash % u64::from(STATUS_SHARDS)))
+    let hash = pk.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    Some(format!(
+        "{}#{:02}",
+        status.as_str(),
+        hash % u64::from(STATUS_SHARDS)
+    ))
 }
 
 /// Every [`STATUS_INDEX`] partition of `status`, for readers.

@@ -134,7 +134,10 @@ pub async fn claim_as(
     let result = claim_request(client, table, image, claim, kind, now, lease_secs)
         .send()
         .await;
-    let writer = Writer::Dispatcher { claim: Some(claim) };
+    let writer = match kind {
+        ClaimKind::New => Writer::Replace { claim: Some(claim) },
+        ClaimKind::RetryFailed => Writer::Update { claim: Some(claim) },
+    };
     outcome(client, table, image, writer, "PutItem", result).await
 }
 
@@ -195,7 +198,7 @@ pub async fn record_skipped(
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
         .await;
-    let writer = Writer::Dispatcher { claim: None };
+    let writer = Writer::Replace { claim: None };
     outcome(client, table, image, writer, "PutItem", result).await
 }
 
@@ -241,7 +244,7 @@ pub async fn record_submitted(
         request = request.expression_attribute_values(":index", n(index));
     }
     let result = request.update_expression(update).send().await;
-    let writer = Writer::Dispatcher { claim: None };
+    let writer = Writer::Update { claim: None };
     outcome(client, table, image, writer, "UpdateItem", result).await
 }
 
@@ -271,7 +274,7 @@ pub async fn release_claim(
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
         .await;
-    let writer = Writer::Dispatcher { claim: None };
+    let writer = Writer::Update { claim: None };
     outcome(client, table, image, writer, "UpdateItem", result).await
 }
 
@@ -351,7 +354,7 @@ pub async fn fail_queued(
         }
     };
     let result = request.send().await;
-    let writer = Writer::Dispatcher { claim: None };
+    let writer = Writer::Update { claim: None };
     outcome(client, table, image, writer, "UpdateItem", result).await
 }
 
@@ -400,7 +403,7 @@ pub async fn redispatch(
         s("re-dispatched by the reconciler; waiting for its job"),
     );
     let result = request.set_item(Some(item)).send().await;
-    let writer = Writer::Dispatcher { claim: Some(claim) };
+    let writer = Writer::Update { claim: Some(claim) };
     outcome(client, table, image, writer, "PutItem", result).await
 }
 
@@ -452,7 +455,10 @@ pub async fn tombstone(
     )
     .await?;
     let mut item = identity_attrs(&image, Status::Deleted, now);
-    item.insert(attr::REASON.into(), s(schema::capped_reason(deletion.reason)));
+    item.insert(
+        attr::REASON.into(),
+        s(schema::capped_reason(deletion.reason)),
+    );
     item.insert(attr::EXPIRES_AT.into(), n(now.unix_secs() + ttl_secs));
     let request = client
         .put_item()
@@ -467,16 +473,11 @@ pub async fn tombstone(
         None => request.condition_expression(NEWER_THAN_STORED),
     };
     let result = request.send().await;
-    let writer = Writer::Dispatcher { claim: None };
-    match outcome(client, table, &image, writer, "PutItem", result).await {
-        // A version delete that matched no record of its version: the key's
-        // record is another version's (or there is none), which this delete
-        // does not change.
-        Err(e) if deletion.version.is_some() && e.source.is::<rule::Changed>() => {
-            Ok(WriteOutcome::Superseded { newer: None })
-        }
-        other => other,
-    }
+    let writer = match deletion.version {
+        Some(_) => Writer::Update { claim: None },
+        None => Writer::Replace { claim: None },
+    };
+    outcome(client, table, &image, writer, "PutItem", result).await
 }
 
 /// A modeled DynamoDB error that may be a failed condition carrying the

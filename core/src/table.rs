@@ -87,11 +87,14 @@ pub fn enable_ttl_request(
     client: &Client,
     table: &str,
 ) -> aws_sdk_dynamodb::operation::update_time_to_live::builders::UpdateTimeToLiveFluentBuilder {
-    client.update_time_to_live().table_name(table).time_to_live_specification(
-        aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
-            .enabled(true)
-            .attribute_name(TTL_ATTRIBUTE)
-            .build()
-            .expect("enabled and attribute name are set"),
-    )
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(TTL_ATTRIBUTE)
+                .build()
+                .expect("enabled and attribute name are set"),
+        )
 }

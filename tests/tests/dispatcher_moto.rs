@@ -212,27 +212,13 @@ async fn an_older_upload_arriving_after_a_newer_one_submits_nothing() {
 }
 
 #[tokio::test]
-async fn a_delete_removes_the_record_and_its_label_entries() {
+async fn a_delete_leaves_a_tombstone_without_label_entries() {
     let w = world(&[]).await;
     w.upload("dogs/corgi.png", b"png bytes").await;
     let put = drain_as_lambda_event(&w.sdk, &w.stack).await;
     w.deliver(&put, "req-1").await;
     let revision = text(&w.record("dogs/corgi.png").await.unwrap(), "revision");
-    w.clients
-        .dynamodb
-        .put_item()
-        .table_name(&w.stack.table)
-        .item(
-            "pk",
-            AttributeValue::S(format!("s3://{}/dogs/corgi.png", w.stack.bucket)),
-        )
-        .item("sk", AttributeValue::S("LABEL#Dog".into()))
-        .item("label", AttributeValue::S("dog".into()))
-        .item("confidence", AttributeValue::N("98.5".into()))
-        .item("revision", AttributeValue::S(revision))
-        .send()
-        .await
-        .unwrap();
+    w.label_entry("dogs/corgi.png", "Dog", &revision).await;
     assert_eq!(w.items_under("dogs/corgi.png").await, 2);
     s3_client(&w.sdk)
         .delete_object()
@@ -246,7 +232,323 @@ async fn a_delete_removes_the_record_and_its_label_entries() {
     let response = w.deliver(&delete, "req-2").await;
 
     assert_eq!(response["batchItemFailures"], json!([]));
-    assert_eq!(w.items_under("dogs/corgi.png").await, 0);
+    assert_eq!(w.items_under("dogs/corgi.png").await, 1);
+    let tombstone = w.record("dogs/corgi.png").await.unwrap();
+    assert_eq!(text(&tombstone, "status"), "DELETED");
+    assert!(tombstone.contains_key("expires_at"));
+    assert!(!tombstone.contains_key("status_key"));
+}
+
+/// An S3 notification record as S3 sends it, with an explicit sequencer.
+fn s3_record(name: &str, bucket: &str, key: &str, seq: &str, version: Option<&str>) -> Value {
+    let mut object =
+        json!({"key": key, "size": 1234, "eTag": "0123456789abcdef", "sequencer": seq});
+    if let Some(v) = version {
+        object["versionId"] = json!(v);
+    }
+    json!({
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-29T12:00:00.000Z", "eventName": name,
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket}, "object": object}
+    })
+}
+
+fn s3_event(records: Vec<Value>) -> Value {
+    json!({ "Records": records })
+}
+
+impl World {
+    async fn label_entry(&self, key: &str, label: &str, revision: &str) {
+        self.clients
+            .dynamodb
+            .put_item()
+            .table_name(&self.stack.table)
+            .item(
+                "pk",
+                AttributeValue::S(format!("s3://{}/{key}", self.stack.bucket)),
+            )
+            .item("sk", AttributeValue::S(format!("LABEL#{label}")))
+            .item("label", AttributeValue::S(label.to_lowercase()))
+            .item("confidence", AttributeValue::N("98.5".into()))
+            .item("revision", AttributeValue::S(revision.to_owned()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn event(&self, name: &str, key: &str, seq: &str, version: Option<&str>) -> Value {
+        let event = s3_event(vec![s3_record(name, &self.stack.bucket, key, seq, version)]);
+        self.deliver(&event, &format!("req-{name}-{seq}")).await
+    }
+
+    async fn status_of(&self, key: &str) -> String {
+        text(&self.record(key).await.unwrap(), "status")
+    }
+}
+
+#[tokio::test]
+async fn a_late_older_create_cannot_bring_a_deleted_key_back() {
+    let w = world(&[]).await;
+    w.event("ObjectCreated:Put", "a.jpg", "0A", None).await;
+    w.event("ObjectRemoved:Delete", "a.jpg", "0B", None).await;
+
+    let late = w.event("ObjectCreated:Put", "a.jpg", "0A", None).await;
+
+    assert_eq!(late["superseded"], 1);
+    assert_eq!(w.status_of("a.jpg").await, "DELETED");
+    w.event("ObjectCreated:Put", "a.jpg", "0C", None).await;
+    assert_eq!(w.status_of("a.jpg").await, "QUEUED");
+}
+
+#[tokio::test]
+async fn a_put_and_its_delete_in_one_batch_submit_nothing() {
+    let w = world(&[]).await;
+    let event = s3_event(vec![
+        s3_record("ObjectCreated:Put", &w.stack.bucket, "b.jpg", "0A", None),
+        s3_record("ObjectRemoved:Delete", &w.stack.bucket, "b.jpg", "0B", None),
+    ]);
+
+    let response = w.deliver(&event, "req-1").await;
+
+    assert_eq!(response["jobs_submitted"], 0, "{response}");
+    assert_eq!(w.status_of("b.jpg").await, "DELETED");
+    assert!(w.jobs().await.is_empty());
+}
+
+#[tokio::test]
+async fn in_versioned_buckets_only_the_recorded_version_s_fate_changes_the_record() {
+    let w = world(&[]).await;
+    w.event("ObjectCreated:Put", "v.jpg", "0A", Some("v1"))
+        .await;
+    w.event("ObjectCreated:Put", "v.jpg", "0B", Some("v2"))
+        .await;
+
+    let old_version_deleted = w
+        .event("ObjectRemoved:Delete", "v.jpg", "0C", Some("v1"))
+        .await;
+
+    assert_eq!(old_version_deleted["removed"], 0, "{old_version_deleted}");
+    let record = w.record("v.jpg").await.unwrap();
+    assert_eq!(text(&record, "status"), "QUEUED");
+    assert_eq!(text(&record, "version_id"), "v2");
+
+    w.event(
+        "ObjectRemoved:DeleteMarkerCreated",
+        "v.jpg",
+        "0D",
+        Some("marker-1"),
+    )
+    .await;
+    assert_eq!(w.status_of("v.jpg").await, "DELETED");
+
+    w.event("ObjectCreated:Put", "w.jpg", "0A", Some("w1"))
+        .await;
+    w.event("ObjectRemoved:Delete", "w.jpg", "0B", Some("w1"))
+        .await;
+    assert_eq!(w.status_of("w.jpg").await, "DELETED");
+}
+
+#[tokio::test]
+async fn a_newer_upload_recorded_skipped_takes_the_older_labels_out_of_the_index() {
+    let w = world(&[]).await;
+    w.event("ObjectCreated:Put", "c.jpg", "0A", None).await;
+    let revision = text(&w.record("c.jpg").await.unwrap(), "revision");
+    w.label_entry("c.jpg", "Cat", &revision).await;
+    let empty = json!({"Records": [{
+        "eventSource": "aws:s3", "eventTime": "2026-11-29T12:00:00.000Z",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": w.stack.bucket}, "object": {"key": "c.jpg", "size": 0, "sequencer": "0B"}}
+    }]});
+
+    w.deliver(&empty, "req-empty").await;
+
+    assert_eq!(w.status_of("c.jpg").await, "SKIPPED");
+    assert_eq!(w.items_under("c.jpg").await, 1);
+}
+
+#[tokio::test]
+async fn a_job_batch_refuses_for_good_records_its_images_failed_and_is_not_redelivered() {
+    let w = world(&[("JOB_DEFINITION", "no-such-definition")]).await;
+    let sqs = json!({"Records": [{
+        "messageId": "m-1", "eventSource": "aws:sqs",
+        "body": s3_event(vec![s3_record("ObjectCreated:Put", &w.stack.bucket, "d.jpg", "0A", None)]).to_string()
+    }]});
+
+    let response = w.deliver(&sqs, "req-1").await;
+
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let record = w.record("d.jpg").await.unwrap();
+    assert_eq!(text(&record, "status"), "FAILED");
+    assert!(
+        text(&record, "reason").contains("could not be submitted"),
+        "{record:?}"
+    );
+}
+
+#[tokio::test]
+async fn unreadable_messages_are_answered_once_and_their_neighbours_handled() {
+    let w = world(&[]).await;
+    let good = s3_event(vec![s3_record(
+        "ObjectCreated:Put",
+        &w.stack.bucket,
+        "e.jpg",
+        "0A",
+        None,
+    )]);
+    let sqs = json!({"Records": [
+        {"messageId": "empty", "eventSource": "aws:sqs", "body": ""},
+        {"messageId": "not-json", "eventSource": "aws:sqs", "body": "hello"},
+        {"messageId": "other-json", "eventSource": "aws:sqs", "body": "{\"hello\":1}"},
+        {"messageId": "good", "eventSource": "aws:sqs", "body": good.to_string()}
+    ]});
+
+    let response = w.deliver(&sqs, "req-1").await;
+
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    assert_eq!(w.status_of("e.jpg").await, "QUEUED");
+}
+
+mod reconciler {
+    use super::*;
+    use dispatcher::reconcile;
+    use labeler_core::store::ClaimKind;
+    use labeler_core::{ImageRef, Revision};
+
+    fn image(w: &World, key: &str) -> ImageRef {
+        ImageRef {
+            bucket: w.stack.bucket.clone(),
+            key: key.to_owned(),
+            revision: Revision::from_sequencer("0A").unwrap(),
+            version_id: None,
+            etag: None,
+            size: Some(10),
+        }
+    }
+
+    async fn claim_at(w: &World, key: &str, claim: &str, at: Clock) {
+        let image = image(w, key);
+        let written = store::claim(&w.clients.dynamodb, &w.stack.table, &image, claim, at, 900);
+        assert_eq!(written.await.unwrap(), store::WriteOutcome::Written);
+    }
+
+    /// A dispatcher that died between its claim and SubmitJob, a backfill
+    /// killed mid-batch, a retry whose SubmitJob failed: a claim without a
+    /// job that no event will ever revisit.
+    #[tokio::test]
+    async fn a_claim_that_never_produced_a_job_is_dispatched_again_after_its_lease() {
+        let w = world(&[]).await;
+        let then = Clock::now();
+        claim_at(&w, "stranded.jpg", "died-before-submit", then).await;
+        claim_at(&w, "recent.jpg", "still-working", then.plus_secs(1000)).await;
+
+        let report = reconcile::pass(&w.clients, &w.cfg, then.plus_secs(1000))
+            .await
+            .unwrap();
+
+        assert_eq!(report.examined, 1, "{report:?}");
+        assert_eq!(report.redispatched, 1, "{report:?}");
+        let record = w.record("stranded.jpg").await.unwrap();
+        assert_eq!(text(&record, "status"), "QUEUED");
+        assert!(record.contains_key("job_id"), "{record:?}");
+        assert_eq!(record["dispatches"].as_n().unwrap(), "2");
+        assert_eq!(w.jobs().await.len(), 1);
+        assert!(!w.record("recent.jpg").await.unwrap().contains_key("job_id"));
+    }
+
+    /// A job Batch has no trace of, or one that SUCCEEDED without a result
+    /// (moto reports every job SUCCEEDED at once): dispatched again until
+    /// the bound, then FAILED with the reason in plain words.
+    #[tokio::test]
+    async fn a_queued_image_whose_job_ended_without_a_result_is_retried_then_given_up() {
+        let w = world(&[("RECONCILE_MAX_DISPATCHES", "2")]).await;
+        let then = Clock::now();
+        claim_at(&w, "lost.jpg", "c1", then).await;
+        let submission = store::Submission {
+            job_id: "no-such-job",
+            job_name: "j",
+            array_index: None,
+        };
+        store::record_submitted(
+            &w.clients.dynamodb,
+            &w.stack.table,
+            &image(&w, "lost.jpg"),
+            "c1",
+            submission,
+            then,
+        )
+        .await
+        .unwrap();
+
+        let first = reconcile::pass(&w.clients, &w.cfg, then.plus_secs(1000))
+            .await
+            .unwrap();
+        assert_eq!(first.redispatched, 1, "{first:?}");
+        let second = reconcile::pass(&w.clients, &w.cfg, then.plus_secs(3000))
+            .await
+            .unwrap();
+
+        assert_eq!(second.gave_up, 1, "{second:?}");
+        let record = w.record("lost.jpg").await.unwrap();
+        assert_eq!(text(&record, "status"), "FAILED");
+        assert!(
+            text(&record, "reason").contains("gave up after 2 dispatches"),
+            "{record:?}"
+        );
+        let third = reconcile::pass(&w.clients, &w.cfg, then.plus_secs(5000))
+            .await
+            .unwrap();
+        assert_eq!(third.examined, 0, "{third:?}");
+    }
+
+    #[tokio::test]
+    async fn an_operator_retry_killed_before_its_submission_is_picked_up() {
+        let w = world(&[]).await;
+        let then = Clock::now();
+        let db = &w.clients.dynamodb;
+        claim_at(&w, "f.jpg", "c1", then).await;
+        store::fail_queued(
+            db,
+            &w.stack.table,
+            &image(&w, "f.jpg"),
+            store::QueuedBy::Claim("c1"),
+            "broken",
+            then,
+        )
+        .await
+        .unwrap();
+        let failed = image(&w, "f.jpg");
+        let retried = store::claim_as(
+            db,
+            &w.stack.table,
+            &failed,
+            "retry-1",
+            ClaimKind::RetryFailed,
+            then,
+            900,
+        );
+        assert_eq!(retried.await.unwrap(), store::WriteOutcome::Written);
+
+        let report = reconcile::pass(&w.clients, &w.cfg, then.plus_secs(1000))
+            .await
+            .unwrap();
+
+        assert_eq!(report.redispatched, 1, "{report:?}");
+        assert!(w.record("f.jpg").await.unwrap().contains_key("job_id"));
+    }
+
+    #[tokio::test]
+    async fn the_schedule_s_event_runs_a_pass_through_the_handler() {
+        let w = world(&[]).await;
+        let scheduled = json!({"version": "0", "id": "1", "detail-type": "Scheduled Event",
+            "source": "aws.events", "time": "2026-11-29T12:00:00Z", "region": "us-east-1",
+            "resources": [], "detail": {}});
+
+        let response = w.deliver(&scheduled, "req-1").await;
+
+        assert_eq!(response["reconciled"]["examined"], 0, "{response}");
+        let asked = w.deliver(&json!({"reconcile": {}}), "req-2").await;
+        assert!(asked["reconciled"].is_object(), "{asked}");
+    }
 }
 
 fn batch_failure_event(job: &aws_sdk_batch::types::JobDetail, array_index: Option<usize>) -> Value {
