@@ -291,3 +291,67 @@ fn ended_jobs_map_to_their_chunks() {
     assert_eq!(child[0].1[0].key, "b.jpg");
     assert!(plan::chunks_of_ended_job(&chunks, Some(7)).is_empty());
 }
+
+#[test]
+fn s3_notifications_fanned_out_through_sns_are_read_directly_and_through_sqs() {
+    for name in ["sns-s3-put.json", "sqs-sns-s3-put.json"] {
+        let changes = objects(&fixture(name));
+
+        assert_eq!(changes.len(), 1, "{name}");
+        assert_eq!(changes[0].key, "shared/café au lait.jpg", "{name}");
+        assert_eq!(changes[0].change, Change::Created, "{name}");
+    }
+    assert!(recognise(&fixture("sqs-sns-s3-put.json")).from_sqs);
+}
+
+#[test]
+fn lifecycle_expirations_and_delete_markers_are_removals_of_the_right_kind() {
+    let changes = objects(&fixture("s3-removals-versioned-and-lifecycle.json"));
+    let cfg = config();
+
+    let decided: Vec<(String, Option<String>)> = changes
+        .iter()
+        .map(|c| match decide(c, &cfg) {
+            Decision::Remove { key, version, .. } => (key, version),
+            other => panic!("{}: {other:?}", c.key),
+        })
+        .collect();
+
+    assert_eq!(
+        decided,
+        [
+            ("old/expired.jpg".to_owned(), None),
+            ("old/hidden.jpg".to_owned(), None),
+            ("old/marked.jpg".to_owned(), None),
+            (
+                "old/version.jpg".to_owned(),
+                Some("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo".to_owned())
+            ),
+        ]
+    );
+}
+
+#[test]
+fn unreadable_messages_are_told_apart_from_readable_neighbours() {
+    let payload = serde_json::json!({"Records": [
+        {"messageId": "a", "eventSource": "aws:sqs", "body": "not json"},
+        {"messageId": "b", "eventSource": "aws:sqs", "body": "{\"Type\":\"Notification\",\"Message\":\"[1,2\"}"},
+        {"messageId": "c", "eventSource": "aws:sqs", "body": fixture("s3-put.json").to_string()}
+    ]});
+
+    let deliveries = recognise(&payload).deliveries;
+
+    assert!(deliveries[0].notices.is_err());
+    assert!(deliveries[1].notices.is_err());
+    assert_eq!(deliveries[2].notices.as_ref().unwrap().len(), 1);
+}
+
+#[test]
+fn the_reconciler_is_asked_for_by_its_schedule_or_by_name() {
+    let scheduled =
+        serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+    for payload in [scheduled, serde_json::json!({"reconcile": {}})] {
+        let notices = recognise(&payload).deliveries[0].notices.clone().unwrap();
+        assert_eq!(notices, vec![Notice::Reconcile], "{payload}");
+    }
+}

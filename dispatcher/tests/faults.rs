@@ -61,8 +61,8 @@ fn unavailable() -> HttpResponse {
 /// A Batch client answering `rules`, and ListJobs with no job unless a rule
 /// of the test answers it first.
 fn batch_client(rules: &[&aws_smithy_mocks::Rule]) -> aws_sdk_batch::Client {
-    let none_listed = mock!(aws_sdk_batch::Client::list_jobs)
-        .then_output(|| ListJobsOutput::builder().build());
+    let none_listed =
+        mock!(aws_sdk_batch::Client::list_jobs).then_output(|| ListJobsOutput::builder().build());
     let mut rules = rules.to_vec();
     rules.push(&none_listed);
     mock_client!(aws_sdk_batch, RuleMode::MatchAny, &rules, |c| c
@@ -186,10 +186,15 @@ async fn a_job_batch_refuses_for_good_is_not_retried() {
         s3: s3_client(),
     };
 
-    let err = dispatch::submit(&clients, &config(), &planned()).await.unwrap_err();
+    let err = dispatch::submit(&clients, &config(), &planned())
+        .await
+        .unwrap_err();
 
     assert_eq!(submit.num_calls(), 1);
-    assert!(matches!(&err, SubmitError::Permanent(m) if m.contains("INACTIVE")), "{err}");
+    assert!(
+        matches!(&err, SubmitError::Permanent(m) if m.contains("INACTIVE")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -202,7 +207,12 @@ async fn batch_s_http_429_client_exception_is_throttling_not_a_refusal() {
                 SdkBody::from(r#"{"__type":"ClientException","message":"Too Many Requests."}"#),
             )
         })
-        .output(|| SubmitJobOutput::builder().job_id("job-2").job_name("n").build())
+        .output(|| {
+            SubmitJobOutput::builder()
+                .job_id("job-2")
+                .job_name("n")
+                .build()
+        })
         .build();
     let clients = Clients {
         batch: batch_client(&[&submit]),
@@ -234,7 +244,10 @@ async fn persistent_5xx_gives_up_after_the_configured_attempts() {
         .unwrap_err();
 
     assert_eq!(submit.num_calls(), ATTEMPTS as usize);
-    assert!(matches!(&err, SubmitError::Transient(m) if m.contains("SubmitJob")), "{err}");
+    assert!(
+        matches!(&err, SubmitError::Transient(m) if m.contains("SubmitJob")),
+        "{err}"
+    );
 }
 
 fn stored(seq: &str, status: Status) -> HashMap<String, AttributeValue> {
