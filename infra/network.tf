@@ -75,6 +75,7 @@ locals {
 }
 
 data "aws_availability_zones" "available" {
+  #checkov:skip=CKV_AWS_394:Zones are an input: var.availability_zones pins them with a zone-name filter. Left empty (a convenience for a first deploy), the first az_count zones offering every endpoint are used, and variables.tf tells long-lived stacks to pin them.
   count = local.create_vpc ? 1 : 0
 
   state = "available"
@@ -82,6 +83,15 @@ data "aws_availability_zones" "available" {
   filter {
     name   = "opt-in-status"
     values = ["opt-in-not-required"]
+  }
+
+  dynamic "filter" {
+    for_each = length(var.availability_zones) > 0 ? [var.availability_zones] : []
+
+    content {
+      name   = "zone-name"
+      values = filter.value
+    }
   }
 }
 

@@ -376,6 +376,22 @@ variable "az_count" {
   }
 }
 
+variable "availability_zones" {
+  description = "With create_vpc: the availability zone names of the subnets (az_count of them), pinned. Empty: the first az_count zones, by name, that offer every interface endpoint; a later plan moves the subnets if AWS adds a zone or an endpoint service reaches another one, so pin them for a long-lived stack."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for z in var.availability_zones : can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$", z))]) && length(distinct(var.availability_zones)) == length(var.availability_zones)
+    error_message = "availability_zones must be distinct zone names such as eu-west-1a."
+  }
+
+  validation {
+    condition     = length(var.availability_zones) == 0 || length(var.availability_zones) == var.az_count
+    error_message = "availability_zones names ${length(var.availability_zones)} zones but az_count is ${var.az_count}; name az_count zones."
+  }
+}
+
 variable "create_vpc_endpoints" {
   description = "Add the VPC endpoints the worker needs without a public IP: S3 and DynamoDB (gateway, free) and ECR, CloudWatch Logs and Rekognition, plus ECS for EC2/SPOT compute (interface; about 0.01 USD per endpoint, AZ and hour). Turn off only with your own subnets that route through NAT or whose VPC already has these endpoints."
   type        = bool

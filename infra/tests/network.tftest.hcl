@@ -353,3 +353,36 @@ run "a_default_vpc_with_fewer_subnets_than_az_count_is_refused" {
 
   expect_failures = [aws_security_group.worker]
 }
+
+run "pinned_availability_zones_are_asked_for_by_name" {
+  command = plan
+
+  variables {
+    availability_zones = ["us-east-1b", "us-east-1c"]
+  }
+
+  override_data {
+    target = data.aws_availability_zones.available[0]
+    values = { names = ["us-east-1b", "us-east-1c"] }
+  }
+
+  assert {
+    condition     = one([for f in data.aws_availability_zones.available[0].filter : f.values if f.name == "zone-name"]) == toset(["us-east-1b", "us-east-1c"])
+    error_message = "Pinned zones must be an identity filter of the zone lookup."
+  }
+
+  assert {
+    condition     = [for s in aws_subnet.private : s.availability_zone] == ["us-east-1b", "us-east-1c"]
+    error_message = "The subnets must be in the pinned zones."
+  }
+}
+
+run "pinned_availability_zones_must_number_az_count" {
+  command = plan
+
+  variables {
+    availability_zones = ["us-east-1a"]
+  }
+
+  expect_failures = [var.availability_zones]
+}
