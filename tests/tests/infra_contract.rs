@@ -5,7 +5,11 @@
 //! schema, that the dispatcher's environment is one `dispatcher::config`
 //! accepts, that every IAM role grants exactly the actions its binary calls,
 //! that the job definition comes from the shared template and that the
-//! events queue is sized for the timeout `cargo lambda deploy` sets.
+//! events queue is sized for the timeout `cargo lambda deploy` sets, that
+//! the reconcile schedule sends what the dispatcher takes for a reconciler
+//! pass, and that the deploy applies unconfirmed only what waits for the
+//! image or the function. `terraform validate` and the mocked plans of
+//! `infra/tests/` (`make infra-check`) check the rest against the provider.
 
 use dispatcher::config::Config;
 use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
@@ -1205,4 +1209,26 @@ fn the_deploy_applies_unconfirmed_only_what_waits_for_the_image_or_the_function(
         "the gating expressions changed: {deferred:?}"
     );
     assert_eq!(followups, deferred);
+}
+
+#[test]
+fn the_reconcile_schedule_sends_an_input_the_dispatcher_takes_for_a_reconciler_pass() {
+    let blocks = infra();
+    let target = block(
+        &blocks,
+        "resource",
+        &["aws_cloudwatch_event_target", "reconcile"],
+    );
+
+    let Expression::FuncCall(call) = attr(target, "input") else {
+        panic!("the reconcile target's input must be jsonencode({{...}})");
+    };
+    assert_eq!(call.name.name.as_str(), "jsonencode");
+    let input = serde_json::to_value(call.args[0].evaluate(&Context::new()).unwrap()).unwrap();
+
+    let notices = dispatcher::event::parse_notices(&input).expect("the dispatcher recognises it");
+    assert!(
+        matches!(notices.as_slice(), [dispatcher::event::Notice::Reconcile]),
+        "{input} is not a reconciler pass: {notices:?}"
+    );
 }
