@@ -52,6 +52,23 @@ pub enum Command {
     Retry(RetryArgs),
     /// Every image record, streamed as CSV or JSON Lines.
     Export(ExportArgs),
+    /// Converge old QUEUED records now: dispatch again what lost its job or
+    /// claim, record FAILED what Batch failed (what the scheduled pass does).
+    Reconcile(ReconcileArgs),
+}
+
+/// `labeler reconcile`.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Look at records QUEUED for longer than this many seconds (default:
+    /// the dispatcher's RECONCILE_AFTER_SECONDS).
+    #[arg(long, value_name = "SECONDS")]
+    pub older_than: Option<u64>,
+    #[command(flatten)]
+    pub settings: DispatchSettings,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Output format of single-object commands.
@@ -176,9 +193,6 @@ pub struct RetryArgs {
     /// Show what would be retried; write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Parallel scan segments.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=64))]
-    pub segments: i32,
     #[command(flatten)]
     pub settings: DispatchSettings,
     /// Print the summary as JSON.

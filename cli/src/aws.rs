@@ -180,3 +180,37 @@ impl ImageScan<'_> {
         Ok(parts.into_iter().flatten().collect())
     }
 }
+
+/// Every record in `status`, read from the sparse status index with one
+/// paginated Query per shard (never a Scan), newest first within a shard.
+pub async fn records_in_status(
+    db: &Dynamo,
+    table: &str,
+    status: labeler_core::Status,
+) -> anyhow::Result<Vec<Item>> {
+    use labeler_core::schema::{status_keys, STATUS_INDEX, STATUS_INDEX_PK};
+    let mut items = Vec::new();
+    for shard in status_keys(status) {
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = db
+                .query()
+                .table_name(table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression("#k = :k")
+                .expression_attribute_names("#k", STATUS_INDEX_PK)
+                .expression_attribute_values(":k", AttributeValue::S(shard.clone()))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| anyhow!("querying {STATUS_INDEX} of {table}: {}", describe(&e)))?;
+            items.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+    }
+    Ok(items)
+}

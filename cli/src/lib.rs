@@ -100,6 +100,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Backfill(a) => commands::backfill::run(&ctx, a, out).await,
         Command::Retry(a) => commands::retry::run(&ctx, a, out).await,
         Command::Export(a) => commands::export::run(&ctx, a, out).await,
+        Command::Reconcile(a) => commands::reconcile::run(&ctx, a, out).await,
     }?;
     out.flush()?;
     Ok(())

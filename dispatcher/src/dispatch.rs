@@ -212,10 +212,18 @@ async fn process<'a>(
     for (d, delivery) in deliveries.iter().enumerate() {
         let notices = match &delivery.notices {
             Ok(n) => n,
-            Err(e) => {
-                // Permanent: no retry can make it readable.
-                error!(message_id = delivery.message_id.as_deref(), error = %e, "unreadable delivery dropped");
+            // An SQS message no retry can make readable is answered once, so
+            // it does not cycle to the dead-letter queue; a direct invocation
+            // with such a payload fails, so its caller sees why.
+            Err(e) if delivery.message_id.is_some() => {
+                error!(message_id = delivery.message_id.as_deref(), error = %e, "unreadable message dropped");
                 run.summary.unreadable += 1;
+                continue;
+            }
+            Err(e) => {
+                error!(error = %e, "unreadable payload");
+                run.summary.unreadable += 1;
+                run.fail(d, e.clone());
                 continue;
             }
         };
@@ -366,9 +374,7 @@ impl Run<'_> {
                 Ok(WriteOutcome::Superseded { .. }) => {
                     info!(
                         bucket,
-                        key,
-                        version,
-                        "a newer upload, or another version, owns the record; kept"
+                        key, version, "a newer upload, or another version, owns the record; kept"
                     );
                     self.summary.superseded += 1;
                 }
@@ -445,8 +451,7 @@ impl Run<'_> {
             .map(|image| async move {
                 (
                     image,
-                    store::fail_queued(db, table, image, QueuedBy::Job(parent), reason, now)
-                        .await,
+                    store::fail_queued(db, table, image, QueuedBy::Job(parent), reason, now).await,
                 )
             })
             .buffer_unordered(self.cfg.write_concurrency)
@@ -820,7 +825,12 @@ async fn live_job_named(clients: &Clients, cfg: &Config, name: &str) -> Option<S
         .batch
         .list_jobs()
         .job_queue(&cfg.job_queue)
-        .filters(KeyValuesPair::builder().name("JOB_NAME").values(name).build())
+        .filters(
+            KeyValuesPair::builder()
+                .name("JOB_NAME")
+                .values(name)
+                .build(),
+        )
         .send()
         .await;
     match listed {

@@ -231,8 +231,8 @@ fn is_version_id(v: &str) -> bool {
 }
 
 fn parse_sns_message(message: &str, depth: usize) -> Result<Vec<Notice>, String> {
-    let inner: Value = serde_json::from_str(message)
-        .map_err(|e| format!("SNS message is not JSON: {e}"))?;
+    let inner: Value =
+        serde_json::from_str(message).map_err(|e| format!("SNS message is not JSON: {e}"))?;
     parse_nested(&inner, depth + 1)
 }
 

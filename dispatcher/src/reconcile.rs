@@ -198,16 +198,33 @@ pub async fn pass(clients: &Clients, cfg: &Config, now: Clock) -> Result<Report,
     let claim = format!("reconcile-{}-{:08x}", now.unix_millis, fastrand::u32(..));
     let mut again = Vec::new();
     for record in &records {
-        let state = record.job_ref().map(|r| states.get(&r).cloned().unwrap_or(JobState::Unknown));
+        let state = record
+            .job_ref()
+            .map(|r| states.get(&r).cloned().unwrap_or(JobState::Unknown));
         let (bucket, key) = (&record.image.bucket, &record.image.key);
-        match verdict(record, state.as_ref(), now, cfg.claim_lease_secs, settings.max_dispatches) {
+        match verdict(
+            record,
+            state.as_ref(),
+            now,
+            cfg.claim_lease_secs,
+            settings.max_dispatches,
+        ) {
             Verdict::Wait => report.waiting += 1,
             Verdict::Fail(reason) => {
                 let by = QueuedBy::Seen {
                     claim: record.stored.claim.as_deref().unwrap_or_default(),
                     owner: record.stored.owner.as_deref(),
                 };
-                match store::fail_queued(&clients.dynamodb, &cfg.table, &record.image, by, &reason, now).await? {
+                match store::fail_queued(
+                    &clients.dynamodb,
+                    &cfg.table,
+                    &record.image,
+                    by,
+                    &reason,
+                    now,
+                )
+                .await?
+                {
                     WriteOutcome::Written => {
                         warn!(bucket, key, reason, "recorded FAILED by the reconciler");
                         if matches!(state, Some(JobState::Failed(_))) {
@@ -232,7 +249,13 @@ pub async fn pass(clients: &Clients, cfg: &Config, now: Clock) -> Result<Report,
                 .await?;
                 match written {
                     WriteOutcome::Written => {
-                        info!(bucket, key, why, dispatches = record.dispatches + 1, "dispatching again");
+                        info!(
+                            bucket,
+                            key,
+                            why,
+                            dispatches = record.dispatches + 1,
+                            "dispatching again"
+                        );
                         again.push(record.image.clone());
                     }
                     _ => report.changed += 1,
@@ -262,7 +285,11 @@ pub async fn pass(clients: &Clients, cfg: &Config, now: Clock) -> Result<Report,
 
 /// Records QUEUED before `now - RECONCILE_AFTER_SECONDS`, oldest first per
 /// shard, at most `RECONCILE_LIMIT`.
-async fn old_queued(clients: &Clients, cfg: &Config, now: Clock) -> Result<Vec<Queued>, ReconcileError> {
+async fn old_queued(
+    clients: &Clients,
+    cfg: &Config,
+    now: Clock,
+) -> Result<Vec<Queued>, ReconcileError> {
     let cutoff = Clock {
         unix_millis: now
             .unix_millis
@@ -285,13 +312,23 @@ async fn old_queued(clients: &Clients, cfg: &Config, now: Clock) -> Result<Vec<Q
                 .key_condition_expression("#k = :k AND #at < :cutoff")
                 .expression_attribute_names("#k", schema::STATUS_INDEX_PK)
                 .expression_attribute_names("#at", schema::STATUS_INDEX_SK)
-                .expression_attribute_values(":k", aws_sdk_dynamodb::types::AttributeValue::S(shard.clone()))
-                .expression_attribute_values(":cutoff", aws_sdk_dynamodb::types::AttributeValue::S(cutoff.clone()))
+                .expression_attribute_values(
+                    ":k",
+                    aws_sdk_dynamodb::types::AttributeValue::S(shard.clone()),
+                )
+                .expression_attribute_values(
+                    ":cutoff",
+                    aws_sdk_dynamodb::types::AttributeValue::S(cutoff.clone()),
+                )
                 .limit(remaining.min(1000) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| ReconcileError::Query(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| {
+                    ReconcileError::Query(
+                        aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
+                    )
+                })?;
             records.extend(
                 page.items()
                     .iter()
@@ -308,7 +345,10 @@ async fn old_queued(clients: &Clients, cfg: &Config, now: Clock) -> Result<Vec<Q
 }
 
 /// Batch's answer for each job id, [`DESCRIBE_BATCH`] ids per call.
-async fn describe(clients: &Clients, ids: &[String]) -> Result<HashMap<String, JobState>, ReconcileError> {
+async fn describe(
+    clients: &Clients,
+    ids: &[String],
+) -> Result<HashMap<String, JobState>, ReconcileError> {
     use aws_sdk_batch::types::JobStatus;
     let mut unique: Vec<&String> = ids.iter().collect();
     unique.sort();
@@ -330,7 +370,9 @@ async fn describe(clients: &Clients, ids: &[String]) -> Result<HashMap<String, J
                         "Batch job {} ({}) failed: {}",
                         job.job_name().unwrap_or_default(),
                         job.job_id().unwrap_or_default(),
-                        job.status_reason().filter(|r| !r.is_empty()).unwrap_or("no reason given")
+                        job.status_reason()
+                            .filter(|r| !r.is_empty())
+                            .unwrap_or("no reason given")
                     );
                     if let Some(c) = job.container() {
                         if let Some(r) = c.reason().filter(|r| !r.is_empty()) {
@@ -386,7 +428,10 @@ mod tests {
 
     #[test]
     fn a_claim_without_a_job_waits_for_its_lease_then_is_dispatched_again() {
-        assert_eq!(verdict(&queued(10, None, 1), None, NOW, LEASE, 3), Verdict::Wait);
+        assert_eq!(
+            verdict(&queued(10, None, 1), None, NOW, LEASE, 3),
+            Verdict::Wait
+        );
         assert!(matches!(
             verdict(&queued(LEASE + 1, None, 1), None, NOW, LEASE, 3),
             Verdict::Redispatch(_)
@@ -396,7 +441,10 @@ mod tests {
     #[test]
     fn a_live_job_is_left_to_run_and_a_failed_one_fails_its_images_with_its_reason() {
         let r = queued(5000, Some("j"), 1);
-        assert_eq!(verdict(&r, Some(&JobState::Live), NOW, LEASE, 3), Verdict::Wait);
+        assert_eq!(
+            verdict(&r, Some(&JobState::Live), NOW, LEASE, 3),
+            Verdict::Wait
+        );
         assert_eq!(
             verdict(&r, Some(&JobState::Failed("OOM".into())), NOW, LEASE, 3),
             Verdict::Fail("OOM".into())

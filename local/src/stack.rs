@@ -12,6 +12,7 @@ use anyhow::Context;
 use aws_config::SdkConfig;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::info;
 
@@ -71,6 +72,34 @@ pub struct Stack {
     deployed: bool,
 }
 
+/// How often the local stack asks the dispatcher for a reconciler pass, as
+/// the EventBridge schedule does on AWS.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
+/// The local threshold for "QUEUED too long". moto reports every Batch job
+/// SUCCEEDED the moment it is submitted, whatever the local executor is
+/// doing with it, so the threshold stays well above the time the executor
+/// takes to run a job.
+pub const LOCAL_RECONCILE_AFTER: Duration = Duration::from_secs(600);
+
+/// Invokes the dispatcher with `{"reconcile": {}}` every `every` until `stop`.
+async fn reconcile_every(
+    every: Duration,
+    invoker: Invoker,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match invoker.invoke(serde_json::json!({ "reconcile": {} })).await {
+            Ok(report) => info!(report = %report, "reconciler pass"),
+            Err(e) => tracing::warn!(error = %e, "reconciler pass failed"),
+        }
+    }
+}
+
 impl Stack {
     /// Starts everything and returns once the dispatcher answers.
     pub async fn up(opts: &Options) -> anyhow::Result<Stack> {
@@ -95,6 +124,10 @@ impl Stack {
             ("JOB_DEFINITION".to_owned(), names.job_definition.clone()),
             ("TABLE_NAME".to_owned(), names.table.clone()),
             ("IMAGES_PER_JOB".to_owned(), opts.images_per_job.to_string()),
+            (
+                "RECONCILE_AFTER_SECONDS".to_owned(),
+                LOCAL_RECONCILE_AFTER.as_secs().to_string(),
+            ),
         ];
         if opts.deploy {
             lambda::deploy(
@@ -142,7 +175,12 @@ impl Stack {
             notify: Arc::new(move |event| Box::pin(invoker.invoke(event))),
             log: opts.state_dir.join("worker.log"),
         };
-        tasks.push(tokio::spawn(executor.run(stopped)));
+        tasks.push(tokio::spawn(executor.run(stopped.clone())));
+        tasks.push(tokio::spawn(reconcile_every(
+            RECONCILE_EVERY,
+            invoker,
+            stopped,
+        )));
         let stack = Stack {
             provisioned,
             sdk,

@@ -4,5 +4,6 @@ pub mod backfill;
 pub mod export;
 pub mod find;
 pub mod get;
+pub mod reconcile;
 pub mod retry;
 pub mod status;

@@ -1,21 +1,23 @@
 //! `labeler retry --failed`: re-dispatch images recorded FAILED.
 //!
-//! The FAILED records are found with a (parallel) Scan, then re-queued
+//! The FAILED records are found through the sparse status index (one Query
+//! per shard, never a Scan), then re-queued
 //! through [`dispatcher::dispatch::dispatch_changes`] with
 //! [`ClaimKind::RetryFailed`]: the claim replaces a record only while it is
 //! still FAILED for the same upload, so a retry never overrides a newer
 //! upload or an image that meanwhile succeeded, and two operators retrying at
-//! once submit each image once.
+//! once submit each image once. A retry interrupted between its claims and
+//! its SubmitJob leaves those images QUEUED under an unsubmitted claim; the
+//! reconciler dispatches them once the claim's lease is over.
 
 use crate::args::RetryArgs;
-use crate::aws::ImageScan;
+use crate::aws::records_in_status;
 use crate::output::{fields, one_line, table};
 use crate::record::{Item, Record};
 use crate::{settings, Context};
 use anyhow::anyhow;
 use dispatcher::dispatch::dispatch_changes;
 use dispatcher::event::{Change, ObjectChange};
-use labeler_core::schema::{attr, PK};
 use labeler_core::store::{ClaimKind, Clock};
 use labeler_core::Revision;
 use serde::Serialize;
@@ -75,28 +77,13 @@ struct JsonReport<'a> {
 /// Runs the retry.
 pub async fn run(ctx: &Context, args: &RetryArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let cfg = settings::resolve(ctx.sdk(), ctx.table.as_deref(), &args.settings).await?;
-    let scan = ImageScan {
-        table: &cfg.table,
-        projection: &[
-            PK,
-            attr::BUCKET,
-            attr::KEY,
-            attr::STATUS,
-            attr::REASON,
-            attr::REVISION,
-            attr::VERSION_ID,
-            attr::ETAG,
-            attr::SIZE,
-            attr::UPDATED_AT,
-        ],
-        page_size: None,
-    };
     let filter = args.reason_contains.as_deref();
-    let mut candidates = scan
-        .collect(ctx.dynamodb(), args.segments, |item| {
-            candidate(item, filter)
-        })
-        .await?;
+    let mut candidates: Vec<Candidate> =
+        records_in_status(ctx.dynamodb(), &cfg.table, labeler_core::Status::Failed)
+            .await?
+            .iter()
+            .filter_map(|item| candidate(item, filter))
+            .collect();
     candidates.sort_by(|a, b| a.uri.cmp(&b.uri));
 
     let (mut queued, mut jobs, mut changed) = (0u64, 0u64, 0u64);
@@ -119,7 +106,11 @@ pub async fn run(ctx: &Context, args: &RetryArgs, out: &mut dyn Write) -> anyhow
             )
             .await
             .map_err(|e| {
-                anyhow!("{e}; images not yet re-queued are still FAILED: run the retry again")
+                anyhow!(
+                    "{e}; images this retry claimed but did not submit stay QUEUED and the \
+                     reconciler dispatches them after the claim lease; the others are still \
+                     FAILED: run the retry again for them"
+                )
             })?;
             queued += summary.images_queued as u64;
             jobs += summary.jobs_submitted as u64;

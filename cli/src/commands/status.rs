@@ -96,7 +96,7 @@ pub fn report(table: &str, records: Vec<Record>, failures: usize) -> Report {
 
 /// The human view of a report.
 pub fn render(r: &Report) -> String {
-    let order = ["QUEUED", "LABELED", "FAILED", "SKIPPED"];
+    let order = ["QUEUED", "LABELED", "FAILED", "SKIPPED", "DELETED"];
     let mut rows: Vec<Vec<String>> = order
         .iter()
         .map(|s| {
