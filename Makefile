@@ -14,7 +14,7 @@ CHECKOV_VENV := .venv-checkov
 # validates and plans infra/ offline from it.
 TF_PROVIDER_MIRROR ?= /opt/tf-plugins
 
-.PHONY: help setup fmt fmt-check lint build lambda demo up down infra-check plan deploy destroy test unit integration bench clean
+.PHONY: help setup fmt fmt-check lint build lambda demo up down infra-check plan deploy destroy test unit integration chaos bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -93,6 +93,11 @@ unit: ## Unit, property and fault-injection tests (no local stack)
 integration: setup lambda build ## Integration and end-to-end tests on moto, cargo-lambda and the local stack
 	cargo test -p integration-tests -- --test-threads=2
 	cargo test -p labeler-cli --test moto -- --test-threads=2
+
+CHAOS_SEED ?= 1
+CHAOS_RUNS ?= 50
+chaos: setup ## Seeded chaos runs on moto (CHAOS_SEED=first seed, CHAOS_RUNS=how many; make test runs 4)
+	CHAOS_SEED=$(CHAOS_SEED) CHAOS_RUNS=$(CHAOS_RUNS) cargo test -p integration-tests --test chaos -- --nocapture
 
 bench: setup lambda ## Measure dispatcher, worker and package against loopback stand-ins; writes docs/benchmarks.md
 	cargo build --release -p worker -p dispatcher -p bench

@@ -445,15 +445,24 @@ pub async fn tombstone(
         etag: None,
         size: None,
     };
-    remove_stale_entries(
-        client,
-        table,
-        deletion.bucket,
-        deletion.key,
-        deletion.revision,
-        &HashSet::new(),
-    )
-    .await?;
+    let none_kept = HashSet::new();
+    let clean = || {
+        remove_stale_entries(
+            client,
+            table,
+            deletion.bucket,
+            deletion.key,
+            deletion.revision,
+            &none_kept,
+        )
+    };
+    // A plain delete supersedes whatever older upload is stored, so the
+    // entries older than it are stale whatever the write finds. A version
+    // delete may leave a newer version's record in place, so its entries go
+    // only once the tombstone is there (a redelivery finishes the job).
+    if deletion.version.is_none() {
+        clean().await?;
+    }
     let mut item = identity_attrs(&image, Status::Deleted, now);
     item.insert(
         attr::REASON.into(),
@@ -477,7 +486,18 @@ pub async fn tombstone(
         Some(_) => Writer::Update { claim: None },
         None => Writer::Replace { claim: None },
     };
-    outcome(client, table, &image, writer, "PutItem", result).await
+    let written = outcome(client, table, &image, writer, "PutItem", result).await?;
+    let tombstoned = matches!(
+        written,
+        WriteOutcome::Written
+            | WriteOutcome::Duplicate {
+                existing: Some(Status::Deleted)
+            }
+    );
+    if deletion.version.is_some() && tombstoned {
+        clean().await?;
+    }
+    Ok(written)
 }
 
 /// A modeled DynamoDB error that may be a failed condition carrying the

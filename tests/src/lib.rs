@@ -3,6 +3,8 @@
 //! the local stack uses. A test that needs moto starts it and fails loudly if
 //! it cannot: nothing is skipped.
 
+pub mod gateway;
+
 use aws_config::SdkConfig;
 pub use labeler_local::moto::{free_port, repo_root, venv_bin, Moto};
 use labeler_local::moto::{ACCOUNT, REGION};

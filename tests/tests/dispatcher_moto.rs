@@ -323,11 +323,19 @@ async fn in_versioned_buckets_only_the_recorded_version_s_fate_changes_the_recor
     w.event("ObjectCreated:Put", "v.jpg", "0B", Some("v2"))
         .await;
 
+    let v2 = text(&w.record("v.jpg").await.unwrap(), "revision");
+    w.label_entry("v.jpg", "Dog", &v2).await;
+
     let old_version_deleted = w
         .event("ObjectRemoved:Delete", "v.jpg", "0C", Some("v1"))
         .await;
 
     assert_eq!(old_version_deleted["removed"], 0, "{old_version_deleted}");
+    assert_eq!(
+        w.items_under("v.jpg").await,
+        2,
+        "the current version's entries stay"
+    );
     let record = w.record("v.jpg").await.unwrap();
     assert_eq!(text(&record, "status"), "QUEUED");
     assert_eq!(text(&record, "version_id"), "v2");

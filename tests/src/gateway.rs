@@ -1,0 +1,412 @@
+//! A fault-injecting gateway between the pipeline's AWS SDK clients and
+//! moto, on loopback, for the chaos suite. **A test double**: it plays the
+//! network and AWS Batch's job states, nothing else.
+//!
+//! * Every request is forwarded to moto except AWS Batch's `SubmitJob`,
+//!   `DescribeJobs` and `ListJobs`, which an in-memory job table answers:
+//!   moto's Batch (without Docker) reports every job SUCCEEDED the moment it
+//!   is submitted, while the chaos suite runs the jobs itself and needs
+//!   their real states.
+//! * Faults are armed by the test ([`Gateway::arm`]): the next matching
+//!   call can have its **response lost after the service acted** (forwarded,
+//!   then answered 500), or the calling process **killed** at that call
+//!   (before or after the service acted: the gateway never answers and
+//!   signals [`Gateway::killed`], and the test drops the caller's future).
+//! * It counts Rekognition `DetectLabels` calls per object key at the
+//!   endpoint, and whether their answers reached the caller.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+/// What happens to the next armed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forwarded; the answer is replaced by HTTP 500.
+    LoseResponse,
+    /// The caller dies before the call reaches the service.
+    KillBefore,
+    /// The caller dies after the service acted, before it hears back.
+    KillAfter,
+}
+
+/// A fault waiting for the `nth` call (0 = the next one) of the armed run.
+#[derive(Debug, Clone, Copy)]
+struct Armed {
+    countdown: usize,
+    fault: Fault,
+}
+
+/// A job in the gateway's Batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Job id (children: `parent:index`).
+    pub id: String,
+    /// Job name.
+    pub name: String,
+    /// Queue as given.
+    pub queue: String,
+    /// Parameters (ours carry the job spec).
+    pub parameters: HashMap<String, String>,
+    /// Array size of a parent.
+    pub array_size: Option<usize>,
+    /// SUBMITTED, RUNNING, SUCCEEDED or FAILED.
+    pub status: String,
+    /// Why it failed.
+    pub reason: String,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+#[derive(Default)]
+struct State {
+    armed: Option<Armed>,
+    fault_log: Vec<(String, Fault)>,
+    jobs: BTreeMap<String, Job>,
+    next_job: u64,
+    detect_calls: BTreeMap<String, DetectCount>,
+    killed: bool,
+}
+
+/// DetectLabels calls for one key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DetectCount {
+    /// Calls that reached Rekognition (each is charged).
+    pub charged: u32,
+    /// Of those, answers that reached the caller.
+    pub answered: u32,
+}
+
+/// The running gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    state: Arc<Mutex<State>>,
+    killed: Arc<tokio::sync::Notify>,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+type Body = Full<Bytes>;
+
+impl Gateway {
+    /// Starts the gateway in front of `upstream` (moto's endpoint).
+    pub async fn start(upstream: &str) -> std::io::Result<Gateway> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let gateway = Gateway {
+            state: Arc::default(),
+            killed: Arc::new(tokio::sync::Notify::new()),
+            endpoint,
+        };
+        let upstream: Arc<str> = upstream.trim_end_matches('/').into();
+        let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
+        let server = gateway.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (gw, upstream, client) = (server.clone(), upstream.clone(), client.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let (gw, upstream, client) = (gw.clone(), upstream.clone(), client.clone());
+                        async move { Ok::<_, Infallible>(gw.handle(req, &upstream, &client).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(gateway)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("gateway state")
+    }
+
+    /// Arms `fault` for the call `countdown` calls from now (0: the next).
+    pub fn arm(&self, countdown: usize, fault: Fault) {
+        let mut st = self.state();
+        st.armed = Some(Armed { countdown, fault });
+        st.killed = false;
+    }
+
+    /// Disarms any pending fault; returns whether a kill happened since the
+    /// last [`Gateway::arm`].
+    pub fn disarm(&self) -> bool {
+        let mut st = self.state();
+        st.armed = None;
+        std::mem::take(&mut st.killed)
+    }
+
+    /// Resolves when an armed kill fires.
+    pub async fn killed(&self) {
+        self.killed.notified().await
+    }
+
+    /// Faults that fired, with the operation they hit.
+    pub fn fault_log(&self) -> Vec<(String, Fault)> {
+        self.state().fault_log.clone()
+    }
+
+    /// DetectLabels calls per key.
+    pub fn detect_calls(&self) -> BTreeMap<String, DetectCount> {
+        self.state().detect_calls.clone()
+    }
+
+    /// Every job, parents and children.
+    pub fn jobs(&self) -> Vec<Job> {
+        self.state().jobs.values().cloned().collect()
+    }
+
+    /// Sets a job's status (the test plays the compute environment); a job
+    /// set RUNNING starts its next attempt.
+    pub fn set_status(&self, id: &str, status: &str, reason: &str) {
+        let mut st = self.state();
+        if let Some(job) = st.jobs.get_mut(id) {
+            job.status = status.to_owned();
+            job.reason = reason.to_owned();
+            if status == "RUNNING" {
+                job.attempts += 1;
+            }
+        }
+        if let Some((parent, _)) = id.split_once(':') {
+            let children: Vec<&Job> = st
+                .jobs
+                .values()
+                .filter(|j| j.id.starts_with(&format!("{parent}:")))
+                .collect();
+            let all_done = children
+                .iter()
+                .all(|c| c.status == "SUCCEEDED" || c.status == "FAILED");
+            let any_failed = children.iter().any(|c| c.status == "FAILED");
+            if all_done {
+                let status = if any_failed { "FAILED" } else { "SUCCEEDED" };
+                if let Some(p) = st.jobs.get_mut(parent) {
+                    p.status = status.to_owned();
+                }
+            }
+        }
+    }
+
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        upstream: &str,
+        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Body>,
+    ) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let path = parts.uri.path().to_owned();
+        let operation = if target.is_empty() {
+            format!("{} {path}", parts.method)
+        } else {
+            target.clone()
+        };
+        let fault = {
+            let mut st = self.state();
+            match st.armed.as_mut() {
+                Some(a) if a.countdown == 0 => {
+                    let fault = a.fault;
+                    st.armed = None;
+                    st.fault_log.push((operation.clone(), fault));
+                    Some(fault)
+                }
+                Some(a) => {
+                    a.countdown -= 1;
+                    None
+                }
+                None => None,
+            }
+        };
+        if fault == Some(Fault::KillBefore) {
+            return self.die().await;
+        }
+        let detect_key = (target == "RekognitionService.DetectLabels")
+            .then(|| {
+                serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+                    v.pointer("/Image/S3Object/Name")?
+                        .as_str()
+                        .map(str::to_owned)
+                })
+            })
+            .flatten();
+        let response = match path.as_str() {
+            "/v1/submitjob" => self.submit_job(&body),
+            "/v1/describejobs" => self.describe_jobs(&body),
+            "/v1/listjobs" => self.list_jobs(&body),
+            _ => forward(client, upstream, parts, body).await,
+        };
+        if let Some(key) = &detect_key {
+            let mut st = self.state();
+            let count = st.detect_calls.entry(key.clone()).or_default();
+            count.charged += 1;
+            if fault.is_none() && response.status().is_success() {
+                count.answered += 1;
+            }
+        }
+        match fault {
+            Some(Fault::KillAfter) => self.die().await,
+            Some(Fault::LoseResponse) => json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({"__type": "InternalServerError", "message": "response lost"}),
+            ),
+            _ => response,
+        }
+    }
+
+    /// The caller is dead: tell the test, and never answer.
+    async fn die(&self) -> Response<Body> {
+        self.state().killed = true;
+        self.killed.notify_waiters();
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"message": "dead"}))
+    }
+
+    fn submit_job(&self, body: &[u8]) -> Response<Body> {
+        let Ok(req) = serde_json::from_slice::<Value>(body) else {
+            return client_error("request is not JSON");
+        };
+        let mut st = self.state();
+        st.next_job += 1;
+        let id = format!("job-{:04}", st.next_job);
+        let name = req["jobName"].as_str().unwrap_or_default().to_owned();
+        let queue = req["jobQueue"].as_str().unwrap_or_default().to_owned();
+        let parameters: HashMap<String, String> =
+            serde_json::from_value(req["parameters"].clone()).unwrap_or_default();
+        let array_size = req["arrayProperties"]["size"].as_u64().map(|n| n as usize);
+        let job = |id: String| Job {
+            id,
+            name: name.clone(),
+            queue: queue.clone(),
+            parameters: parameters.clone(),
+            array_size: None,
+            status: "SUBMITTED".into(),
+            reason: String::new(),
+            attempts: 0,
+        };
+        if let Some(n) = array_size {
+            for i in 0..n {
+                let child = job(format!("{id}:{i}"));
+                st.jobs.insert(child.id.clone(), child);
+            }
+        }
+        let mut parent = job(id.clone());
+        parent.array_size = array_size;
+        st.jobs.insert(id.clone(), parent);
+        json_response(
+            StatusCode::OK,
+            &json!({"jobArn": format!("arn:aws:batch:us-east-1:123456789012:job/{id}"), "jobName": name, "jobId": id}),
+        )
+    }
+
+    fn describe_jobs(&self, body: &[u8]) -> Response<Body> {
+        let req: Value = serde_json::from_slice(body).unwrap_or_default();
+        let st = self.state();
+        let jobs: Vec<Value> = req["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|id| st.jobs.get(id.as_str()?))
+            .map(|j| {
+                json!({
+                    "jobArn": format!("arn:aws:batch:us-east-1:123456789012:job/{}", j.id),
+                    "jobName": j.name, "jobId": j.id, "jobQueue": j.queue,
+                    "status": j.status, "statusReason": j.reason,
+                    "createdAt": 1, "startedAt": 1,
+                    "jobDefinition": "arn:aws:batch:us-east-1:123456789012:job-definition/worker:1",
+                    "parameters": j.parameters
+                })
+            })
+            .collect();
+        json_response(StatusCode::OK, &json!({ "jobs": jobs }))
+    }
+
+    fn list_jobs(&self, body: &[u8]) -> Response<Body> {
+        let req: Value = serde_json::from_slice(body).unwrap_or_default();
+        let name = req
+            .pointer("/filters/0/values/0")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let st = self.state();
+        let jobs: Vec<Value> = st
+            .jobs
+            .values()
+            .filter(|j| !j.id.contains(':'))
+            .filter(|j| name.as_deref().is_none_or(|n| n == j.name))
+            .map(|j| json!({"jobId": j.id, "jobName": j.name, "status": j.status, "createdAt": 1}))
+            .collect();
+        json_response(StatusCode::OK, &json!({ "jobSummaryList": jobs }))
+    }
+}
+
+async fn forward(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Body>,
+    upstream: &str,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Response<Body> {
+    let uri = format!(
+        "{upstream}{}",
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    let mut builder = Request::builder().method(parts.method).uri(uri);
+    for (name, value) in &parts.headers {
+        if name != "host" {
+            builder = builder.header(name, value);
+        }
+    }
+    let request = builder.body(Full::new(body)).expect("a forwarded request");
+    match client.request(request).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Response::from_parts(parts, Full::new(bytes))
+        }
+        Err(e) => json_response(
+            StatusCode::BAD_GATEWAY,
+            &json!({"message": format!("gateway could not reach moto: {e}")}),
+        ),
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a response")
+}
+
+fn client_error(message: &str) -> Response<Body> {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({"__type": "ClientException", "message": message}),
+    )
+}
