@@ -206,7 +206,7 @@ async fn uploads_processed_out_of_order_keep_the_newer_labels() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_delete_removes_the_record() {
+async fn a_delete_leaves_a_tombstone_and_no_labels() {
     let stack = stack(|_| {}).await;
     upload(&stack, "gone.png", b"\x89PNG").await;
     terminal(&stack, &["gone.png".into()], Duration::from_secs(120)).await;
@@ -220,8 +220,14 @@ async fn a_delete_removes_the_record() {
         .unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    while record(&stack, "gone.png").await.is_some() {
-        assert!(Instant::now() < deadline, "the record outlived its object");
+    loop {
+        let r = record(&stack, "gone.png").await;
+        if r.as_ref().and_then(status) == Some(Status::Deleted) {
+            let r = r.unwrap();
+            assert!(r.get(attr::LABELS).is_none(), "a tombstone carries no labels");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the delete never reached the record");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     stack.down().await;
