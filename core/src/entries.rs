@@ -51,6 +51,35 @@ pub async fn remove_stale_entries(
     revision: &Revision,
     keep: &HashSet<String>,
 ) -> Result<usize, StoreError> {
+    remove_entries(client, table, bucket, key, revision, keep, false).await
+}
+
+/// Deletes every label-index entry of `bucket/key` of upload `revision` or
+/// older (a deleted version's own entries included).
+pub async fn remove_entries_through(
+    client: &Client,
+    table: &str,
+    bucket: &str,
+    key: &str,
+    revision: &Revision,
+) -> Result<usize, StoreError> {
+    remove_entries(client, table, bucket, key, revision, &HashSet::new(), true).await
+}
+
+async fn remove_entries(
+    client: &Client,
+    table: &str,
+    bucket: &str,
+    key: &str,
+    revision: &Revision,
+    keep: &HashSet<String>,
+    inclusive: bool,
+) -> Result<usize, StoreError> {
+    let condition = if inclusive {
+        "revision <= :rev"
+    } else {
+        "revision < :rev"
+    };
     let pk = schema::image_pk(bucket, key);
     let mut removed = 0;
     let mut start: Option<Item> = None;
@@ -74,7 +103,9 @@ pub async fn remove_stale_entries(
             let older = entry
                 .get(attr::REVISION)
                 .and_then(|v| v.as_s().ok())
-                .is_some_and(|r| r.as_str() < revision.as_str());
+                .is_some_and(|r| {
+                    r.as_str() < revision.as_str() || (inclusive && r.as_str() == revision.as_str())
+                });
             if !older || keep.contains(sk) {
                 continue;
             }
@@ -83,7 +114,7 @@ pub async fn remove_stale_entries(
                 .delete_item()
                 .table_name(table)
                 .set_key(Some(entry_key))
-                .condition_expression("revision < :rev")
+                .condition_expression(condition)
                 .expression_attribute_values(":rev", s(revision.as_str()))
                 .send()
                 .await;

@@ -24,7 +24,7 @@ pub use crate::rule::{
 };
 
 use crate::db::{n, resolve_conflict, s};
-use crate::entries::remove_stale_entries;
+use crate::entries::{remove_entries_through, remove_stale_entries};
 use crate::job::ImageRef;
 use crate::revision::Revision;
 use crate::rule::{self, Stored, Writer};
@@ -425,11 +425,22 @@ pub struct Deletion<'a> {
     pub reason: &'a str,
 }
 
-/// Records a delete as a tombstone: a DELETED record carrying the delete's
-/// revision (and version id), without labels, that DynamoDB's TTL removes
-/// `ttl_secs` after `now`. An older create arriving later loses to it under
-/// [`CLAIM_CONDITION`]; a newer upload replaces it. Label entries of older
-/// uploads are removed first.
+/// Records a delete as a tombstone: a DELETED record without labels that
+/// DynamoDB's TTL removes `ttl_secs` after `now`.
+///
+/// * A plain delete, a delete marker or a lifecycle expiration
+///   (`version: None`) replaces any older record by a tombstone carrying the
+///   delete's revision: an older create arriving later loses to it under
+///   [`CLAIM_CONDITION`]; a newer upload replaces it.
+/// * The permanent delete of one version (`version: Some(v)`) changes the
+///   record only if it is that version's ([`VERSION_DELETE_CONDITION`]), and
+///   then keeps that version's revision: the delete says nothing about other
+///   versions, so a newer version's create, even one delivered later, still
+///   wins, while a redelivered create of the deleted version does not.
+///
+/// Label entries of the deleted upload and older ones are removed (for a
+/// plain delete before the write, which is safe whatever it finds; for a
+/// version delete after it, because a newer version's record may stay).
 pub async fn tombstone(
     client: &Client,
     table: &str,
@@ -445,57 +456,121 @@ pub async fn tombstone(
         etag: None,
         size: None,
     };
-    let none_kept = HashSet::new();
-    let clean = || {
-        remove_stale_entries(
+    if let Some(version) = deletion.version {
+        return forget_version(
             client,
             table,
-            deletion.bucket,
-            deletion.key,
-            deletion.revision,
-            &none_kept,
+            &image,
+            version,
+            deletion.reason,
+            now,
+            ttl_secs,
         )
-    };
-    // A plain delete supersedes whatever older upload is stored, so the
-    // entries older than it are stale whatever the write finds. A version
-    // delete may leave a newer version's record in place, so its entries go
-    // only once the tombstone is there (a redelivery finishes the job).
-    if deletion.version.is_none() {
-        clean().await?;
+        .await;
     }
+    remove_stale_entries(
+        client,
+        table,
+        deletion.bucket,
+        deletion.key,
+        deletion.revision,
+        &HashSet::new(),
+    )
+    .await?;
     let mut item = identity_attrs(&image, Status::Deleted, now);
     item.insert(
         attr::REASON.into(),
         s(schema::capped_reason(deletion.reason)),
     );
     item.insert(attr::EXPIRES_AT.into(), n(now.unix_secs() + ttl_secs));
-    let request = client
+    let result = client
         .put_item()
         .table_name(table)
         .set_item(Some(item))
+        .condition_expression(NEWER_THAN_STORED)
         .expression_attribute_values(":rev", s(deletion.revision.as_str()))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-    let request = match deletion.version {
-        Some(version) => request
-            .condition_expression(VERSION_DELETE_CONDITION)
-            .expression_attribute_values(":version", s(version)),
-        None => request.condition_expression(NEWER_THAN_STORED),
-    };
-    let result = request.send().await;
-    let writer = match deletion.version {
-        Some(_) => Writer::Update { claim: None },
-        None => Writer::Replace { claim: None },
-    };
-    let written = outcome(client, table, &image, writer, "PutItem", result).await?;
-    let tombstoned = matches!(
-        written,
-        WriteOutcome::Written
-            | WriteOutcome::Duplicate {
-                existing: Some(Status::Deleted)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    outcome(
+        client,
+        table,
+        &image,
+        Writer::Replace { claim: None },
+        "PutItem",
+        result,
+    )
+    .await
+}
+
+/// The version-delete arm of [`tombstone`]: marks the record of `version`
+/// DELETED in place, keeping its revision.
+async fn forget_version(
+    client: &Client,
+    table: &str,
+    delete: &ImageRef,
+    version: &str,
+    reason: &str,
+    now: Clock,
+    ttl_secs: u64,
+) -> Result<WriteOutcome, StoreError> {
+    let result = client
+        .update_item()
+        .table_name(table)
+        .set_key(Some(image_key(&delete.bucket, &delete.key)))
+        .update_expression(
+            "SET #status = :deleted, reason = :reason, updated_at = :now, expires_at = :expires \
+             REMOVE labels, status_key, status_at, #owner, claim, claimed_at",
+        )
+        .condition_expression(VERSION_DELETE_CONDITION)
+        .expression_attribute_names("#status", attr::STATUS)
+        .expression_attribute_names("#owner", attr::OWNER)
+        .expression_attribute_values(":rev", s(delete.revision.as_str()))
+        .expression_attribute_values(":version", s(version))
+        .expression_attribute_values(":deleted", s(Status::Deleted.as_str()))
+        .expression_attribute_values(":reason", s(schema::capped_reason(reason)))
+        .expression_attribute_values(":now", s(now.rfc3339()))
+        .expression_attribute_values(":expires", n(now.unix_secs() + ttl_secs))
+        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    let (written, stored) = match result {
+        Ok(out) => (
+            WriteOutcome::Written,
+            out.attributes.map(|a| Stored::from_item(&a)),
+        ),
+        Err(SdkError::ServiceError(se)) if se.err().failed_condition().is_some() => {
+            // The record is another version's, newer, or gone: nothing to do,
+            // unless it is this version's tombstone already (a redelivery,
+            // whose entries may still need removing).
+            let returned = se.err().failed_condition().flatten().map(Stored::from_item);
+            match returned {
+                Some(st)
+                    if st.status == Some(Status::Deleted)
+                        && st.version_id.as_deref() == Some(version) =>
+                {
+                    let existing = Some(Status::Deleted);
+                    (WriteOutcome::Duplicate { existing }, Some(st))
+                }
+                other => {
+                    let newer = other
+                        .and_then(|st| st.revision)
+                        .filter(|r| *r > delete.revision);
+                    return Ok(WriteOutcome::Superseded { newer });
+                }
             }
-    );
-    if deletion.version.is_some() && tombstoned {
-        clean().await?;
+        }
+        Err(e) => {
+            return Err(StoreError::new(
+                "UpdateItem",
+                schema::image_pk(&delete.bucket, &delete.key),
+                e,
+            ))
+        }
+    };
+    if let Some(deleted) = stored.and_then(|st| st.revision) {
+        remove_entries_through(client, table, &delete.bucket, &delete.key, &deleted).await?;
     }
     Ok(written)
 }

@@ -349,6 +349,28 @@ async fn in_versioned_buckets_only_the_recorded_version_s_fate_changes_the_recor
     .await;
     assert_eq!(w.status_of("v.jpg").await, "DELETED");
 
+    // A delete of an old version says nothing about newer versions, even
+    // one whose create event arrives after it.
+    w.event("ObjectCreated:Put", "x.jpg", "0A", Some("x1"))
+        .await;
+    w.event("ObjectRemoved:Delete", "x.jpg", "0C", Some("x1"))
+        .await;
+    assert_eq!(w.status_of("x.jpg").await, "DELETED");
+    w.event("ObjectCreated:Put", "x.jpg", "0B", Some("x2"))
+        .await;
+    let record = w.record("x.jpg").await.unwrap();
+    assert_eq!(
+        (
+            text(&record, "status").as_str(),
+            text(&record, "version_id").as_str()
+        ),
+        ("QUEUED", "x2")
+    );
+    let redelivered = w
+        .event("ObjectCreated:Put", "x.jpg", "0A", Some("x1"))
+        .await;
+    assert_eq!(redelivered["superseded"], 1, "{redelivered}");
+
     w.event("ObjectCreated:Put", "w.jpg", "0A", Some("w1"))
         .await;
     w.event("ObjectRemoved:Delete", "w.jpg", "0B", Some("w1"))

@@ -224,10 +224,16 @@ async fn a_delete_leaves_a_tombstone_and_no_labels() {
         let r = record(&stack, "gone.png").await;
         if r.as_ref().and_then(status) == Some(Status::Deleted) {
             let r = r.unwrap();
-            assert!(r.get(attr::LABELS).is_none(), "a tombstone carries no labels");
+            assert!(
+                r.get(attr::LABELS).is_none(),
+                "a tombstone carries no labels"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "the delete never reached the record");
+        assert!(
+            Instant::now() < deadline,
+            "the delete never reached the record"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     stack.down().await;
