@@ -480,7 +480,8 @@ mod tests {
             })
         };
         let lost = Ok(WriteOutcome::Superseded { newer: None });
-        let cases: Vec<(&str, Writer, Option<Stored>, Result<WriteOutcome, ()>)> = vec![
+        type Case<'a> = (&'a str, Writer<'a>, Option<Stored>, Result<WriteOutcome, ()>);
+        let cases: Vec<Case> = vec![
             (
                 "own claim whose response was lost",
                 me,

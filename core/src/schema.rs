@@ -590,4 +590,26 @@ mod tests {
         assert!(!Status::Queued.is_terminal());
         assert!(Status::Skipped.is_terminal());
     }
+
+    #[test]
+    fn only_records_needing_attention_are_in_the_status_index_spread_over_stable_shards() {
+        let pk = "s3://photos/holiday/beach day.jpg";
+
+        let queued = status_key(pk, Status::Queued).unwrap();
+
+        assert!(queued.starts_with("QUEUED#"), "{queued}");
+        assert_eq!(status_key(pk, Status::Queued).unwrap(), queued);
+        assert_eq!(
+            status_key(pk, Status::Failed).unwrap()["FAILED#".len()..],
+            queued["QUEUED#".len()..]
+        );
+        assert_eq!(status_key(pk, Status::Labeled), None);
+        assert_eq!(status_key(pk, Status::Deleted), None);
+        assert!(status_keys(Status::Queued).contains(&queued));
+        let shards: std::collections::BTreeSet<String> = (0..1000)
+            .filter_map(|i| status_key(&format!("s3://b/{i}.jpg"), Status::Skipped))
+            .collect();
+        assert_eq!(shards.len(), STATUS_SHARDS as usize);
+        assert_eq!(shards, status_keys(Status::Skipped).into_iter().collect());
+    }
 }

@@ -225,7 +225,7 @@ async fn a_delete_leaves_a_tombstone_and_no_labels() {
         if r.as_ref().and_then(status) == Some(Status::Deleted) {
             let r = r.unwrap();
             assert!(
-                r.get(attr::LABELS).is_none(),
+                !r.contains_key(attr::LABELS),
                 "a tombstone carries no labels"
             );
             break;
