@@ -9,7 +9,7 @@
 //! | `INCLUDE_PREFIXES` | (all) | comma-separated key prefixes to accept; others are ignored |
 //! | `EXCLUDE_PREFIXES` | (none) | comma-separated key prefixes to ignore |
 //! | `MAX_OBJECT_BYTES` | `15728640` | larger objects are SKIPPED (Rekognition's S3 limit is 15 MB) |
-//! | `DELETE_ON_REMOVE` | `true` | `ObjectRemoved` deletes the record and its label entries |
+//! | `DELETE_ON_REMOVE` | `true` | `ObjectRemoved` and `LifecycleExpiration` replace the record by a tombstone and delete its label entries |
 //! | `IMAGES_PER_JOB` | `100` | images per job, or per array child (1–10000) |
 //! | `MAX_LABELS` | `50` | DetectLabels `MaxLabels` passed to the worker |
 //! | `MIN_CONFIDENCE` | `70` | DetectLabels `MinConfidence` passed to the worker (0–100) |
