@@ -480,7 +480,12 @@ mod tests {
             })
         };
         let lost = Ok(WriteOutcome::Superseded { newer: None });
-        type Case<'a> = (&'a str, Writer<'a>, Option<Stored>, Result<WriteOutcome, ()>);
+        type Case<'a> = (
+            &'a str,
+            Writer<'a>,
+            Option<Stored>,
+            Result<WriteOutcome, ()>,
+        );
         let cases: Vec<Case> = vec![
             (
                 "own claim whose response was lost",
