@@ -38,6 +38,11 @@ struct Cli {
     /// to the dispatcher (uploads then wait for `labeler backfill`).
     #[arg(long, global = true)]
     no_events: bool,
+    /// Use this AWS-compatible endpoint, already running on loopback (a
+    /// moto server, LocalStack, a fault-injecting proxy), instead of
+    /// starting moto; it is provisioned like a fresh moto and left running.
+    #[arg(long, global = true, value_name = "URL", env = "LABELER_AWS_ENDPOINT")]
+    aws_endpoint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -63,6 +68,7 @@ async fn main() -> ExitCode {
         worker_bin: cli.worker_bin,
         deploy: !cli.no_deploy,
         deliver_events: !cli.no_events,
+        aws_endpoint: cli.aws_endpoint,
         ..Options::default()
     };
     let result = match cli.command {

@@ -37,7 +37,9 @@ pub fn venv_bin(name: &str) -> anyhow::Result<PathBuf> {
 
 /// A moto server on 127.0.0.1, stopped when dropped.
 pub struct Moto {
-    child: Child,
+    /// The server process, when this handle started it ([`Moto::attach`]
+    /// leaves a server it did not start alone).
+    child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     /// Its port.
@@ -60,7 +62,7 @@ impl Moto {
             .stderr(log_file)
             .spawn()?;
         let moto = Moto {
-            child,
+            child: Some(child),
             endpoint: format!("http://127.0.0.1:{port}"),
             port,
         };
@@ -84,6 +86,41 @@ impl Moto {
             "moto refused its config: {status} {body}"
         );
         Ok(moto)
+    }
+
+    /// Uses an AWS-compatible endpoint that is already running (a moto
+    /// server, LocalStack, or a fault-injecting proxy in front of one) instead
+    /// of starting moto. If it is moto, Docker is turned off for its Batch as
+    /// [`Moto::start`] does; anything else is used as it is. The server is
+    /// left running when the handle is dropped.
+    pub fn attach(endpoint: &str) -> anyhow::Result<Moto> {
+        let endpoint = endpoint.trim_end_matches('/').to_owned();
+        let port = endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| anyhow::anyhow!("{endpoint} has no port: expected http://HOST:PORT"))?;
+        anyhow::ensure!(
+            endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
+            "{endpoint} is not on loopback: the local stack only talks to http://127.0.0.1:PORT"
+        );
+        let reachable = http(port, "GET", "/", "");
+        anyhow::ensure!(reachable.is_ok(), "nothing answers at {endpoint}");
+        if let Ok((status, _)) = http(
+            port,
+            "POST",
+            "/moto-api/config",
+            r#"{"batch":{"use_docker":false}}"#,
+        ) {
+            if !(200..300).contains(&status) {
+                tracing::info!(endpoint, status, "not a moto server; used as it is");
+            }
+        }
+        Ok(Moto {
+            child: None,
+            endpoint,
+            port,
+        })
     }
 
     /// Starts moto on a free port with its log under `target/moto-logs/`.
@@ -119,8 +156,10 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

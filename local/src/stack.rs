@@ -38,6 +38,10 @@ pub struct Options {
     /// Whether S3 notifications are delivered to the dispatcher
     /// automatically (off lets a caller deliver them by hand).
     pub deliver_events: bool,
+    /// An AWS-compatible endpoint already running on loopback (moto,
+    /// LocalStack, or a fault-injecting proxy in front of one) to use
+    /// instead of starting moto.
+    pub aws_endpoint: Option<String>,
 }
 
 impl Default for Options {
@@ -53,6 +57,7 @@ impl Default for Options {
             images_per_job: 25,
             batch_size: 100,
             deliver_events: true,
+            aws_endpoint: None,
         }
     }
 }
@@ -109,7 +114,10 @@ impl Stack {
             "{} is missing: run `cargo build -p worker`",
             opts.worker_bin.display()
         );
-        let moto = Moto::start(opts.moto_port, &opts.state_dir.join("moto.log"))?;
+        let moto = match &opts.aws_endpoint {
+            Some(url) => Moto::attach(url)?,
+            None => Moto::start(opts.moto_port, &opts.state_dir.join("moto.log"))?,
+        };
         info!(endpoint = %moto.endpoint, "moto is up");
         let sdk = moto.sdk_config().await;
         let provisioned = provision(&sdk, &Names::default()).await?;

@@ -290,3 +290,24 @@ async fn a_burst_of_200_uploads_all_reach_a_terminal_state() {
     );
     stack.down().await;
 }
+
+/// `labeler-local up --aws-endpoint URL`: the stack runs against an endpoint
+/// someone else started (here a second moto; in practice LocalStack or a
+/// fault-injecting proxy) and leaves it running when it stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stack_runs_against_an_endpoint_that_is_already_running() {
+    let outside = integration_tests::Moto::start_for_tests();
+    let endpoint = outside.endpoint.clone();
+    let stack = stack(|o| o.aws_endpoint = Some(endpoint.clone())).await;
+    upload(&stack, "attached.png", b"\x89PNG").await;
+
+    let records = terminal(&stack, &["attached.png".into()], Duration::from_secs(120)).await;
+
+    assert_eq!(status(&records[0]), Some(Status::Labeled));
+    stack.down().await;
+    let still_up = labeler_local::moto::http(outside.port, "GET", "/moto-api/data.json", "");
+    assert!(
+        still_up.is_ok(),
+        "the endpoint it was given outlives the stack"
+    );
+}
