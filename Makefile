@@ -44,7 +44,7 @@ lambda: setup ## Build the dispatcher Lambda zip for arm64 (provided.al2023)
 	@python3 scripts/check_lambda_zip.py $(LAMBDA_ZIP)
 
 demo: setup lambda build ## Run the whole pipeline locally on sample images and show the labels
-	cargo run --quiet -p labeler-local -- demo
+	target/debug/labeler-local demo
 
 up: setup lambda build ## Start the local stack in the background (UP_FLAGS=--no-events: no event delivery); exports go to .local/stack.env
 	@mkdir -p .local

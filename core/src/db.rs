@@ -2,7 +2,10 @@
 //! clock, the error, the outcome of a conditional write, the record's key
 //! and a consistent read. The dispatcher's writes ([`crate::store`]), the
 //! worker's ([`crate::labeling`]) and the label-index upkeep
-//! ([`crate::entries`]) build on this module; it depends on none of them.
+//! ([`crate::entries`]) build on this module; it depends on none of them,
+//! only on the pure rule ([`crate::rule`]), whose outcome type it re-exports.
+
+pub use crate::rule::{Item, WriteOutcome};
 
 use crate::rule::{self, Stored, Writer};
 use crate::schema::{self, IMAGE_SK, PK, SK};
@@ -10,9 +13,6 @@ use crate::Revision;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
-
-/// A stored item, as the SDK returns it.
-pub type Item = HashMap<String, AttributeValue>;
 
 /// A DynamoDB call that failed for a reason other than its condition.
 #[derive(Debug, thiserror::Error)]
@@ -38,25 +38,6 @@ impl StoreError {
             source: e.into(),
         }
     }
-}
-
-/// What a conditional write found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// The write happened (or had already happened: a retried call whose
-    /// first response was lost finds its own write).
-    Written,
-    /// The same upload already has a record (a redelivery): nothing written.
-    Duplicate {
-        /// Status of the existing record.
-        existing: Option<schema::Status>,
-    },
-    /// A newer upload, a delete, or another job owns the record: nothing
-    /// written.
-    Superseded {
-        /// The newer revision, when that is the reason.
-        newer: Option<Revision>,
-    },
 }
 
 /// "Now" as the store records it.

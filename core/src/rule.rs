@@ -20,9 +20,32 @@
 //! redelivery from a lost race, with one explicit arm per writer where they
 //! differ.
 
-use crate::db::{Item, WriteOutcome};
 use crate::schema::{attr, Status};
 use crate::Revision;
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+/// A stored item, as the SDK returns it.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// What a conditional write found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The write happened (or had already happened: a retried call whose
+    /// first response was lost finds its own write).
+    Written,
+    /// The same upload already has a record (a redelivery): nothing written.
+    Duplicate {
+        /// Status of the existing record.
+        existing: Option<Status>,
+    },
+    /// A newer upload, a delete, or another job owns the record: nothing
+    /// written.
+    Superseded {
+        /// The newer revision, when that is the reason.
+        newer: Option<Revision>,
+    },
+}
 
 /// Condition for replacing the record with a fresh one for `:rev`: no
 /// record, or an older upload's (tombstones included).

@@ -37,16 +37,8 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use tracing::{error, info, warn};
 
-/// The AWS clients the dispatcher calls, built once per cold start.
-#[derive(Clone, Debug)]
-pub struct Clients {
-    /// AWS Batch.
-    pub batch: aws_sdk_batch::Client,
-    /// DynamoDB.
-    pub dynamodb: aws_sdk_dynamodb::Client,
-    /// S3 (manifests).
-    pub s3: aws_sdk_s3::Client,
-}
+use crate::aws::describe;
+pub use crate::aws::Clients;
 
 /// Why an invocation (or part of one) failed.
 #[derive(Debug, thiserror::Error)]
@@ -157,9 +149,27 @@ pub async fn dispatch_changes(
         .result(1)
 }
 
+/// One reconciler pass ([`crate::reconcile::pass`]) whose re-dispatched
+/// images are then submitted like any claimed images. The schedule's event,
+/// `{"reconcile": {}}` and `labeler reconcile` all come here.
+pub async fn reconcile_now(
+    clients: &Clients,
+    cfg: &Config,
+    now: Clock,
+) -> Result<crate::reconcile::Report, crate::reconcile::ReconcileError> {
+    let pass = crate::reconcile::pass(clients, cfg, now).await?;
+    if !pass.again.is_empty() {
+        if let Err(e) = submit_claimed(pass.again, &pass.claim, clients, cfg, now).await {
+            // Claims were released (or failed); the next pass retries them.
+            warn!(error = %e, "re-dispatch incomplete");
+        }
+    }
+    Ok(pass.report)
+}
+
 /// Submits images already claimed under `claim` (the reconciler's
 /// re-dispatches) exactly as claimed images of an event are submitted.
-pub async fn submit_claimed(
+async fn submit_claimed(
     images: Vec<ImageRef>,
     claim: &str,
     clients: &Clients,
@@ -268,7 +278,7 @@ async fn process<'a>(
     }
     run.label_all(labels).await;
     if reconcile {
-        match crate::reconcile::pass(clients, cfg, now).await {
+        match reconcile_now(clients, cfg, now).await {
             Ok(report) => run.summary.reconciled = Some(report),
             Err(e) => {
                 error!(error = %e, "reconciler pass failed");
@@ -438,10 +448,7 @@ impl Run<'_> {
             }
         };
         let parent = plan::parent_job_id(&job.job_id);
-        let reason = format!(
-            "Batch job {} ({}) failed: {}",
-            job.job_name, job.job_id, job.reason
-        );
+        let reason = plan::job_failed_reason(&job.job_name, &job.job_id, &job.reason);
         let images: Vec<&ImageRef> = plan::chunks_of_ended_job(&chunks, job.array_index)
             .into_iter()
             .flat_map(|(_, c)| c.iter())
@@ -844,24 +851,5 @@ async fn live_job_named(clients: &Clients, cfg: &Config, name: &str) -> Option<S
             warn!(job_name = name, error = %describe(&e), "could not look for a job of the same name");
             None
         }
-    }
-}
-
-/// An SDK error with its service code and message, for logs and records.
-pub(crate) fn describe<E, R>(e: &aws_sdk_batch::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_batch::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e {
-        aws_sdk_batch::error::SdkError::ServiceError(se) => {
-            let err = se.err();
-            format!(
-                "{}: {}",
-                err.code().unwrap_or("service error"),
-                err.message().unwrap_or("no message")
-            )
-        }
-        other => aws_sdk_batch::error::DisplayErrorContext(other).to_string(),
     }
 }

@@ -388,18 +388,11 @@ fn parse_batch(payload: &Value) -> Result<Vec<Notice>, String> {
             d.job_id, d.status
         ))]);
     }
-    let mut reason = d
-        .status_reason
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| "no reason given".into());
-    if let Some(c) = &d.container {
-        if let Some(r) = c.reason.as_deref().filter(|r| !r.is_empty()) {
-            reason.push_str(&format!("; container: {r}"));
-        }
-        if let Some(code) = c.exit_code {
-            reason.push_str(&format!("; exit code {code}"));
-        }
-    }
+    let reason = batch_reason(
+        d.status_reason.as_deref(),
+        d.container.as_ref().and_then(|c| c.reason.as_deref()),
+        d.container.as_ref().and_then(|c| c.exit_code),
+    );
     let (array_index, array_size) = match d.array_properties {
         Some(a) => (a.index, a.size.filter(|_| a.index.is_none())),
         None => (None, None),
@@ -414,4 +407,25 @@ fn parse_batch(payload: &Value) -> Result<Vec<Notice>, String> {
         array_index,
         array_size,
     })])
+}
+
+/// Batch's account of a failure: its `statusReason` (or "no reason given"),
+/// the container's reason and its exit code, as events and `DescribeJobs`
+/// both report them.
+pub fn batch_reason(
+    status_reason: Option<&str>,
+    container_reason: Option<&str>,
+    exit_code: Option<i64>,
+) -> String {
+    let mut reason = status_reason
+        .filter(|r| !r.is_empty())
+        .unwrap_or("no reason given")
+        .to_owned();
+    if let Some(r) = container_reason.filter(|r| !r.is_empty()) {
+        reason.push_str(&format!("; container: {r}"));
+    }
+    if let Some(code) = exit_code {
+        reason.push_str(&format!("; exit code {code}"));
+    }
+    reason
 }

@@ -8,6 +8,7 @@
 //! converges whatever events, responses or processes were lost
 //! ([`reconcile`]). Settings: [`config`].
 
+pub mod aws;
 pub mod config;
 pub mod dispatch;
 pub mod event;

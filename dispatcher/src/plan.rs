@@ -181,3 +181,8 @@ pub fn is_our_queue(queue: &str, configured: &str) -> bool {
     let name = |q: &str| q.rsplit('/').next().unwrap_or(q).to_owned();
     queue == configured || name(queue) == name(configured)
 }
+
+/// The reason recorded on an image whose Batch job failed.
+pub fn job_failed_reason(job_name: &str, job_id: &str, batch_reason: &str) -> String {
+    format!("Batch job {job_name} ({job_id}) failed: {batch_reason}")
+}

@@ -22,13 +22,14 @@
 //! | job | SUCCEEDED, yet the record is still QUEUED | dispatch again |
 //! | job | unknown (never created, or forgotten) | dispatch again |
 //!
-//! "Dispatch again" replaces the record by a fresh claim and submits it like
-//! any claim; after `RECONCILE_MAX_DISPATCHES` dispatches of one upload the
+//! "Dispatch again" replaces the record by a fresh claim, which the caller
+//! submits like any claim ([`crate::dispatch::reconcile_now`]); after `RECONCILE_MAX_DISPATCHES` dispatches of one upload the
 //! record is FAILED instead, with the reason in plain words. A pass is
 //! idempotent and bounded, and safe to run beside events and other passes.
 
+use crate::aws::{describe as describe_error, Clients};
 use crate::config::Config;
-use crate::dispatch::{self, Clients};
+use crate::plan;
 use labeler_core::rule::Stored;
 use labeler_core::schema::{self, attr, Status};
 use labeler_core::store::{self, Clock, Item, QueuedBy, WriteOutcome};
@@ -185,8 +186,21 @@ pub fn verdict(
     }
 }
 
-/// Runs one pass.
-pub async fn pass(clients: &Clients, cfg: &Config, now: Clock) -> Result<Report, ReconcileError> {
+/// What a pass decided: its report, and the images it re-claimed under
+/// `claim`, which the caller submits ([`crate::dispatch::reconcile_now`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pass {
+    /// What the pass did.
+    pub report: Report,
+    /// The claim token of the re-dispatches.
+    pub claim: String,
+    /// Images claimed again, to submit.
+    pub again: Vec<ImageRef>,
+}
+
+/// Runs one pass: examines, fails and re-claims; submitting the re-claimed
+/// images is the caller's.
+pub async fn pass(clients: &Clients, cfg: &Config, now: Clock) -> Result<Pass, ReconcileError> {
     let settings = cfg.reconcile;
     let records = old_queued(clients, cfg, now).await?;
     let refs: Vec<String> = records.iter().filter_map(Queued::job_ref).collect();
@@ -264,13 +278,6 @@ pub async fn pass(clients: &Clients, cfg: &Config, now: Clock) -> Result<Report,
         }
     }
     report.redispatched = again.len();
-    if !again.is_empty() {
-        let summary = dispatch::submit_claimed(again, &claim, clients, cfg, now).await;
-        if let Err(e) = summary {
-            // The claims were released (or failed); the next pass retries them.
-            warn!(error = %e, "re-dispatch incomplete");
-        }
-    }
     info!(
         examined = report.examined,
         waiting = report.waiting,
@@ -280,7 +287,11 @@ pub async fn pass(clients: &Clients, cfg: &Config, now: Clock) -> Result<Report,
         changed = report.changed,
         "reconciler pass done"
     );
-    Ok(report)
+    Ok(Pass {
+        report,
+        claim,
+        again,
+    })
 }
 
 /// Records QUEUED before `now - RECONCILE_AFTER_SECONDS`, oldest first per
@@ -361,28 +372,22 @@ async fn describe(
             .set_jobs(Some(batch.iter().map(|s| (*s).clone()).collect()))
             .send()
             .await
-            .map_err(|e| ReconcileError::Describe(dispatch::describe(&e)))?;
+            .map_err(|e| ReconcileError::Describe(describe_error(&e)))?;
         for job in out.jobs() {
             let state = match job.status() {
                 Some(JobStatus::Succeeded) => JobState::Succeeded,
                 Some(JobStatus::Failed) => {
-                    let mut reason = format!(
-                        "Batch job {} ({}) failed: {}",
+                    let container = job.container();
+                    let batch = crate::event::batch_reason(
+                        job.status_reason(),
+                        container.and_then(|c| c.reason()),
+                        container.and_then(|c| c.exit_code()).map(i64::from),
+                    );
+                    JobState::Failed(plan::job_failed_reason(
                         job.job_name().unwrap_or_default(),
                         job.job_id().unwrap_or_default(),
-                        job.status_reason()
-                            .filter(|r| !r.is_empty())
-                            .unwrap_or("no reason given")
-                    );
-                    if let Some(c) = job.container() {
-                        if let Some(r) = c.reason().filter(|r| !r.is_empty()) {
-                            reason.push_str(&format!("; container: {r}"));
-                        }
-                        if let Some(code) = c.exit_code() {
-                            reason.push_str(&format!("; exit code {code}"));
-                        }
-                    }
-                    JobState::Failed(reason)
+                        &batch,
+                    ))
                 }
                 _ => JobState::Live,
             };

@@ -469,7 +469,7 @@ async fn chaos_run(seed: u64) {
         run.now = run
             .now
             .plus_secs(run.cfg.reconcile.after_secs + run.cfg.claim_lease_secs + 1);
-        let report = dispatcher::reconcile::pass(&run.dispatch, &run.cfg, run.now)
+        let report = dispatcher::dispatch::reconcile_now(&run.dispatch, &run.cfg, run.now)
             .await
             .expect("reconciler pass");
         run.compute(0.0, 0.0).await;

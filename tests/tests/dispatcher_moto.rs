@@ -440,7 +440,6 @@ async fn unreadable_messages_are_answered_once_and_their_neighbours_handled() {
 
 mod reconciler {
     use super::*;
-    use dispatcher::reconcile;
     use labeler_core::store::ClaimKind;
     use labeler_core::{ImageRef, Revision};
 
@@ -471,7 +470,7 @@ mod reconciler {
         claim_at(&w, "stranded.jpg", "died-before-submit", then).await;
         claim_at(&w, "recent.jpg", "still-working", then.plus_secs(1000)).await;
 
-        let report = reconcile::pass(&w.clients, &w.cfg, then.plus_secs(1000))
+        let report = dispatcher::dispatch::reconcile_now(&w.clients, &w.cfg, then.plus_secs(1000))
             .await
             .unwrap();
 
@@ -509,11 +508,11 @@ mod reconciler {
         .await
         .unwrap();
 
-        let first = reconcile::pass(&w.clients, &w.cfg, then.plus_secs(1000))
+        let first = dispatcher::dispatch::reconcile_now(&w.clients, &w.cfg, then.plus_secs(1000))
             .await
             .unwrap();
         assert_eq!(first.redispatched, 1, "{first:?}");
-        let second = reconcile::pass(&w.clients, &w.cfg, then.plus_secs(3000))
+        let second = dispatcher::dispatch::reconcile_now(&w.clients, &w.cfg, then.plus_secs(3000))
             .await
             .unwrap();
 
@@ -524,7 +523,7 @@ mod reconciler {
             text(&record, "reason").contains("gave up after 2 dispatches"),
             "{record:?}"
         );
-        let third = reconcile::pass(&w.clients, &w.cfg, then.plus_secs(5000))
+        let third = dispatcher::dispatch::reconcile_now(&w.clients, &w.cfg, then.plus_secs(5000))
             .await
             .unwrap();
         assert_eq!(third.examined, 0, "{third:?}");
@@ -558,7 +557,7 @@ mod reconciler {
         );
         assert_eq!(retried.await.unwrap(), store::WriteOutcome::Written);
 
-        let report = reconcile::pass(&w.clients, &w.cfg, then.plus_secs(1000))
+        let report = dispatcher::dispatch::reconcile_now(&w.clients, &w.cfg, then.plus_secs(1000))
             .await
             .unwrap();
 

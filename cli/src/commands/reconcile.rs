@@ -1,7 +1,7 @@
 //! `labeler reconcile`: one reconciler pass, on demand.
 //!
 //! The same pass the dispatcher runs on its schedule
-//! ([`dispatcher::reconcile::pass`]), configured like `backfill` and `retry`
+//! ([`dispatcher::dispatch::reconcile_now`]), configured like `backfill` and `retry`
 //! from the deployed function's environment: old QUEUED records are found
 //! through the sparse status index, their jobs are asked about, and each is
 //! left to run, dispatched again or recorded FAILED.
@@ -18,7 +18,8 @@ pub async fn run(ctx: &Context, args: &ReconcileArgs, out: &mut dyn Write) -> an
     if let Some(secs) = args.older_than {
         cfg.reconcile.after_secs = secs;
     }
-    let report = dispatcher::reconcile::pass(&ctx.dispatch_clients(), &cfg, Clock::now()).await?;
+    let report =
+        dispatcher::dispatch::reconcile_now(&ctx.dispatch_clients(), &cfg, Clock::now()).await?;
     if args.json {
         serde_json::to_writer(&mut *out, &report)?;
         writeln!(out)?;
