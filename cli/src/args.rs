@@ -2,6 +2,7 @@
 
 use crate::s3uri::S3Uri;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\
@@ -55,6 +56,29 @@ pub enum Command {
     /// Converge old QUEUED records now: dispatch again what lost its job or
     /// claim, record FAILED what Batch failed (what the scheduled pass does).
     Reconcile(ReconcileArgs),
+    /// Serve a read-only web gallery of the labeled images on this machine:
+    /// thumbnails, label search, failures, bounding boxes.
+    Serve(ServeArgs),
+}
+
+/// `labeler serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but a loopback address shows the
+    /// bucket's images to whoever can reach the port.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "LABELER_SERVE_BIND")]
+    pub bind: SocketAddr,
+    /// Open the gallery in the default web browser.
+    #[arg(long)]
+    pub open: bool,
+    /// Lifetime of the presigned S3 URLs the pages show images through, in
+    /// seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(60..=43_200))]
+    pub url_expiry: u64,
+    /// Images per gallery page.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub page_size: u32,
 }
 
 /// `labeler reconcile`.

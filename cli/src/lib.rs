@@ -8,6 +8,7 @@
 //! | `backfill s3://B[/P]` | ListObjectsV2, the dispatcher's settings | the dispatcher's claims, manifests and SubmitJob |
 //! | `retry --failed` | parallel Scan | claims (FAILED → QUEUED) and SubmitJob |
 //! | `export` | Scan, streamed | — |
+//! | `serve` | per page: see [`serve`] | — |
 //!
 //! Commands that dispatch call the dispatcher's own code
 //! ([`dispatcher::dispatch::dispatch_changes`]) with the deployed
@@ -19,6 +20,7 @@ pub mod commands;
 pub mod output;
 pub mod record;
 pub mod s3uri;
+pub mod serve;
 pub mod settings;
 
 use anyhow::bail;
@@ -101,6 +103,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Retry(a) => commands::retry::run(&ctx, a, out).await,
         Command::Export(a) => commands::export::run(&ctx, a, out).await,
         Command::Reconcile(a) => commands::reconcile::run(&ctx, a, out).await,
+        Command::Serve(a) => serve::run(&ctx, a, out).await,
     }?;
     out.flush()?;
     Ok(())
