@@ -46,6 +46,10 @@ function say(text, isError) {
 
 function card(image, labels) {
   const img = el("img", { className: "thumb", src: image.url, alt: image.key, loading: "lazy" });
+  // Skipped files are often not images at all: say so instead of a broken picture.
+  img.addEventListener("error", () => {
+    img.replaceWith(el("div", { className: "no-preview", text: "no preview" }));
+  });
   const caption = el("div", { className: "caption" }, el("div", { className: "key", text: image.key }));
   if (labels.length > 0) {
     const list = el("ul", { className: "labels" });

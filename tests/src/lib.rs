@@ -3,7 +3,9 @@
 //! the local stack uses. A test that needs moto starts it and fails loudly if
 //! it cannot: nothing is skipped.
 
+pub mod browser;
 pub mod gateway;
+pub mod seed;
 
 use aws_config::SdkConfig;
 pub use labeler_local::moto::{free_port, repo_root, venv_bin, Moto};
