@@ -14,7 +14,7 @@ CHECKOV_VENV := .venv-checkov
 # validates and plans infra/ offline from it.
 TF_PROVIDER_MIRROR ?= /opt/tf-plugins
 
-.PHONY: help setup fmt fmt-check lint build lambda demo up down infra-check plan deploy destroy test unit integration chaos bench clean
+.PHONY: help setup browser fmt fmt-check lint build warm-check lambda demo gallery up down infra-check plan deploy destroy test unit integration chaos bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ $(STAMP): requirements-dev.txt
 
 setup: $(STAMP) ## Install the pinned local tooling (moto, cargo-lambda, zig, awscli) into .venv
 	rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+
+browser: ## Install Debian's Chromium and ChromeDriver for the gallery's browser tests (needs root or sudo)
+	scripts/install-browser.sh
 
 fmt: ## Format the code
 	cargo fmt --all
@@ -39,12 +42,19 @@ lint: fmt-check ## Format check and clippy with warnings as errors
 build: ## Build every binary (debug)
 	cargo build --workspace --bins
 
+warm-check: build ## Fail if building again would compile anything (a warm `make demo` runs no compiler)
+	scripts/check-warm-build.sh
+
 lambda: setup ## Build the dispatcher Lambda zip for arm64 (provided.al2023)
 	cargo lambda build --profile lambda-zip --arm64 --output-format zip -p dispatcher
 	@python3 scripts/check_lambda_zip.py $(LAMBDA_ZIP)
 
 demo: setup lambda build ## Run the whole pipeline locally on sample images and show the labels
 	target/debug/labeler-local demo
+
+GALLERY_BIND ?= 127.0.0.1:8080
+gallery: setup lambda build ## The demo, then its labels in the web gallery at http://$(GALLERY_BIND)/ until Ctrl-C
+	target/debug/labeler-local demo --serve $(GALLERY_BIND)
 
 up: setup lambda build ## Start the local stack in the background (UP_FLAGS=--no-events: no event delivery); exports go to .local/stack.env
 	@mkdir -p .local
@@ -90,7 +100,7 @@ unit: ## Unit, property and fault-injection tests (no local stack)
 	cargo test --workspace --exclude integration-tests --exclude labeler-cli
 	cargo test -p labeler-cli --lib --bins
 
-integration: setup lambda build ## Integration and end-to-end tests on moto, cargo-lambda and the local stack
+integration: setup browser lambda build ## Integration and end-to-end tests on moto, cargo-lambda and the local stack
 	cargo test -p integration-tests -- --test-threads=2
 	cargo test -p labeler-cli --test moto -- --test-threads=2
 
@@ -99,11 +109,11 @@ CHAOS_RUNS ?= 50
 chaos: setup ## Seeded chaos runs on moto (CHAOS_SEED=first seed, CHAOS_RUNS=how many; make test runs 4)
 	CHAOS_SEED=$(CHAOS_SEED) CHAOS_RUNS=$(CHAOS_RUNS) cargo test -p integration-tests --test chaos -- --nocapture
 
-bench: setup lambda ## Measure dispatcher, worker and package against loopback stand-ins; writes docs/benchmarks.md
-	cargo build --release -p worker -p dispatcher -p bench
+bench: setup browser lambda ## Measure dispatcher, worker, package and gallery on loopback; writes docs/benchmarks.md
+	cargo build --release -p worker -p dispatcher -p labeler-cli -p bench
 	target/release/bench
 
-test: setup lint infra-check lambda build ## Every test: lint, unit, integration, end to end, Lambda packaging
+test: setup browser lint infra-check lambda build warm-check ## Every test: lint, unit, integration, browser, end to end, Lambda packaging
 	cargo test --workspace --no-fail-fast -- --test-threads=2
 
 clean: ## Remove build output and the local tooling

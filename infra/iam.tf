@@ -336,3 +336,33 @@ resource "aws_iam_role_policy" "flow_logs" {
   role   = aws_iam_role.flow_logs[0].id
   policy = data.aws_iam_policy_document.flow_logs[0].json
 }
+
+################################################################################
+# Viewers: read the results and open the images (labeler get, find, status,
+# export and serve). Attach to the people or roles that inspect results.
+################################################################################
+
+data "aws_iam_policy_document" "viewer" {
+  # cli/src/commands/{get,find,status,export}.rs and cli/src/serve/api.rs:
+  # GetItem on the table, Query on both indexes, Scan for status, export
+  # and the gallery's pages. Nothing writes.
+  statement {
+    sid       = "ReadResults"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]
+    resources = [aws_dynamodb_table.results.arn, "${aws_dynamodb_table.results.arn}/index/*"]
+  }
+
+  # The gallery's presigned URLs carry the signer's permissions: the browser
+  # opening them needs GetObject (GetObjectVersion for versioned records).
+  statement {
+    sid       = "OpenImages"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+    resources = ["${aws_s3_bucket.images.arn}/*"]
+  }
+}
+
+resource "aws_iam_policy" "viewer" {
+  name        = "${var.name_prefix}-viewer"
+  description = "image-labeler: read the results table and open the images (labeler get, find, status, export, serve); writes nothing"
+  policy      = data.aws_iam_policy_document.viewer.json
+}

@@ -92,3 +92,8 @@ output "dispatcher_env" {
   description = "Environment of the dispatcher function, for `cargo lambda deploy --env-file` (see dispatcher/src/config.rs)."
   value       = local.dispatcher_env
 }
+
+output "viewer_policy_arn" {
+  description = "Managed policy for people who inspect results (labeler get, find, status, export, serve): read-only"
+  value       = aws_iam_policy.viewer.arn
+}

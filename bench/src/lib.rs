@@ -6,8 +6,8 @@
 //! * [`standin`]: one HTTP server on 127.0.0.1 that speaks just enough
 //!   Batch, DynamoDB, Rekognition and S3 for the real SDK clients, with
 //!   fixed latency, throttling caps and call accounting;
-//! * [`scenario_dispatcher`], [`scenario_worker`], [`scenario_lambda`]: the
-//!   measurements;
+//! * [`scenario_dispatcher`], [`scenario_worker`], [`scenario_lambda`],
+//!   [`scenario_gallery`]: the measurements;
 //! * [`cost`]: the cost model of `docs/cost.md`;
 //! * [`report`]: the table printed and written to `docs/benchmarks.md` and
 //!   `target/bench/results.json`.
@@ -18,6 +18,7 @@ pub mod events;
 pub mod process;
 pub mod report;
 pub mod scenario_dispatcher;
+pub mod scenario_gallery;
 pub mod scenario_lambda;
 pub mod scenario_worker;
 pub mod standin;

@@ -6,7 +6,7 @@
 //! Flags: `--quick` (smaller runs, for a smoke test), and
 //! `--worker IMAGES CONCURRENCY` and `--cap INVOCATIONS IMAGES` (one worker
 //! run, or one run against the SubmitJob cap, printed only).
-//! Expects `make lambda` and `cargo build --release -p worker -p dispatcher`
+//! Expects `make lambda`, `make browser` and `cargo build --release -p worker -p dispatcher -p labeler-cli`
 //! to have run (`make bench` does both).
 
 use anyhow::Context;
@@ -133,6 +133,22 @@ async fn main() -> anyhow::Result<()> {
         None
     };
 
+    let (gallery_images, gallery_reps) = if quick { (200, 3) } else { (1_000, 7) };
+    eprintln!("bench: web gallery, first page of {gallery_images} labeled images in headless Chromium …");
+    let gallery = match bench::scenario_gallery::run(
+        &root.join("target/release/labeler"),
+        gallery_images,
+        gallery_reps,
+    )
+    .await
+    {
+        Ok(g) => Some(g),
+        Err(e) => {
+            not_measured.push(format!("web gallery: {e:#}"));
+            None
+        }
+    };
+
     let cost_inputs = cost_inputs(&dispatcher, &workers);
     let results = Results {
         machine,
@@ -148,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
         worker: workers,
         packages,
         startup,
+        gallery,
         not_measured,
         cost_inputs,
     };

@@ -3,6 +3,7 @@
 
 use crate::cost::{group, Inputs};
 use crate::scenario_dispatcher::{submit_calls_per_10k, CapResult, SizeResult};
+use crate::scenario_gallery::{GalleryRun, TARGET_MS};
 use crate::scenario_lambda::{Package, Startup, ZIP_TARGET_BYTES};
 use crate::scenario_worker::WorkerRun;
 use serde::Serialize;
@@ -96,6 +97,8 @@ pub struct Results {
     pub packages: Vec<Package>,
     /// Start-up under the emulator.
     pub startup: Option<Startup>,
+    /// The web gallery's first page.
+    pub gallery: Option<GalleryRun>,
     /// What could not be measured, and why.
     pub not_measured: Vec<String>,
     /// The cost model's inputs.
@@ -240,6 +243,18 @@ pub fn rows(r: &Results) -> Vec<Row> {
             measured: format!("{:.1} ms (median of {})", s.cold_median_ms, s.cold_ms.len()),
             ideal: format!("warm: {:.1} ms", s.warm_median_ms),
             ratio: format!("{:.1}× warm", s.cold_median_ms / s.warm_median_ms.max(1e-9)),
+        });
+    }
+    if let Some(g) = &r.gallery {
+        rows.push(Row {
+            figure: format!(
+                "gallery first page, {} thumbnails of {} labeled images",
+                g.page,
+                group(g.images as u64)
+            ),
+            measured: format!("{:.0} ms (median; cold {:.0} ms)", g.warm_median_ms, g.cold_ms),
+            ideal: format!("≤ {TARGET_MS:.0} ms"),
+            ratio: format!("{:.2}", g.ratio_to_target),
         });
     }
     rows
@@ -462,6 +477,33 @@ pub fn section(r: &Results) -> String {
             st.init_ms,
             list(&st.cold_ms),
             list(&st.warm_ms)
+        );
+    }
+    if let Some(g) = &r.gallery {
+        let _ = writeln!(out, "\n### Web gallery\n");
+        let _ = writeln!(
+            out,
+            "`labeler serve` (release build) on moto, {} labeled images ({} labels each, so the \
+             gallery's Scan reads past {} label entries per image record), the first page of {} \
+             thumbnails ({} bytes each, through presigned URLs) opened in headless Chromium. \
+             Timed in the page (Resource Timing): navigation start to the end of the last \
+             thumbnail's response. The first navigation is a fresh browser's.\n",
+            group(g.images as u64),
+            crate::scenario_gallery::LABELS_PER_IMAGE,
+            crate::scenario_gallery::LABELS_PER_IMAGE,
+            g.page,
+            group(g.image_bytes as u64)
+        );
+        let list = g
+            .warm_ms
+            .iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            out,
+            "| cold | median | ratio to {TARGET_MS:.0} ms | `/api/images` (median) | runs, ms |\n|---:|---:|---:|---:|---|\n| {:.0} ms | {:.0} ms | {:.2} | {:.0} ms | {list} |",
+            g.cold_ms, g.warm_median_ms, g.ratio_to_target, g.api_median_ms
         );
     }
     if !r.not_measured.is_empty() {

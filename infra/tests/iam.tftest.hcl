@@ -129,3 +129,31 @@ run "fargate_in_own_subnets_has_neither_instance_nor_flow_log_roles" {
     error_message = "Fargate in your own subnets needs no instance role and gets no flow logs."
   }
 }
+
+run "the_viewer_policy_reads_results_and_images_and_writes_nothing" {
+  command = plan
+
+  assert {
+    condition = jsonencode({
+      for s in data.aws_iam_policy_document.viewer.statement : s.sid => [sort(s.actions), sort(s.resources)]
+      }) == jsonencode({
+      ReadResults = [
+        ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"],
+        sort([
+          "arn:aws:dynamodb:us-east-1:123456789012:table/image-labeler-labels",
+          "arn:aws:dynamodb:us-east-1:123456789012:table/image-labeler-labels/index/*",
+        ]),
+      ]
+      OpenImages = [
+        ["s3:GetObject", "s3:GetObjectVersion"],
+        ["arn:aws:s3:::image-labeler-images-123456789012-us-east-1/*"],
+      ]
+    })
+    error_message = "The viewer policy's statements or their resources changed."
+  }
+
+  assert {
+    condition     = aws_iam_policy.viewer.name == "image-labeler-viewer"
+    error_message = "The viewer policy is named after the stack."
+  }
+}

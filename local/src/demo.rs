@@ -96,15 +96,62 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
-/// Runs the demo: stack up, uploads, wait with progress, table, stack down.
-pub async fn run(opts: &Options) -> anyhow::Result<()> {
+/// The gallery's address when `--serve` names none.
+pub const GALLERY_BIND: &str = "127.0.0.1:8080";
+
+/// Runs the demo: stack up, uploads, wait with progress, table, then (with
+/// `serve`) the web gallery on the demo's results until interrupted, stack down.
+pub async fn run(opts: &Options, serve: Option<&str>) -> anyhow::Result<()> {
     println!(
         "Starting the local stack (moto, dispatcher under cargo lambda, local Batch executor)…"
     );
     let stack = Stack::up(opts).await?;
-    let result = drive(&stack).await;
+    let mut result = drive(&stack).await;
+    if result.is_ok() {
+        result = match serve {
+            Some(bind) => gallery(&stack, bind).await,
+            None => {
+                println!(
+                    "\nSee these labels in a web gallery: `make gallery` runs this demo, then serves http://{GALLERY_BIND}/ until Ctrl-C."
+                );
+                Ok(())
+            }
+        };
+    }
     stack.down().await;
     result
+}
+
+/// Serves `labeler serve` on the demo's stack until Ctrl-C or SIGTERM.
+async fn gallery(stack: &Stack, bind: &str) -> anyhow::Result<()> {
+    let bin = repo_root().join("target/debug/labeler");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: build it with `make build`",
+        bin.display()
+    );
+    println!();
+    let mut child = tokio::process::Command::new(&bin)
+        .args(["serve", "--bind", bind])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(stack.env())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {}", bin.display()))?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        status = child.wait() => {
+            let status = status?;
+            anyhow::ensure!(status.success(), "labeler serve exited: {status}");
+        }
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let _ = child.kill().await;
+    println!("Gallery stopped; stopping the local stack.");
+    Ok(())
 }
 
 async fn drive(stack: &Stack) -> anyhow::Result<()> {

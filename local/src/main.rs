@@ -50,7 +50,13 @@ enum Command {
     /// Start the stack, write `stack.env`, and run until interrupted.
     Up,
     /// Start the stack, upload the sample images, show their labels, stop.
-    Demo,
+    Demo {
+        /// Then serve the web gallery (`labeler serve`) on the demo's results
+        /// at ADDR until Ctrl-C.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1,
+              default_missing_value = labeler_local::demo::GALLERY_BIND)]
+        serve: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -72,7 +78,7 @@ async fn main() -> ExitCode {
         ..Options::default()
     };
     let result = match cli.command {
-        Command::Demo => labeler_local::demo::run(&opts).await,
+        Command::Demo { serve } => labeler_local::demo::run(&opts, serve.as_deref()).await,
         Command::Up => up(&opts).await,
     };
     match result {
