@@ -4,8 +4,9 @@
 //! `target/bench/results.json`.
 //!
 //! Flags: `--quick` (smaller runs, for a smoke test), and
-//! `--worker IMAGES CONCURRENCY` and `--cap INVOCATIONS IMAGES` (one worker
-//! run, or one run against the SubmitJob cap, printed only).
+//! `--worker IMAGES CONCURRENCY`, `--cap INVOCATIONS IMAGES` and
+//! `--gallery IMAGES NAVIGATIONS` (one worker run, one run against the
+//! SubmitJob cap, or the gallery's first page, printed only).
 //! Expects `make lambda`, `make browser` and `cargo build --release -p worker -p dispatcher -p labeler-cli`
 //! to have run (`make bench` does both).
 
@@ -61,6 +62,22 @@ async fn main() -> anyhow::Result<()> {
         };
         let cap = dispatch::cap(number(1)?, number(2)?, DISPATCHER_LATENCY).await?;
         println!("{}", serde_json::to_string_pretty(&cap)?);
+        return Ok(());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--gallery") {
+        let number = |j: usize| -> anyhow::Result<usize> {
+            args.get(i + j)
+                .context("--gallery IMAGES NAVIGATIONS")?
+                .parse()
+                .context("--gallery IMAGES NAVIGATIONS")
+        };
+        let run = bench::scenario_gallery::run(
+            &root.join("target/release/labeler"),
+            number(1)?,
+            number(2)?.max(1),
+        )
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&run)?);
         return Ok(());
     }
     let machine = Machine::describe();
@@ -134,7 +151,9 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let (gallery_images, gallery_reps) = if quick { (200, 3) } else { (1_000, 7) };
-    eprintln!("bench: web gallery, first page of {gallery_images} labeled images in headless Chromium …");
+    eprintln!(
+        "bench: web gallery, first page of {gallery_images} labeled images in headless Chromium …"
+    );
     let gallery = match bench::scenario_gallery::run(
         &root.join("target/release/labeler"),
         gallery_images,

@@ -252,7 +252,10 @@ pub fn rows(r: &Results) -> Vec<Row> {
                 g.page,
                 group(g.images as u64)
             ),
-            measured: format!("{:.0} ms (median; cold {:.0} ms)", g.warm_median_ms, g.cold_ms),
+            measured: format!(
+                "{:.0} ms (median; cold {:.0} ms)",
+                g.warm_median_ms, g.cold_ms
+            ),
             ideal: format!("≤ {TARGET_MS:.0} ms"),
             ratio: format!("{:.2}", g.ratio_to_target),
         });

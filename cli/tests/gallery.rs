@@ -133,9 +133,14 @@ impl World {
         seed::failed(&db, table, &self.image("broken.jpg"), HOSTILE_REASON)
             .await
             .unwrap();
-        seed::skipped(&db, table, &self.image("notes/readme.txt"), "not an image: .txt")
-            .await
-            .unwrap();
+        seed::skipped(
+            &db,
+            table,
+            &self.image("notes/readme.txt"),
+            "not an image: .txt",
+        )
+        .await
+        .unwrap();
     }
 
     fn uri(&self, key: &str) -> String {
@@ -187,16 +192,16 @@ async fn a_person_browses_labels_searches_sees_failures_and_boxes_in_chromium() 
             "const cards = [...document.querySelectorAll('#grid .card')];
              if (cards.length !== 5) return null;
              const imgs = [...document.querySelectorAll('#grid .card img')];
-             return imgs.filter(i => i.complete && i.naturalWidth > 0).length >= 4;",
+             return imgs.length === 4 && imgs.every(i => i.complete && i.naturalWidth > 0);",
         )
         .await
         .unwrap();
     let seen = browser
         .eval(
-            "return [...document.querySelectorAll('#grid .card')].map(c => ({
-               uri: c.dataset.uri,
-               width: c.querySelector('img').naturalWidth,
-               text: c.innerText }))",
+            "return [...document.querySelectorAll('#grid .card')].map(c => {
+               const img = c.querySelector('img');
+               return { uri: c.dataset.uri, width: img ? img.naturalWidth : 0, text: c.innerText };
+             })",
             json!([]),
         )
         .await
@@ -212,10 +217,28 @@ async fn a_person_browses_labels_searches_sees_failures_and_boxes_in_chromium() 
     assert_eq!(card("beach day.png")["width"], 320, "{seen}");
     assert_eq!(card(ODD_KEY)["width"], 320, "{seen}");
     let beach = card("beach day.png")["text"].as_str().unwrap().to_owned();
-    assert!(beach.contains("Beach") && beach.contains("99.1%"), "{beach}");
+    assert!(
+        beach.contains("Beach") && beach.contains("99.1%"),
+        "{beach}"
+    );
     let failed = card("broken.jpg")["text"].as_str().unwrap().to_owned();
-    assert!(failed.contains("FAILED") && failed.contains("<script>"), "{failed}");
-    browser.screenshot(&screenshot("gallery.png")).await.unwrap();
+    assert!(
+        failed.contains("FAILED") && failed.contains("<script>"),
+        "{failed}"
+    );
+    // A skipped text file has no picture: the card says so.
+    let skipped = card("notes/readme.txt")["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        skipped.contains("no preview") && skipped.contains("not an image: .txt"),
+        "{skipped}"
+    );
+    browser
+        .screenshot(&screenshot("gallery.png"))
+        .await
+        .unwrap();
 
     // Search: "dog" at 90% or more narrows the grid to the sunset.
     browser
@@ -242,10 +265,16 @@ async fn a_person_browses_labels_searches_sees_failures_and_boxes_in_chromium() 
     let hits = hits.as_array().unwrap();
     assert_eq!(hits.len(), 1, "{hits:?}");
     let hit = hits[0].as_str().unwrap();
-    assert!(hit.contains("Dog") && hit.contains("91.5%") && hit.contains(ODD_KEY), "{hit}");
+    assert!(
+        hit.contains("Dog") && hit.contains("91.5%") && hit.contains(ODD_KEY),
+        "{hit}"
+    );
     assert_eq!(
         browser
-            .eval("return document.getElementById('min-value').textContent", json!([]))
+            .eval(
+                "return document.getElementById('min-value').textContent",
+                json!([])
+            )
             .await
             .unwrap(),
         "90"
@@ -278,7 +307,10 @@ async fn a_person_browses_labels_searches_sees_failures_and_boxes_in_chromium() 
     assert!(facts.contains(&w.uri(ODD_KEY)), "{facts}");
     assert!(facts.contains(seed::JOB_ID), "{facts}");
     let labels = geometry["labels"].as_str().unwrap();
-    assert!(labels.contains("Sunset") && labels.contains("Outdoors"), "{labels}");
+    assert!(
+        labels.contains("Sunset") && labels.contains("Outdoors"),
+        "{labels}"
+    );
     let f = |v: &Value, i: usize| v.as_array().unwrap()[i].as_f64().unwrap();
     let (img, bx) = (&geometry["img"], &geometry["box"]);
     // The box is [0.25, 0.5, 0.5, 0.25] of the image, within the 2 px border.
@@ -310,7 +342,13 @@ async fn a_person_browses_labels_searches_sees_failures_and_boxes_in_chromium() 
     assert_eq!(status["reason"], HOSTILE_REASON, "{status}");
     assert_eq!(status["uri"], w.uri("broken.jpg"), "{status}");
     assert!(status["failed"].as_str().unwrap().contains('1'), "{status}");
-    assert!(status["skipped"].as_str().unwrap().contains("not an image: .txt"), "{status}");
+    assert!(
+        status["skipped"]
+            .as_str()
+            .unwrap()
+            .contains("not an image: .txt"),
+        "{status}"
+    );
     assert_eq!(status["scripts"], 1, "only the page's own script: {status}");
     assert_eq!(status["images"], 0, "no injected image: {status}");
     assert_ne!(status["title"], "pwned");
@@ -343,11 +381,17 @@ async fn the_server_answers_bad_requests_plainly_and_only_on_its_own_name() {
     let home = fetch("GET", &format!("{base}/"), None).await.unwrap();
     assert_eq!(home.status, 200);
     let csp = home.headers["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(home.headers["x-content-type-options"], "nosniff");
 
     // A missing record is a 404 page that names it, escaped.
-    let missing = format!("{base}/image?uri=s3%3A%2F%2F{}%2F%3Cb%3Enope.jpg", w.stack.bucket);
+    let missing = format!(
+        "{base}/image?uri=s3%3A%2F%2F{}%2F%3Cb%3Enope.jpg",
+        w.stack.bucket
+    );
     let page = fetch("GET", &missing, None).await.unwrap();
     assert_eq!(page.status, 404, "{}", page.body);
     assert!(page.body.contains("&lt;b&gt;nope.jpg"), "{}", page.body);
@@ -366,12 +410,18 @@ async fn the_server_answers_bad_requests_plainly_and_only_on_its_own_name() {
     assert_eq!(forged.status, 400, "{}", forged.body);
 
     // Read-only, and only for its own loopback name (DNS rebinding).
-    let post = fetch("POST", &format!("{base}/api/images"), None).await.unwrap();
-    assert_eq!(post.status, 405);
-    assert_eq!(post.headers["allow"], "GET, HEAD");
-    let rebound = fetch("GET", &format!("{base}/api/images"), Some(&format!("evil.example:{port}")))
+    let post = fetch("POST", &format!("{base}/api/images"), None)
         .await
         .unwrap();
+    assert_eq!(post.status, 405);
+    assert_eq!(post.headers["allow"], "GET, HEAD");
+    let rebound = fetch(
+        "GET",
+        &format!("{base}/api/images"),
+        Some(&format!("evil.example:{port}")),
+    )
+    .await
+    .unwrap();
     assert_eq!(rebound.status, 403, "{}", rebound.body);
 
     // A key of 1,024 bytes, with unicode, round-trips through the API.
@@ -379,9 +429,14 @@ async fn the_server_answers_bad_requests_plainly_and_only_on_its_own_name() {
     let long_key = format!("{long_key}x");
     assert_eq!(long_key.len(), 1024);
     let db = aws_sdk_dynamodb::Client::new(&w.sdk);
-    seed::labeled(&db, &w.stack.table, &w.image(&long_key), &[label("Text", 88.0, &[])])
-        .await
-        .unwrap();
+    seed::labeled(
+        &db,
+        &w.stack.table,
+        &w.image(&long_key),
+        &[label("Text", 88.0, &[])],
+    )
+    .await
+    .unwrap();
     let encoded: String = percent_encoding::utf8_percent_encode(
         &w.uri(&long_key),
         percent_encoding::NON_ALPHANUMERIC,
@@ -402,7 +457,9 @@ async fn the_server_answers_bad_requests_plainly_and_only_on_its_own_name() {
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..10 {
-        let q = cursor.as_ref().map_or(String::new(), |c| format!("&cursor={c}"));
+        let q = cursor
+            .as_ref()
+            .map_or(String::new(), |c| format!("&cursor={c}"));
         let page = fetch("GET", &format!("{base}/api/images?limit=2{q}"), None)
             .await
             .unwrap();

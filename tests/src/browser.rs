@@ -16,8 +16,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-use std::path::Path;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -149,8 +149,12 @@ impl Browser {
 
     /// Navigates to `url` and waits for the page to load.
     pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
-        self.call("POST", &self.session_path("/url"), Some(json!({"url": url})))
-            .await?;
+        self.call(
+            "POST",
+            &self.session_path("/url"),
+            Some(json!({"url": url})),
+        )
+        .await?;
         Ok(())
     }
 
@@ -176,7 +180,10 @@ impl Browser {
             }
             if Instant::now() > deadline {
                 let text = self
-                    .eval("return document.body ? document.body.innerText : ''", json!([]))
+                    .eval(
+                        "return document.body ? document.body.innerText : ''",
+                        json!([]),
+                    )
                     .await
                     .unwrap_or_default();
                 bail!("waited {WAIT:?} for {what}; the page shows:\n{text}");

@@ -41,8 +41,16 @@ pub async fn labeled(
 ) -> anyhow::Result<()> {
     let attempt = attempt(1);
     claim_and_take(db, table, image, &attempt).await?;
-    let outcome =
-        record_labeled(db, table, image, labels, Some("3.0"), &attempt, Clock::now()).await?;
+    let outcome = record_labeled(
+        db,
+        table,
+        image,
+        labels,
+        Some("3.0"),
+        &attempt,
+        Clock::now(),
+    )
+    .await?;
     anyhow::ensure!(outcome == WriteOutcome::Written, "labeled: {outcome:?}");
     Ok(())
 }

@@ -155,7 +155,10 @@ impl Api {
             let room = limit - records.len();
             let more_in_page = items.len() > room;
             records.extend(items.iter().take(room).filter_map(Record::from_item));
-            let ended = out.last_evaluated_key.as_ref().is_none_or(HashMap::is_empty);
+            let ended = out
+                .last_evaluated_key
+                .as_ref()
+                .is_none_or(HashMap::is_empty);
             if records.len() == limit {
                 // Resume right after the last record shown: a Scan starts
                 // after any primary key, not only a page's last.
@@ -266,7 +269,11 @@ impl Api {
         }
         let failed = self.newest(Status::Failed, limit, false).await?;
         let skipped = self.newest(Status::Skipped, limit, false).await?;
-        let oldest_queued = self.newest(Status::Queued, 1, true).await?.into_iter().next();
+        let oldest_queued = self
+            .newest(Status::Queued, 1, true)
+            .await?
+            .into_iter()
+            .next();
         let scanned = if scan {
             let scan = ImageScan {
                 table: &self.table,
@@ -366,7 +373,10 @@ impl Api {
         Ok(listed)
     }
 
-    fn status_query(&self, shard: &str) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    fn status_query(
+        &self,
+        shard: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         self.dynamodb
             .query()
             .table_name(&self.table)
@@ -389,7 +399,12 @@ impl Api {
     }
 
     /// A presigned GET of the object (of `version` when the record names one).
-    async fn url(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<String, ApiError> {
+    async fn url(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<String, ApiError> {
         let config = PresigningConfig::expires_in(self.url_expiry)
             .map_err(|e| anyhow::anyhow!("presigning: {e}"))?;
         let request = self
@@ -450,7 +465,10 @@ mod tests {
     #[test]
     fn a_cursor_round_trips_any_key() {
         let key: Item = HashMap::from([
-            ("pk".into(), AttributeValue::S("s3://b/café/λ+1 50%.jpg".into())),
+            (
+                "pk".into(),
+                AttributeValue::S("s3://b/café/λ+1 50%.jpg".into()),
+            ),
             ("sk".into(), AttributeValue::S("LABEL#Dog".into())),
             ("label".into(), AttributeValue::S("dog".into())),
             ("confidence".into(), AttributeValue::N("97.25".into())),

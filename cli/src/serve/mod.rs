@@ -235,7 +235,11 @@ impl Server {
 
     fn api_failure_page(&self, e: &ApiError) -> Reply {
         let (status, _) = failure_status(e);
-        self.reject_page(status, "Could not read the table", &crate::error_line(&anyhow::anyhow!("{e:#}")))
+        self.reject_page(
+            status,
+            "Could not read the table",
+            &crate::error_line(&anyhow::anyhow!("{e:#}")),
+        )
     }
 }
 

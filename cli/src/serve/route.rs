@@ -314,7 +314,10 @@ mod tests {
     #[test]
     fn label_search_reads_its_confidence_and_page() {
         assert_eq!(
-            get("/api/labels/Golden%20Retriever", Some("min=90.5&limit=10&cursor=abc")),
+            get(
+                "/api/labels/Golden%20Retriever",
+                Some("min=90.5&limit=10&cursor=abc")
+            ),
             Ok(Route::ApiLabel {
                 name: "Golden Retriever".into(),
                 min_confidence: 90.5,
