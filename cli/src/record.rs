@@ -33,6 +33,9 @@ pub struct Record {
     pub labels: Vec<Label>,
     /// Rekognition's label model version.
     pub label_model_version: Option<String>,
+    /// The image whose labels were reused (same content), when DetectLabels
+    /// did not run for this one.
+    pub reused_from: Option<String>,
     /// Batch job id (the parent's for array jobs).
     pub job_id: Option<String>,
     /// Batch job name.
@@ -84,6 +87,7 @@ impl Record {
             reason: string(item, attr::REASON),
             labels,
             label_model_version: string(item, attr::LABEL_MODEL_VERSION),
+            reused_from: string(item, attr::REUSED_FROM),
             job_id: string(item, attr::JOB_ID),
             job_name: string(item, attr::JOB_NAME),
             array_index: number(item, attr::ARRAY_INDEX),

@@ -142,6 +142,7 @@ pub fn labeled_transaction(
     image: &ImageRef,
     labels: &[Label],
     model_version: Option<&str>,
+    provenance: Provenance<'_>,
     attempt: &Attempt,
     now: Clock,
 ) -> Vec<TransactWriteItem> {
@@ -152,6 +153,7 @@ pub fn labeled_transaction(
         "attempts = :attempts",
         "updated_at = :now",
     ];
+    let mut remove = vec!["reason", schema::STATUS_INDEX_PK, schema::STATUS_INDEX_SK];
     let mut update = Update::builder()
         .table_name(table)
         .set_key(Some(image_key(&image.bucket, &image.key)))
@@ -177,12 +179,18 @@ pub fn labeled_transaction(
         set.push("job_id = :job_id");
         update = update.expression_attribute_values(":job_id", s(job_id));
     }
+    match provenance {
+        Provenance::Detected => remove.push(attr::REUSED_FROM),
+        Provenance::Reused { from } => {
+            set.push("reused_from = :from");
+            update = update.expression_attribute_values(":from", s(from));
+        }
+    }
     let update = update
         .update_expression(format!(
-            "SET {} REMOVE reason, {}, {}",
+            "SET {} REMOVE {}",
             set.join(", "),
-            schema::STATUS_INDEX_PK,
-            schema::STATUS_INDEX_SK
+            remove.join(", ")
         ))
         .build()
         .expect("key, table and update expression are set");
@@ -216,7 +224,74 @@ pub async fn record_labeled(
     attempt: &Attempt,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let items = labeled_transaction(table, image, labels, model_version, attempt, now);
+    let items = labeled_transaction(
+        table,
+        image,
+        labels,
+        model_version,
+        Provenance::Detected,
+        attempt,
+        now,
+    );
+    write_labeled(client, table, image, items, attempt).await
+}
+
+/// Stores labels found for the same content ([`crate::reuse`]) as the
+/// LABELED outcome of `image`, naming the image they were detected for:
+/// the same write as [`record_labeled`], without a DetectLabels call.
+pub async fn record_reused(
+    client: &Client,
+    table: &str,
+    image: &ImageRef,
+    reused: &Reused,
+    attempt: &Attempt,
+    now: Clock,
+) -> Result<WriteOutcome, StoreError> {
+    let items = labeled_transaction(
+        table,
+        image,
+        &reused.labels,
+        reused.model_version.as_deref(),
+        Provenance::Reused {
+            from: &reused.source,
+        },
+        attempt,
+        now,
+    );
+    write_labeled(client, table, image, items, attempt).await
+}
+
+/// Labels found for the same content ([`crate::reuse::lookup`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reused {
+    /// The labels, as stored for the image that paid for them.
+    pub labels: Vec<Label>,
+    /// The label model version that produced them.
+    pub model_version: Option<String>,
+    /// `s3://BUCKET/KEY` of that image.
+    pub source: String,
+}
+
+/// Where a LABELED record's labels come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance<'a> {
+    /// A DetectLabels call for this image.
+    Detected,
+    /// A content entry: the labels of `from` (`s3://BUCKET/KEY`), an image
+    /// with the same bytes. Stored as [`attr::REUSED_FROM`].
+    Reused {
+        /// The image that paid for the labels.
+        from: &'a str,
+    },
+}
+
+async fn write_labeled(
+    client: &Client,
+    table: &str,
+    image: &ImageRef,
+    items: Vec<TransactWriteItem>,
+    attempt: &Attempt,
+) -> Result<WriteOutcome, StoreError> {
     let keep: HashSet<String> = items
         .iter()
         .filter_map(|i| i.put()?.item().get(SK)?.as_s().ok().cloned())
@@ -423,7 +498,15 @@ mod tests {
             .map(|i| label(&format!("L{i}"), i as f32 / 5.0))
             .collect();
 
-        let items = labeled_transaction("labels", &image(), &labels, Some("3.0"), &attempt(), NOW);
+        let items = labeled_transaction(
+            "labels",
+            &image(),
+            &labels,
+            Some("3.0"),
+            Provenance::Detected,
+            &attempt(),
+            NOW,
+        );
 
         assert_eq!(items.len(), MAX_TRANSACT_ITEMS);
         assert!(items[0].update().is_some());
@@ -439,6 +522,7 @@ mod tests {
             &image(),
             &[label("Cat", 99.0)],
             Some("3.0"),
+            Provenance::Detected,
             &attempt(),
             NOW,
         );
@@ -465,7 +549,7 @@ mod tests {
         assert_eq!(
             update.update_expression(),
             "SET #status = :labeled, labels = :labels, attempts = :attempts, updated_at = :now, \
-             label_model_version = :model, job_id = :job_id REMOVE reason, status_key, status_at"
+             label_model_version = :model, job_id = :job_id REMOVE reason, status_key, status_at, reused_from"
         );
         assert_eq!(
             update.return_values_on_condition_check_failure(),
@@ -491,7 +575,15 @@ mod tests {
 
     #[test]
     fn a_run_outside_batch_records_no_job_id_or_model_version() {
-        let items = labeled_transaction("labels", &image(), &[], None, &Attempt::default(), NOW);
+        let items = labeled_transaction(
+            "labels",
+            &image(),
+            &[],
+            None,
+            Provenance::Detected,
+            &Attempt::default(),
+            NOW,
+        );
 
         let update = items[0].update().unwrap();
         assert_eq!(items.len(), 1);

@@ -14,16 +14,18 @@
 //! * [`store`]: the dispatcher's conditional writes (claims, skips,
 //!   failures, tombstones, re-dispatches).
 //! * [`labeling`]: the worker's conditional writes (take, LABELED, FAILED).
+//! * [`reuse`]: content entries, so each distinct picture is labeled once.
 //! * [`table`]: the table's key schema and indexes, for tools that create it.
 //!
 //! Layering, bottom up: `rule` (pure) → `db` → `entries` → `store`,
-//! `labeling`; nothing imports upwards.
+//! `labeling` → `reuse`; nothing imports upwards.
 
 pub mod db;
 pub mod entries;
 pub mod job;
 pub mod key;
 pub mod labeling;
+pub mod reuse;
 pub mod revision;
 pub mod rule;
 pub mod schema;

@@ -84,8 +84,12 @@ pub mod attr {
     /// How many times the image was dispatched for its upload (the first
     /// dispatch is 1); bounds the reconciler's re-dispatches.
     pub const DISPATCHES: &str = "dispatches";
-    /// Unix seconds after which DynamoDB's TTL deletes the item (tombstones).
+    /// Unix seconds after which DynamoDB's TTL deletes the item (tombstones,
+    /// content entries).
     pub const EXPIRES_AT: &str = "expires_at";
+    /// `s3://BUCKET/KEY` of the image whose labels a LABELED record reuses
+    /// (same content); absent when DetectLabels ran for this image.
+    pub const REUSED_FROM: &str = "reused_from";
 }
 
 /// Name of the sparse global secondary index over records that need

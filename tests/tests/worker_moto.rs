@@ -268,3 +268,168 @@ async fn one_bad_image_fails_alone_and_the_others_are_labeled() {
         "a permanent error is not retried"
     );
 }
+
+impl World {
+    /// Uploads `key` (or copies `from` to it with CopyObject), reads its
+    /// ETag and size back as the dispatcher gets them from the event, and
+    /// claims it.
+    async fn queued_with_identity(
+        &self,
+        key: &str,
+        from: Option<&str>,
+        sequencer: &str,
+    ) -> ImageRef {
+        let s3 = s3_client(&self.sdk);
+        match from {
+            None => {
+                let body = std::fs::read(integration_tests::repo_root().join("samples/forest.png"))
+                    .unwrap();
+                s3.put_object()
+                    .bucket(&self.stack.bucket)
+                    .key(key)
+                    .body(body.into())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            Some(source) => {
+                s3.copy_object()
+                    .bucket(&self.stack.bucket)
+                    .key(key)
+                    .copy_source(format!("{}/{source}", self.stack.bucket))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        let head = s3
+            .head_object()
+            .bucket(&self.stack.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        let image = ImageRef {
+            bucket: self.stack.bucket.clone(),
+            key: key.to_owned(),
+            revision: Revision::from_sequencer(sequencer).unwrap(),
+            version_id: None,
+            etag: head.e_tag().map(str::to_owned),
+            size: head.content_length().map(|n| n as u64),
+        };
+        let db = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let claimed = store::claim(
+            &db,
+            &self.stack.table,
+            &image,
+            "test-claim",
+            Clock::now(),
+            900,
+        )
+        .await
+        .unwrap();
+        assert_eq!(claimed, WriteOutcome::Written);
+        image
+    }
+}
+
+#[tokio::test]
+async fn a_copy_under_a_new_key_is_labeled_without_a_detect_labels_call() {
+    let w = world().await;
+    let detect = mock!(aws_sdk_rekognition::Client::detect_labels).then_output(|| {
+        DetectLabelsOutput::builder()
+            .labels(
+                RekognitionLabel::builder()
+                    .name("Tree")
+                    .confidence(97.5)
+                    .build(),
+            )
+            .label_model_version("3.0")
+            .build()
+    });
+    let clients = Clients {
+        rekognition: mock_client!(aws_sdk_rekognition, RuleMode::MatchAny, [&detect]),
+        ..w.clients()
+    };
+    let label = |images: Vec<ImageRef>, settings: Settings| {
+        let (w, clients) = (&w, &clients);
+        async move {
+            run(
+                &w.job(&images),
+                &images,
+                clients,
+                &settings,
+                Shutdown::never(),
+            )
+            .await
+        }
+    };
+
+    let original = w
+        .queued_with_identity("photos/forest.png", None, "01")
+        .await;
+    let first = label(vec![original.clone()], Settings::default()).await;
+    assert_eq!((first.labeled, first.reused), (1, 0), "{first:?}");
+    assert_eq!(detect.num_calls(), 1);
+
+    // Moving a photo is a copy (same bytes, same ETag) under a new key.
+    let copy = w
+        .queued_with_identity("moved/forest copy.png", Some("photos/forest.png"), "02")
+        .await;
+    assert_eq!(copy.etag, original.etag, "CopyObject keeps the ETag");
+    let second = label(vec![copy], Settings::default()).await;
+    assert_eq!((second.labeled, second.reused), (1, 1), "{second:?}");
+    assert_eq!(detect.num_calls(), 1, "the copy cost no DetectLabels call");
+    let record = w.record("moved/forest copy.png").await;
+    assert_eq!(text(&record, attr::STATUS), Status::Labeled.as_str());
+    assert_eq!(
+        text(&record, attr::REUSED_FROM),
+        format!("s3://{}/photos/forest.png", w.stack.bucket)
+    );
+    assert_eq!(text(&record, attr::LABEL_MODEL_VERSION), "3.0");
+    let labels = record[attr::LABELS].as_l().unwrap();
+    assert_eq!(
+        labeler_core::schema::label_from_attr(&labels[0])
+            .unwrap()
+            .name,
+        "Tree"
+    );
+    // The copy is findable by its labels like any labeled image.
+    let hits = aws_sdk_dynamodb::Client::new(&w.sdk)
+        .query()
+        .table_name(&w.stack.table)
+        .index_name(labeler_core::schema::LABEL_INDEX)
+        .key_condition_expression("#l = :l")
+        .expression_attribute_names("#l", labeler_core::schema::LABEL_INDEX_PK)
+        .expression_attribute_values(
+            ":l",
+            aws_sdk_dynamodb::types::AttributeValue::S("tree".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hits.count(), 2);
+    // The original keeps its own provenance.
+    let first_record = w.record("photos/forest.png").await;
+    assert!(!first_record.contains_key(attr::REUSED_FROM));
+
+    // Switched off, a third copy is labeled afresh.
+    let third = w
+        .queued_with_identity("again/forest.png", Some("photos/forest.png"), "03")
+        .await;
+    let off = Settings {
+        reuse: None,
+        ..Settings::default()
+    };
+    let third_run = label(vec![third], off).await;
+    assert_eq!(
+        (third_run.labeled, third_run.reused),
+        (1, 0),
+        "{third_run:?}"
+    );
+    assert_eq!(detect.num_calls(), 2);
+    assert!(!w
+        .record("again/forest.png")
+        .await
+        .contains_key(attr::REUSED_FROM));
+}

@@ -2,7 +2,7 @@
 //! job definition can set defaults in `environment` and Batch's own
 //! variables (`AWS_BATCH_JOB_*`) are picked up without flags.
 
-use crate::run::{JobRequest, Settings};
+use crate::run::{JobRequest, Reuse, Settings};
 use clap::Parser;
 use labeler_core::labeling::Attempt;
 use std::time::Duration;
@@ -64,6 +64,29 @@ pub struct Cli {
     #[arg(long, env = "AWS_BATCH_JOB_ID", value_name = "ID")]
     pub batch_job_id: Option<String>,
 
+    /// Reuse the labels of an image with the same content (same ETag and
+    /// size, same labeling options) instead of calling DetectLabels again,
+    /// and store each image's labels for its copies. `false` turns it off.
+    #[arg(
+        long,
+        env = "LABELER_REUSE_LABELS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub reuse_labels: bool,
+
+    /// Days stored labels are reused before a copy is labeled afresh (the
+    /// content entry's TTL), so a new Rekognition label model is picked up.
+    #[arg(
+        long,
+        env = "LABELER_REUSE_TTL_DAYS",
+        default_value_t = labeler_core::reuse::DEFAULT_TTL_DAYS,
+        value_parser = clap::value_parser!(u64).range(1..=3650),
+        value_name = "DAYS"
+    )]
+    pub reuse_ttl_days: u64,
+
     /// Batch attempt number, recorded on every image written.
     #[arg(
         long,
@@ -115,6 +138,9 @@ impl Cli {
                     .unwrap_or_else(labeler_core::labeling::process_owner),
                 attempt: self.batch_attempt,
             },
+            reuse: self.reuse_labels.then_some(Reuse {
+                ttl_days: self.reuse_ttl_days,
+            }),
         }
     }
 }
@@ -183,6 +209,8 @@ mod tests {
             ("--max-attempts", "LABELER_MAX_ATTEMPTS"),
             ("--drain-seconds", "LABELER_DRAIN_SECONDS"),
             ("--expect-table", "LABELER_TABLE"),
+            ("--reuse-labels", "LABELER_REUSE_LABELS"),
+            ("--reuse-ttl-days", "LABELER_REUSE_TTL_DAYS"),
             ("--array-index", "AWS_BATCH_JOB_ARRAY_INDEX"),
             ("--batch-job-id", "AWS_BATCH_JOB_ID"),
             ("--batch-attempt", "AWS_BATCH_JOB_ATTEMPT"),

@@ -10,6 +10,7 @@ use aws_sdk_rekognition::types::{Image, S3Object};
 use futures::{stream, StreamExt};
 use labeler_core::job::{select_chunk, ImageSource, Manifest, ManifestRef};
 use labeler_core::labeling::{self, Attempt};
+use labeler_core::reuse::{self, ContentKey};
 use labeler_core::schema::attr;
 use labeler_core::store::{self, Clock, WriteOutcome};
 use labeler_core::{ImageRef, JobSpec, Revision, Status};
@@ -40,6 +41,23 @@ pub struct Settings {
     pub drain: Duration,
     /// Job id and attempt recorded on every image written.
     pub attempt: Attempt,
+    /// Content reuse ([`labeler_core::reuse`]); `None` turns it off.
+    pub reuse: Option<Reuse>,
+}
+
+/// How labels are reused across images with the same content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reuse {
+    /// Days a stored content entry is reused (its TTL).
+    pub ttl_days: u64,
+}
+
+impl Default for Reuse {
+    fn default() -> Self {
+        Self {
+            ttl_days: reuse::DEFAULT_TTL_DAYS,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -53,6 +71,7 @@ impl Default for Settings {
                 owner: labeler_core::labeling::process_owner(),
                 attempt: 1,
             },
+            reuse: Some(Reuse::default()),
         }
     }
 }
@@ -75,6 +94,9 @@ pub enum ImageOutcome {
     Labeled {
         /// Labels stored.
         labels: usize,
+        /// The image whose labels were reused (same content): no
+        /// DetectLabels call was made for this one.
+        reused_from: Option<String>,
     },
     /// Rekognition refused the image for good; the record is FAILED.
     Failed {
@@ -108,6 +130,9 @@ pub struct Outcome {
     pub images: usize,
     /// Images labeled by this run.
     pub labeled: usize,
+    /// Of those, images labeled with the labels of an image with the same
+    /// content, without a DetectLabels call.
+    pub reused: usize,
     /// Images recorded FAILED by this run.
     pub failed: usize,
     /// Images that already had a terminal record for their upload.
@@ -139,9 +164,27 @@ impl Outcome {
     fn add(&mut self, image: &ImageRef, outcome: ImageOutcome) {
         let (bucket, key, revision) = (&image.bucket, &image.key, image.revision.as_str());
         match outcome {
-            ImageOutcome::Labeled { labels } => {
+            ImageOutcome::Labeled {
+                labels,
+                reused_from: None,
+            } => {
                 info!(bucket, key, revision, labels, "labeled");
                 self.labeled += 1;
+            }
+            ImageOutcome::Labeled {
+                labels,
+                reused_from: Some(from),
+            } => {
+                info!(
+                    bucket,
+                    key,
+                    revision,
+                    labels,
+                    reused_from = from.as_str(),
+                    "labeled with the labels of the same content"
+                );
+                self.labeled += 1;
+                self.reused += 1;
             }
             ImageOutcome::Failed { reason } => {
                 warn!(bucket, key, revision, reason, "failed for good");
@@ -215,6 +258,7 @@ pub async fn execute(
         table = %job.table,
         images = outcome.images,
         labeled = outcome.labeled,
+        reused = outcome.reused,
         failed = outcome.failed,
         already_done = outcome.already_done,
         superseded = outcome.superseded,
@@ -315,7 +359,7 @@ pub async fn run(
     let mut results = stream::iter(chunk)
         .take_until(Box::pin(shutdown.clone().requested()))
         .map(|image| async move {
-            let result = label_image(job, image, clients, limiter, attempt).await;
+            let result = label_image(job, image, clients, limiter, attempt, settings.reuse).await;
             (image, result)
         })
         .buffer_unordered(settings.concurrency.max(1));
@@ -399,8 +443,9 @@ pub async fn label_image(
     clients: &Clients,
     limiter: Option<&RateLimiter>,
     attempt: &Attempt,
+    reuse: Option<Reuse>,
 ) -> ImageOutcome {
-    match try_label_image(job, image, clients, limiter, attempt).await {
+    match try_label_image(job, image, clients, limiter, attempt, reuse).await {
         Ok(outcome) => outcome,
         Err(e) => ImageOutcome::Retryable(e),
     }
@@ -412,6 +457,7 @@ async fn try_label_image(
     clients: &Clients,
     limiter: Option<&RateLimiter>,
     attempt: &Attempt,
+    reuse: Option<Reuse>,
 ) -> Result<ImageOutcome, WorkerError> {
     let (db, table) = (&clients.dynamodb, job.table.as_str());
     let record = store::get_image(db, table, &image.bucket, &image.key).await?;
@@ -434,6 +480,33 @@ async fn try_label_image(
         }
         WriteOutcome::Superseded { newer: None } => return Ok(ImageOutcome::TakenElsewhere),
     }
+    // Taken: look for labels of the same content before paying for them.
+    let content = reuse.and_then(|r| Some((ContentKey::of(image, &job.options)?, r)));
+    if let Some((key, _)) = &content {
+        match reuse::lookup(db, table, key, Clock::now()).await {
+            Ok(Some(found)) => {
+                let outcome =
+                    labeling::record_reused(db, table, image, &found, attempt, Clock::now())
+                        .await?;
+                return Ok(written(
+                    outcome,
+                    ImageOutcome::Labeled {
+                        labels: found.labels.len(),
+                        reused_from: Some(found.source),
+                    },
+                ));
+            }
+            Ok(None) => {}
+            // The entry is an optimisation: without it the image is labeled
+            // as if there were none.
+            Err(e) => warn!(
+                bucket = image.bucket.as_str(),
+                key = image.key.as_str(),
+                error = %e,
+                "content lookup failed; labeling without reuse"
+            ),
+        }
+    }
     if let Some(limiter) = limiter {
         limiter.acquire().await;
     }
@@ -450,7 +523,7 @@ async fn try_label_image(
         .min_confidence(job.options.min_confidence)
         .send()
         .await;
-    let written = match response {
+    let written_outcome = match response {
         Ok(output) => {
             let labels = stored_labels(&output);
             let outcome = labeling::record_labeled(
@@ -463,10 +536,31 @@ async fn try_label_image(
                 Clock::now(),
             )
             .await?;
+            if let (Some((key, r)), WriteOutcome::Written) = (&content, &outcome) {
+                // After the record: a crash in between costs the next copy
+                // one DetectLabels call, nothing else.
+                let entry = reuse::entry(
+                    key,
+                    image,
+                    &labels,
+                    output.label_model_version(),
+                    Clock::now(),
+                    r.ttl_days,
+                );
+                if let Err(e) = reuse::remember(db, table, entry).await {
+                    warn!(
+                        bucket = image.bucket.as_str(),
+                        key = image.key.as_str(),
+                        error = %e,
+                        "could not store the content entry; copies will be labeled again"
+                    );
+                }
+            }
             (
                 outcome,
                 ImageOutcome::Labeled {
                     labels: labels.len(),
+                    reused_from: None,
                 },
             )
         }
@@ -486,11 +580,16 @@ async fn try_label_image(
             }
         },
     };
-    Ok(match written {
-        (WriteOutcome::Written, done) => done,
-        (WriteOutcome::Duplicate { existing }, _) => ImageOutcome::AlreadyDone { status: existing },
-        (WriteOutcome::Superseded { newer }, _) => ImageOutcome::Superseded { newer },
-    })
+    Ok(written(written_outcome.0, written_outcome.1))
+}
+
+/// The image's outcome from its result write's: `done` when written.
+fn written(outcome: WriteOutcome, done: ImageOutcome) -> ImageOutcome {
+    match outcome {
+        WriteOutcome::Written => done,
+        WriteOutcome::Duplicate { existing } => ImageOutcome::AlreadyDone { status: existing },
+        WriteOutcome::Superseded { newer } => ImageOutcome::Superseded { newer },
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,9 @@ pub fn render(r: &Record) -> String {
     if let Some(v) = &r.version_id {
         pairs.push(("version id", v.clone()));
     }
+    if let Some(from) = &r.reused_from {
+        pairs.push(("labels", format!("reused from {from} (same content)")));
+    }
     let mut text = fields(&pairs);
     if !r.labels.is_empty() {
         text.push('\n');
@@ -77,4 +80,40 @@ pub fn render(r: &Record) -> String {
         text.push_str(&table(&["LABEL", "CONFIDENCE", "PARENTS"], &rows, &[1]));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_record_says_where_its_labels_come_from() {
+        let mut record = Record {
+            uri: "s3://b/moved/a.jpg".into(),
+            bucket: "b".into(),
+            key: "moved/a.jpg".into(),
+            status: "LABELED".into(),
+            reason: None,
+            labels: vec![],
+            label_model_version: Some("3.0".into()),
+            reused_from: Some("s3://b/a.jpg".into()),
+            job_id: None,
+            job_name: None,
+            array_index: None,
+            attempts: Some(1),
+            queued_at: None,
+            updated_at: None,
+            revision: None,
+            version_id: None,
+            etag: None,
+            size: None,
+        };
+        let text = render(&record);
+        assert!(
+            text.contains("labels       reused from s3://b/a.jpg (same content)"),
+            "{text}"
+        );
+        record.reused_from = None;
+        assert!(!render(&record).contains("reused"));
+    }
 }

@@ -197,6 +197,7 @@ mod tests {
             reason: reason.map(Into::into),
             labels: vec![],
             label_model_version: None,
+            reused_from: None,
             job_id: None,
             job_name: None,
             array_index: None,
