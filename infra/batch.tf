@@ -173,6 +173,8 @@ locals {
     vcpu               = tostring(var.worker_vcpu)
     memory             = tostring(var.worker_memory_mib)
     table_name         = aws_dynamodb_table.results.name
+    reuse_labels       = tostring(var.reuse_labels)
+    reuse_ttl_days     = tostring(var.reuse_ttl_days)
   }))
 
   fargate_only_container_keys = ["fargatePlatformConfiguration", "networkConfiguration", "runtimePlatform"]

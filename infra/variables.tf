@@ -405,3 +405,20 @@ variable "create_vpc_endpoints" {
     error_message = "create_vpc_endpoints = false leaves the worker no route to AWS: ${var.create_vpc ? "the created VPC has no NAT" : "the default VPC's subnets reach the internet only with public IPs, which workers never get"}. Keep the endpoints, or pass subnet_ids of subnets with a NAT route."
   }
 }
+
+variable "reuse_labels" {
+  description = "Label each distinct picture once: the worker reuses the labels of an image with the same ETag, size and labeling options instead of calling DetectLabels again (LABELER_REUSE_LABELS). Turn off for buckets whose ETags are not content digests and could repeat (SSE-C, SSE-KMS)."
+  type        = bool
+  default     = true
+}
+
+variable "reuse_ttl_days" {
+  description = "Days stored labels are reused before a copy is labeled afresh (the content entry's TTL), so a new Rekognition label model is picked up (LABELER_REUSE_TTL_DAYS)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.reuse_ttl_days >= 1 && var.reuse_ttl_days <= 3650 && floor(var.reuse_ttl_days) == var.reuse_ttl_days
+    error_message = "reuse_ttl_days must be a whole number of days from 1 to 3650."
+  }
+}

@@ -304,3 +304,42 @@ run "no_job_definition_is_registered_before_an_image_exists" {
     error_message = "A job definition for an image that was never pushed would fail every job."
   }
 }
+
+run "content_reuse_is_on_by_default_with_a_thirty_day_ttl" {
+  command = plan
+
+  assert {
+    condition = [
+      for e in jsondecode(aws_batch_job_definition.worker[0].container_properties).environment : e.value
+      if contains(["LABELER_REUSE_LABELS", "LABELER_REUSE_TTL_DAYS"], e.name)
+    ] == ["true", "30"]
+    error_message = "The worker reuses labels of the same content by default, for 30 days."
+  }
+}
+
+run "content_reuse_can_be_turned_off" {
+  command = plan
+
+  variables {
+    reuse_labels   = false
+    reuse_ttl_days = 7
+  }
+
+  assert {
+    condition = [
+      for e in jsondecode(aws_batch_job_definition.worker[0].container_properties).environment : e.value
+      if contains(["LABELER_REUSE_LABELS", "LABELER_REUSE_TTL_DAYS"], e.name)
+    ] == ["false", "7"]
+    error_message = "reuse_labels and reuse_ttl_days reach the worker's environment."
+  }
+}
+
+run "a_reuse_ttl_outside_one_day_to_ten_years_is_refused_at_plan_time" {
+  command = plan
+
+  variables {
+    reuse_ttl_days = 0
+  }
+
+  expect_failures = [var.reuse_ttl_days]
+}

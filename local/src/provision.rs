@@ -82,6 +82,11 @@ pub fn local_template_vars(names: &Names) -> HashMap<&'static str, String> {
         ("vcpu", "1".to_owned()),
         ("memory", "2048".to_owned()),
         ("log_group", "/aws/batch/image-labeler".to_owned()),
+        ("reuse_labels", "true".to_owned()),
+        (
+            "reuse_ttl_days",
+            labeler_core::reuse::DEFAULT_TTL_DAYS.to_string(),
+        ),
     ])
 }
 

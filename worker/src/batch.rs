@@ -27,7 +27,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 /// Every placeholder the template may use; Terraform passes exactly these.
-pub const TEMPLATE_VARIABLES: [&str; 8] = [
+pub const TEMPLATE_VARIABLES: [&str; 10] = [
     "image",
     "execution_role_arn",
     "job_role_arn",
@@ -36,6 +36,8 @@ pub const TEMPLATE_VARIABLES: [&str; 8] = [
     "vcpu",
     "memory",
     "table_name",
+    "reuse_labels",
+    "reuse_ttl_days",
 ];
 
 /// Replaces `${name}` placeholders as Terraform's `templatefile()` does for

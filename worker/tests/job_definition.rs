@@ -36,6 +36,8 @@ fn vars() -> HashMap<&'static str, &'static str> {
         ("vcpu", "1"),
         ("memory", "2048"),
         ("table_name", "image-labels"),
+        ("reuse_labels", "true"),
+        ("reuse_ttl_days", "30"),
     ])
 }
 
