@@ -311,3 +311,46 @@ async fn the_stack_runs_against_an_endpoint_that_is_already_running() {
         "the endpoint it was given outlives the stack"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_photo_copied_to_a_new_key_is_labeled_with_the_labels_of_its_original() {
+    let stack = stack(|_| {}).await;
+    let png = std::fs::read(repo_root().join("samples/forest.png")).unwrap();
+    upload(&stack, "photos/forest.png", &png).await;
+    let original = terminal(
+        &stack,
+        &["photos/forest.png".into()],
+        Duration::from_secs(120),
+    )
+    .await
+    .remove(0);
+    assert_eq!(status(&original), Some(Status::Labeled));
+    assert!(!original.contains_key(attr::REUSED_FROM));
+
+    // Moving a photo in S3 is a CopyObject (then a delete): same bytes, new key.
+    let bucket = &stack.provisioned.names.bucket;
+    s3_client(&stack.sdk)
+        .copy_object()
+        .bucket(bucket)
+        .key("albums/2026/forest copy.png")
+        .copy_source(format!("{bucket}/photos/forest.png"))
+        .send()
+        .await
+        .unwrap();
+    let copy = terminal(
+        &stack,
+        &["albums/2026/forest copy.png".into()],
+        Duration::from_secs(120),
+    )
+    .await
+    .remove(0);
+
+    assert_eq!(status(&copy), Some(Status::Labeled), "{copy:?}");
+    assert_eq!(
+        text(&copy, attr::REUSED_FROM),
+        format!("s3://{bucket}/photos/forest.png"),
+        "labeled from the content entry, without a DetectLabels call"
+    );
+    assert_eq!(copy[attr::LABELS], original[attr::LABELS]);
+    stack.down().await;
+}
