@@ -283,6 +283,13 @@ pub struct Inputs {
     pub task_gb: f64,
     /// Dispatcher memory in GB (dispatcher/Cargo.toml).
     pub lambda_gb: f64,
+    /// Share of images whose bytes another image already had (copies,
+    /// moves, re-uploads), for the content-reuse figures: a stated
+    /// assumption, not a measurement.
+    pub duplicate_ratio: f64,
+    /// Size of a content entry with `labels_per_image` labels, bytes, by
+    /// DynamoDB's item-size rules (`labeler_core::schema::item_size`).
+    pub content_entry_bytes: usize,
 }
 
 impl Inputs {
@@ -306,6 +313,8 @@ impl Inputs {
             task_startup_seconds: 30.0,
             task_vcpu: 1.0,
             task_gb: 2.0,
+            duplicate_ratio: 0.25,
+            content_entry_bytes: content_entry_bytes(10),
             lambda_gb: 0.25,
         }
     }
@@ -605,6 +614,61 @@ pub fn group(n: u64) -> String {
     out
 }
 
+/// Bytes of a content entry holding `labels` labels shaped like the
+/// stand-in's (a parent, a category, one instance each).
+pub fn content_entry_bytes(labels: usize) -> usize {
+    use labeler_core::reuse::{entry, ContentKey};
+    use labeler_core::schema::{item_size, BoundingBox, Instance, Label};
+    let image = labeler_core::ImageRef {
+        bucket: "image-labeler-images-123456789012-us-east-1".into(),
+        key: "photos/2026/11/IMG_0001.jpg".into(),
+        revision: labeler_core::Revision::from_sequencer("0062E8F0A1B2C3D4E5").expect("hex"),
+        version_id: None,
+        etag: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
+        size: Some(183_520),
+    };
+    let options = labeler_core::LabelOptions::default();
+    let key = ContentKey::of(&image, &options).expect("etag and size are set");
+    let labels: Vec<Label> = (0..labels)
+        .map(|i| Label {
+            name: format!("Label {i}"),
+            confidence: 99.0 - i as f32,
+            parents: vec!["Parent".into()],
+            categories: vec!["Category".into()],
+            instances: vec![Instance {
+                confidence: 95.0,
+                bounding_box: BoundingBox {
+                    left: 0.1,
+                    top: 0.1,
+                    width: 0.5,
+                    height: 0.5,
+                },
+            }],
+        })
+        .collect();
+    let now = labeler_core::store::Clock::now();
+    item_size(&entry(&key, &image, &labels, Some("3.0"), now, 30))
+}
+
+/// The packed arm64 bill with content reuse at `ratio` duplicates: fewer
+/// DetectLabels calls (and Rekognition's GETs of the image), plus one
+/// eventually consistent `GetItem` of the content entry per image and one
+/// `PutItem` of it per DetectLabels call. Returns (total, saving).
+pub fn with_reuse(inputs: &Inputs, ratio: f64) -> (f64, f64) {
+    let base = packed(inputs, Arch::Arm64).total();
+    let n = inputs.images;
+    let kb = inputs.content_entry_bytes as f64 / 1024.0;
+    let lookup_rru = 0.5 * (kb / 4.0).ceil().max(1.0);
+    let entry_wru = kb.ceil().max(1.0);
+    let reused = n * ratio;
+    let detected = n - reused;
+    let saved = reused * (PRICES.detect_labels.usd() + PRICES.s3_get.usd());
+    let added = n * lookup_rru * PRICES.dynamodb_rru.usd()
+        + detected * entry_wru * PRICES.dynamodb_wru.usd();
+    let total = base - saved + added;
+    (total, base - total)
+}
+
 /// `docs/cost.md`.
 pub fn render(inputs: &Inputs, measured_on: &str) -> String {
     let mut out = String::new();
@@ -697,6 +761,50 @@ pub fn render(inputs: &Inputs, measured_on: &str) -> String {
         }
         let _ = writeln!(out, "| **total** | | | **{}** | 100% |\n", usd(total));
     }
+
+    let _ = writeln!(out, "## Content reuse\n");
+    let kb = inputs.content_entry_bytes as f64 / 1024.0;
+    let _ = writeln!(
+        out,
+        "Copies, moves and re-uploads carry the same bytes under a new key. With content reuse \
+         (`LABELER_REUSE_LABELS`, on by default) the worker labels them from a content entry \
+         (same ETag, size and options) instead of calling DetectLabels: each image then costs one \
+         eventually consistent `GetItem` of the entry ({:.1} KB with {} labels), and each \
+         DetectLabels call one `PutItem` of it. Packed, arm64, {} images, by the share of \
+         duplicates (an assumption about your bucket; {:.0}% is the figure quoted):\n",
+        kb,
+        inputs.labels_per_image,
+        qty(n),
+        100.0 * inputs.duplicate_ratio
+    );
+    let _ = writeln!(
+        out,
+        "| duplicates | DetectLabels calls | total | saving |\n|---:|---:|---:|---:|"
+    );
+    let off = packed(inputs, Arch::Arm64).total();
+    let _ = writeln!(out, "| reuse off | {} | {} | — |", qty(n), usd(off));
+    let mut ratios = vec![0.0, 0.1, 0.25, 0.5];
+    if !ratios.contains(&inputs.duplicate_ratio) {
+        ratios.push(inputs.duplicate_ratio);
+        ratios.sort_by(f64::total_cmp);
+    }
+    for ratio in ratios {
+        let (total, saving) = with_reuse(inputs, ratio);
+        let _ = writeln!(
+            out,
+            "| {:.0}% | {} | {} | {} ({:.1}%) |",
+            100.0 * ratio,
+            qty(n * (1.0 - ratio)),
+            usd(total),
+            usd(saving),
+            100.0 * saving / off
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nWith no duplicates at all reuse costs its lookups and entries (the first row's \
+         negative saving); one duplicate in a few hundred images pays for them.\n"
+    );
 
     let _ = writeln!(out, "## Images per job\n");
     let _ = writeln!(
@@ -922,6 +1030,25 @@ mod tests {
         assert_eq!(seconds, 60.0);
         let hourly = 0.03238 + 2.0 * 0.00356;
         assert!((usd - 1e6 * 60.0 * hourly / 3600.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn reuse_saves_rekognition_in_proportion_to_duplicates_and_costs_little_without_any() {
+        let inputs = Inputs::from_code();
+        let off = packed(&inputs, Arch::Arm64).total();
+        let (none, lost) = with_reuse(&inputs, 0.0);
+        assert!(
+            lost < 0.0 && -lost < 0.01 * off,
+            "lookups cost under 1%: {lost}"
+        );
+        assert!((none - off + lost).abs() < 1e-9);
+        let (_, quarter) = with_reuse(&inputs, 0.25);
+        let (_, half) = with_reuse(&inputs, 0.5);
+        let rekognition = inputs.images * PRICES.detect_labels.usd();
+        assert!(quarter > 0.2 * rekognition && quarter < 0.25 * rekognition);
+        assert!((half - quarter) > 0.24 * rekognition);
+        assert!(inputs.content_entry_bytes > 500 && inputs.content_entry_bytes < 8 * 1024);
+        assert!(render(&inputs, "2026-11-30").contains("## Content reuse"));
     }
 
     #[test]
