@@ -128,8 +128,7 @@ impl World {
             &db,
             &self.stack.table,
             &image,
-            &labels,
-            Some("3.0"),
+            &labeler_core::labeling::Detected::as_is(&labels, Some("3.0")),
             &attempt,
             now,
         )

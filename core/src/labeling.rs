@@ -180,10 +180,20 @@ pub fn labeled_transaction(
         update = update.expression_attribute_values(":job_id", s(job_id));
     }
     match provenance {
-        Provenance::Detected => remove.push(attr::REUSED_FROM),
+        Provenance::Detected { conversion } => {
+            remove.push(attr::REUSED_FROM);
+            match conversion {
+                Some(note) => {
+                    set.push("conversion = :conversion");
+                    update = update.expression_attribute_values(":conversion", s(note));
+                }
+                None => remove.push(attr::CONVERSION),
+            }
+        }
         Provenance::Reused { from } => {
             set.push("reused_from = :from");
             update = update.expression_attribute_values(":from", s(from));
+            remove.push(attr::CONVERSION);
         }
     }
     let update = update
@@ -219,17 +229,18 @@ pub async fn record_labeled(
     client: &Client,
     table: &str,
     image: &ImageRef,
-    labels: &[Label],
-    model_version: Option<&str>,
+    detected: &Detected<'_>,
     attempt: &Attempt,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
     let items = labeled_transaction(
         table,
         image,
-        labels,
-        model_version,
-        Provenance::Detected,
+        detected.labels,
+        detected.model_version,
+        Provenance::Detected {
+            conversion: detected.conversion,
+        },
         attempt,
         now,
     );
@@ -261,6 +272,30 @@ pub async fn record_reused(
     write_labeled(client, table, image, items, attempt).await
 }
 
+/// What DetectLabels answered for an image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Detected<'a> {
+    /// The labels.
+    pub labels: &'a [Label],
+    /// Rekognition's label model version.
+    pub model_version: Option<&'a str>,
+    /// What the worker did to the image before the call (e.g. "converted
+    /// from WebP, 4032×3024 → 3024×2268"); `None` when Rekognition read the
+    /// object as it is. Stored as [`attr::CONVERSION`].
+    pub conversion: Option<&'a str>,
+}
+
+impl<'a> Detected<'a> {
+    /// Labels of the object as it is, without a conversion.
+    pub fn as_is(labels: &'a [Label], model_version: Option<&'a str>) -> Self {
+        Self {
+            labels,
+            model_version,
+            conversion: None,
+        }
+    }
+}
+
 /// Labels found for the same content ([`crate::reuse::lookup`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reused {
@@ -275,8 +310,12 @@ pub struct Reused {
 /// Where a LABELED record's labels come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provenance<'a> {
-    /// A DetectLabels call for this image.
-    Detected,
+    /// A DetectLabels call for this image, on the object as it is or on a
+    /// conversion of it.
+    Detected {
+        /// What was done to the image first, if anything.
+        conversion: Option<&'a str>,
+    },
     /// A content entry: the labels of `from` (`s3://BUCKET/KEY`), an image
     /// with the same bytes. Stored as [`attr::REUSED_FROM`].
     Reused {
@@ -503,7 +542,7 @@ mod tests {
             &image(),
             &labels,
             Some("3.0"),
-            Provenance::Detected,
+            Provenance::Detected { conversion: None },
             &attempt(),
             NOW,
         );
@@ -522,7 +561,7 @@ mod tests {
             &image(),
             &[label("Cat", 99.0)],
             Some("3.0"),
-            Provenance::Detected,
+            Provenance::Detected { conversion: None },
             &attempt(),
             NOW,
         );
@@ -549,7 +588,7 @@ mod tests {
         assert_eq!(
             update.update_expression(),
             "SET #status = :labeled, labels = :labels, attempts = :attempts, updated_at = :now, \
-             label_model_version = :model, job_id = :job_id REMOVE reason, status_key, status_at, reused_from"
+             label_model_version = :model, job_id = :job_id REMOVE reason, status_key, status_at, reused_from, conversion"
         );
         assert_eq!(
             update.return_values_on_condition_check_failure(),
@@ -580,7 +619,7 @@ mod tests {
             &image(),
             &[],
             None,
-            Provenance::Detected,
+            Provenance::Detected { conversion: None },
             &Attempt::default(),
             NOW,
         );

@@ -90,6 +90,10 @@ pub mod attr {
     /// `s3://BUCKET/KEY` of the image whose labels a LABELED record reuses
     /// (same content); absent when DetectLabels ran for this image.
     pub const REUSED_FROM: &str = "reused_from";
+    /// What the worker did to an image before DetectLabels (format
+    /// conversion, downscaling), on LABELED records; absent when
+    /// Rekognition read the object as it is.
+    pub const CONVERSION: &str = "conversion";
 }
 
 /// Name of the sparse global secondary index over records that need

@@ -5,10 +5,10 @@
 //! | `JOB_QUEUE` | required | Batch job queue (name or ARN) |
 //! | `JOB_DEFINITION` | required | Batch job definition (name, name:revision or ARN) |
 //! | `TABLE_NAME` | required | DynamoDB results table |
-//! | `IMAGE_SUFFIXES` | `.jpg,.jpeg,.png` | suffixes labeled, case-insensitive; others are SKIPPED |
+//! | `IMAGE_SUFFIXES` | `.jpg,.jpeg,.png,.webp,.gif,.tif,.tiff,.bmp` | suffixes labeled, case-insensitive; others are SKIPPED. The worker decides from the bytes, not the suffix: JPEG/PNG within Rekognition's limits go to it as they are, the rest are converted ([`DEFAULT_SUFFIXES`]) |
 //! | `INCLUDE_PREFIXES` | (all) | comma-separated key prefixes to accept; others are ignored |
 //! | `EXCLUDE_PREFIXES` | (none) | comma-separated key prefixes to ignore |
-//! | `MAX_OBJECT_BYTES` | `15728640` | larger objects are SKIPPED (Rekognition's S3 limit is 15 MB) |
+//! | `MAX_OBJECT_BYTES` | `104857600` | larger objects are SKIPPED (the worker converts objects up to this size; Rekognition reads at most 15 MB itself) |
 //! | `DELETE_ON_REMOVE` | `true` | `ObjectRemoved` and `LifecycleExpiration` replace the record by a tombstone and delete its label entries |
 //! | `IMAGES_PER_JOB` | `100` | images per job, or per array child (1–10000) |
 //! | `MAX_LABELS` | `50` | DetectLabels `MaxLabels` passed to the worker |
@@ -29,6 +29,16 @@
 
 use labeler_core::job::{LabelOptions, ManifestLocation, MAX_ARRAY_SIZE};
 use std::str::FromStr;
+
+/// Suffixes labeled by default: what Rekognition reads (JPEG, PNG) and what
+/// the worker converts for it (WebP, GIF, TIFF, BMP). `.heic`, `.heif` and
+/// `.avif` may be configured, but this worker build has no decoder for them
+/// and records such images FAILED with that reason.
+pub const DEFAULT_SUFFIXES: &str = ".jpg,.jpeg,.png,.webp,.gif,.tif,.tiff,.bmp";
+
+/// Largest object dispatched by default: the worker downloads objects it
+/// must convert (over 15 MB, or not JPEG/PNG) up to this size.
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 100 * 1024 * 1024;
 
 /// A setting that is missing or invalid; the message names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,7 +138,7 @@ impl Config {
                 .collect()
         };
 
-        let suffixes: Vec<String> = list("IMAGE_SUFFIXES", ".jpg,.jpeg,.png")
+        let suffixes: Vec<String> = list("IMAGE_SUFFIXES", DEFAULT_SUFFIXES)
             .into_iter()
             .map(|s| s.to_lowercase())
             .collect();
@@ -182,7 +192,7 @@ impl Config {
             suffixes,
             include_prefixes: list("INCLUDE_PREFIXES", ""),
             exclude_prefixes,
-            max_object_bytes: parse(&get, "MAX_OBJECT_BYTES", 15 * 1024 * 1024)?,
+            max_object_bytes: parse(&get, "MAX_OBJECT_BYTES", DEFAULT_MAX_OBJECT_BYTES)?,
             delete_on_remove: parse_bool(&get, "DELETE_ON_REMOVE", true)?,
             images_per_job,
             label_options: LabelOptions {
@@ -267,8 +277,11 @@ mod tests {
     #[test]
     fn defaults_are_documented_values() {
         let c = config(&REQUIRED).unwrap();
-        assert_eq!(c.suffixes, [".jpg", ".jpeg", ".png"]);
-        assert_eq!(c.max_object_bytes, 15 * 1024 * 1024);
+        assert_eq!(
+            c.suffixes,
+            [".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"]
+        );
+        assert_eq!(c.max_object_bytes, 100 * 1024 * 1024);
         assert_eq!(c.images_per_job, 100);
         assert!(c.delete_on_remove);
         assert_eq!(c.exclude_prefixes, ["labeler-manifests/"]);

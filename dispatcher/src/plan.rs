@@ -94,7 +94,7 @@ pub fn decide(change: &ObjectChange, cfg: &Config) -> Decision {
         Some(size) if size > cfg.max_object_bytes => Decision::Skip(
             image,
             format!(
-                "object is {size} bytes; Rekognition accepts images in S3 of at most {} bytes",
+                "object is {size} bytes; this pipeline labels objects of at most {} bytes (MAX_OBJECT_BYTES)",
                 cfg.max_object_bytes
             ),
         ),

@@ -180,7 +180,7 @@ fn filters_skip_non_images_empty_and_oversized_objects_with_reasons() {
     for (f, needle) in [
         ("s3-put-not-image.json", "not an image"),
         ("s3-put-zero-byte.json", "empty"),
-        ("s3-put-too-large.json", "at most 15728640 bytes"),
+        ("s3-put-too-large.json", "at most 104857600 bytes"),
     ] {
         let o = &objects(&fixture(f))[0];
         match decide(o, &cfg) {

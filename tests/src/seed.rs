@@ -45,8 +45,7 @@ pub async fn labeled(
         db,
         table,
         image,
-        labels,
-        Some("3.0"),
+        &labeling::Detected::as_is(labels, Some("3.0")),
         &attempt,
         Clock::now(),
     )

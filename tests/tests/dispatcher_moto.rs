@@ -761,8 +761,7 @@ async fn claim_rules_previewed_in_memory_match_the_conditional_writes() {
         db,
         table,
         &image("labeled.jpg", "0200"),
-        &[],
-        None,
+        &labeler_core::labeling::Detected::as_is(&[], None),
         &attempt,
         now,
     )

@@ -3,6 +3,7 @@
 //! variables (`AWS_BATCH_JOB_*`) are picked up without flags.
 
 use crate::run::{JobRequest, Reuse, Settings};
+use crate::source::ConvertSettings;
 use clap::Parser;
 use labeler_core::labeling::Attempt;
 use std::time::Duration;
@@ -87,6 +88,25 @@ pub struct Cli {
     )]
     pub reuse_ttl_days: u64,
 
+    /// Images converted at the same time (WebP, GIF, TIFF, BMP, and JPEG or
+    /// PNG beyond Rekognition's limits); each may hold hundreds of MB.
+    #[arg(
+        long,
+        env = "LABELER_CONVERT_CONCURRENCY",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub convert_concurrency: u16,
+
+    /// Largest object downloaded to convert; larger ones end FAILED.
+    #[arg(
+        long,
+        env = "LABELER_MAX_CONVERT_BYTES",
+        default_value_t = 100 * 1024 * 1024,
+        value_name = "BYTES"
+    )]
+    pub max_convert_bytes: u64,
+
     /// Batch attempt number, recorded on every image written.
     #[arg(
         long,
@@ -141,6 +161,10 @@ impl Cli {
             reuse: self.reuse_labels.then_some(Reuse {
                 ttl_days: self.reuse_ttl_days,
             }),
+            convert: ConvertSettings {
+                concurrency: usize::from(self.convert_concurrency),
+                max_bytes: self.max_convert_bytes,
+            },
         }
     }
 }
@@ -211,6 +235,8 @@ mod tests {
             ("--expect-table", "LABELER_TABLE"),
             ("--reuse-labels", "LABELER_REUSE_LABELS"),
             ("--reuse-ttl-days", "LABELER_REUSE_TTL_DAYS"),
+            ("--convert-concurrency", "LABELER_CONVERT_CONCURRENCY"),
+            ("--max-convert-bytes", "LABELER_MAX_CONVERT_BYTES"),
             ("--array-index", "AWS_BATCH_JOB_ARRAY_INDEX"),
             ("--batch-job-id", "AWS_BATCH_JOB_ID"),
             ("--batch-attempt", "AWS_BATCH_JOB_ATTEMPT"),

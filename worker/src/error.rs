@@ -61,6 +61,17 @@ pub enum WorkerError {
         /// The last error.
         message: String,
     },
+    /// Reading the image from S3 (to see its format, or to convert it)
+    /// kept failing with transient faults after every in-process retry.
+    #[error("reading s3://{bucket}/{key} failed: {message}")]
+    ImageRead {
+        /// Image bucket.
+        bucket: String,
+        /// Image key.
+        key: String,
+        /// The last error.
+        message: String,
+    },
     /// A DynamoDB call kept failing after every in-process retry.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -79,6 +90,7 @@ impl WorkerError {
             | WorkerError::JobDefinition(_) => ExitCode::JobUnusable,
             WorkerError::ManifestRead { .. }
             | WorkerError::DetectLabels { .. }
+            | WorkerError::ImageRead { .. }
             | WorkerError::Store(_) => ExitCode::Retryable,
         }
     }

@@ -56,6 +56,7 @@ pub mod labels;
 pub mod rate;
 pub mod run;
 pub mod shutdown;
+pub mod source;
 
 pub use error::WorkerError;
 pub use exit::ExitCode;

@@ -6,7 +6,7 @@ use crate::exit::ExitCode;
 use crate::labels::stored_labels;
 use crate::rate::RateLimiter;
 use crate::shutdown::Shutdown;
-use aws_sdk_rekognition::types::{Image, S3Object};
+use crate::source::{self, Conversions, ConvertSettings, Prepared};
 use futures::{stream, StreamExt};
 use labeler_core::job::{select_chunk, ImageSource, Manifest, ManifestRef};
 use labeler_core::labeling::{self, Attempt};
@@ -43,6 +43,8 @@ pub struct Settings {
     pub attempt: Attempt,
     /// Content reuse ([`labeler_core::reuse`]); `None` turns it off.
     pub reuse: Option<Reuse>,
+    /// How format conversions are bounded ([`crate::source`]).
+    pub convert: ConvertSettings,
 }
 
 /// How labels are reused across images with the same content.
@@ -72,6 +74,7 @@ impl Default for Settings {
                 attempt: 1,
             },
             reuse: Some(Reuse::default()),
+            convert: ConvertSettings::default(),
         }
     }
 }
@@ -352,6 +355,7 @@ pub async fn run(
     let limiter = settings.rate_limit.map(RateLimiter::per_second);
     let limiter = limiter.as_ref();
     let attempt = &settings.attempt;
+    let conversions = &Conversions::new(settings.convert);
     let mut outcome = Outcome {
         images: chunk.len(),
         ..Outcome::default()
@@ -359,7 +363,16 @@ pub async fn run(
     let mut results = stream::iter(chunk)
         .take_until(Box::pin(shutdown.clone().requested()))
         .map(|image| async move {
-            let result = label_image(job, image, clients, limiter, attempt, settings.reuse).await;
+            let result = label_image(
+                job,
+                image,
+                clients,
+                limiter,
+                attempt,
+                settings.reuse,
+                conversions,
+            )
+            .await;
             (image, result)
         })
         .buffer_unordered(settings.concurrency.max(1));
@@ -444,8 +457,9 @@ pub async fn label_image(
     limiter: Option<&RateLimiter>,
     attempt: &Attempt,
     reuse: Option<Reuse>,
+    conversions: &Conversions,
 ) -> ImageOutcome {
-    match try_label_image(job, image, clients, limiter, attempt, reuse).await {
+    match try_label_image(job, image, clients, limiter, attempt, reuse, conversions).await {
         Ok(outcome) => outcome,
         Err(e) => ImageOutcome::Retryable(e),
     }
@@ -458,6 +472,7 @@ async fn try_label_image(
     limiter: Option<&RateLimiter>,
     attempt: &Attempt,
     reuse: Option<Reuse>,
+    conversions: &Conversions,
 ) -> Result<ImageOutcome, WorkerError> {
     let (db, table) = (&clients.dynamodb, job.table.as_str());
     let record = store::get_image(db, table, &image.bucket, &image.key).await?;
@@ -507,18 +522,23 @@ async fn try_label_image(
             ),
         }
     }
+    // What Rekognition reads: the object, or the worker's conversion of it.
+    let (request_image, conversion) = match source::prepare(&clients.s3, image, conversions).await?
+    {
+        Prepared::Ready { image, conversion } => (image, conversion),
+        Prepared::Refused(reason) => {
+            let outcome =
+                labeling::record_failed(db, table, image, &reason, attempt, Clock::now()).await?;
+            return Ok(written(outcome, ImageOutcome::Failed { reason }));
+        }
+    };
     if let Some(limiter) = limiter {
         limiter.acquire().await;
     }
-    let object = S3Object::builder()
-        .bucket(&image.bucket)
-        .name(&image.key)
-        .set_version(image.version_id.clone())
-        .build();
     let response = clients
         .rekognition
         .detect_labels()
-        .image(Image::builder().s3_object(object).build())
+        .image(request_image)
         .max_labels(i32::try_from(job.options.max_labels).unwrap_or(i32::MAX))
         .min_confidence(job.options.min_confidence)
         .send()
@@ -526,16 +546,14 @@ async fn try_label_image(
     let written_outcome = match response {
         Ok(output) => {
             let labels = stored_labels(&output);
-            let outcome = labeling::record_labeled(
-                db,
-                table,
-                image,
-                &labels,
-                output.label_model_version(),
-                attempt,
-                Clock::now(),
-            )
-            .await?;
+            let detected = labeling::Detected {
+                labels: &labels,
+                model_version: output.label_model_version(),
+                conversion: conversion.as_deref(),
+            };
+            let outcome =
+                labeling::record_labeled(db, table, image, &detected, attempt, Clock::now())
+                    .await?;
             if let (Some((key, r)), WriteOutcome::Written) = (&content, &outcome) {
                 // After the record: a crash in between costs the next copy
                 // one DetectLabels call, nothing else.

@@ -1,0 +1,201 @@
+//! What Rekognition reads for an image: the object itself when Rekognition
+//! can read it, or a conversion made by the worker ([`crate::convert`]).
+//!
+//! The format is decided from the object's bytes, never its name: a ranged
+//! GET reads the first [`HEAD_BYTES`], [`convert::sniff`] and
+//! [`convert::header_dimensions`] read them, and [`convert::route`] decides.
+//! JPEG and PNG within Rekognition's limits go to it as an `S3Object` (no
+//! download). Anything else decodable, and JPEG/PNG over 15 MB or outside
+//! 80–10,000 px, is downloaded whole (at most [`ConvertSettings::max_bytes`]),
+//! converted off the async runtime, and sent as `Bytes`.
+//!
+//! Memory: at most [`ConvertSettings::concurrency`] conversions run at once,
+//! each holding the object's bytes, its decoded pixels (3–4 bytes each,
+//! capped by [`convert::Limits`]) and the resized copy; the other images in
+//! flight only hold their first 64 KiB.
+
+use crate::convert::{self, Limits, Route, HEAD_BYTES};
+use crate::error::WorkerError;
+use aws_sdk_rekognition::primitives::Blob;
+use aws_sdk_rekognition::types::{Image, S3Object};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use labeler_core::ImageRef;
+use tokio::sync::Semaphore;
+
+/// How conversions are bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvertSettings {
+    /// Conversions at once (each may hold hundreds of MB).
+    pub concurrency: usize,
+    /// Largest object downloaded to convert; larger ones end FAILED.
+    pub max_bytes: u64,
+}
+
+impl Default for ConvertSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            max_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+/// The conversion slots of one run.
+#[derive(Debug)]
+pub struct Conversions {
+    permits: Semaphore,
+    settings: ConvertSettings,
+    limits: Limits,
+}
+
+impl Conversions {
+    /// Slots for `settings`.
+    pub fn new(settings: ConvertSettings) -> Self {
+        Self {
+            permits: Semaphore::new(settings.concurrency.max(1)),
+            settings,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What to send to DetectLabels, or why not to.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Call DetectLabels with this image.
+    Ready {
+        /// The `Image` of the request.
+        image: Image,
+        /// What was done to the object, when it was converted.
+        conversion: Option<String>,
+    },
+    /// The object cannot be labeled: the reason, in plain words, to record
+    /// the image FAILED with.
+    Refused(String),
+}
+
+/// Decides how Rekognition reads `image`, converting it if needed.
+pub async fn prepare(
+    s3: &aws_sdk_s3::Client,
+    image: &ImageRef,
+    conversions: &Conversions,
+) -> Result<Prepared, WorkerError> {
+    let head = match read(s3, image, Some(HEAD_BYTES)).await? {
+        Ok(head) => head,
+        Err(reason) => return Ok(Prepared::Refused(reason)),
+    };
+    let size = head.total.or(image.size).unwrap_or(head.bytes.len() as u64);
+    let format = convert::sniff(&head.bytes);
+    match convert::route(format, size, convert::header_dimensions(&head.bytes)) {
+        Route::Direct => {
+            let object = S3Object::builder()
+                .bucket(&image.bucket)
+                .name(&image.key)
+                .set_version(image.version_id.clone())
+                .build();
+            Ok(Prepared::Ready {
+                image: Image::builder().s3_object(object).build(),
+                conversion: None,
+            })
+        }
+        Route::Refuse(e) => Ok(Prepared::Refused(e.to_string())),
+        Route::Convert => {
+            let max = conversions.settings.max_bytes;
+            if size > max {
+                return Ok(Prepared::Refused(format!(
+                    "object is {size} bytes; the worker converts images of at most {max} bytes"
+                )));
+            }
+            let _slot = conversions
+                .permits
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            let bytes = if head.bytes.len() as u64 >= size {
+                head.bytes
+            } else {
+                match read(s3, image, None).await? {
+                    Ok(whole) => whole.bytes,
+                    Err(reason) => return Ok(Prepared::Refused(reason)),
+                }
+            };
+            let limits = conversions.limits;
+            let converted = tokio::task::spawn_blocking(move || convert::convert(&bytes, &limits))
+                .await
+                .map_err(|e| WorkerError::ImageRead {
+                    bucket: image.bucket.clone(),
+                    key: image.key.clone(),
+                    message: format!("conversion did not finish: {e}"),
+                })?;
+            Ok(match converted {
+                Ok(c) => {
+                    let note = c.note();
+                    Prepared::Ready {
+                        image: Image::builder().bytes(Blob::new(c.jpeg)).build(),
+                        conversion: Some(note),
+                    }
+                }
+                Err(e) => Prepared::Refused(e.to_string()),
+            })
+        }
+    }
+}
+
+/// Bytes read from the object.
+struct Read {
+    bytes: Vec<u8>,
+    /// The object's whole size, from `Content-Range` of a ranged read.
+    total: Option<u64>,
+}
+
+/// Reads the object (its first `limit` bytes when given). `Ok(Err(reason))`
+/// when the object cannot be read for good (gone, forbidden, empty).
+async fn read(
+    s3: &aws_sdk_s3::Client,
+    image: &ImageRef,
+    limit: Option<usize>,
+) -> Result<Result<Read, String>, WorkerError> {
+    let request = s3
+        .get_object()
+        .bucket(&image.bucket)
+        .key(&image.key)
+        .set_version_id(image.version_id.clone())
+        .set_range(limit.map(|n| format!("bytes=0-{}", n.saturating_sub(1))));
+    let output = match request.send().await {
+        Ok(output) => output,
+        Err(e) => {
+            let code = e.as_service_error().and_then(|se| se.code()).unwrap_or("");
+            let message = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+            return match code {
+                "NoSuchKey" | "NoSuchVersion" | "NoSuchBucket" | "AccessDenied" => Ok(Err(
+                    format!("the object cannot be read ({code}): it was deleted, or the worker may not read it"),
+                )),
+                "InvalidRange" => Ok(Err("object is empty (0 bytes)".to_owned())),
+                _ if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(Err(
+                    "the object cannot be read (NoSuchKey): it was deleted".to_owned(),
+                )),
+                _ => Err(WorkerError::ImageRead {
+                    bucket: image.bucket.clone(),
+                    key: image.key.clone(),
+                    message,
+                }),
+            };
+        }
+    };
+    let total = output
+        .content_range()
+        .and_then(|r| r.rsplit_once('/'))
+        .and_then(|(_, total)| total.parse().ok());
+    let bytes = output
+        .body
+        .collect()
+        .await
+        .map_err(|e| WorkerError::ImageRead {
+            bucket: image.bucket.clone(),
+            key: image.key.clone(),
+            message: e.to_string(),
+        })?
+        .into_bytes()
+        .to_vec();
+    Ok(Ok(Read { bytes, total }))
+}
