@@ -46,10 +46,12 @@
 //! [`labels`] (DetectLabels output → stored labels), [`error`] (errors and
 //! their classification), [`rate`] (client-side rate limit), [`shutdown`]
 //! (SIGTERM), [`batch`] (the job definition template and how Batch resolves
-//! it), [`exit`] (the exit codes).
+//! it), [`exit`] (the exit codes), [`convert`] (image formats: what
+//! Rekognition reads directly, and conversion of the rest to JPEG).
 
 pub mod batch;
 pub mod cli;
+pub mod convert;
 pub mod error;
 pub mod exit;
 pub mod labels;
