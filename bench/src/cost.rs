@@ -569,6 +569,12 @@ fn common_lines(inputs: &Inputs) -> Vec<Line> {
             &PRICES.dynamodb_wru,
         ),
         line("S3", "GET of the image by Rekognition", n, &PRICES.s3_get),
+        line(
+            "S3",
+            "worker: ranged GET of the image's first 64 KiB (its real format)",
+            n,
+            &PRICES.s3_get,
+        ),
     ]
 }
 

@@ -72,10 +72,15 @@ pub fn chunk(run: &str, images: usize) -> Vec<ImageRef> {
         .collect()
 }
 
-/// Puts the QUEUED records and the manifest of `images` into the stand-in
-/// and returns the job parameter that points at them.
+/// A real 320×200 JPEG: the worker reads the first 64 KiB of every image to
+/// decide its format, and hands this one to Rekognition as it is.
+const IMAGE: &[u8] = include_bytes!("../../samples/sunset.jpg");
+
+/// Puts the objects, the QUEUED records and the manifest of `images` into
+/// the stand-in and returns the job parameter that points at them.
 pub fn prepare(standin: &StandIn, run: &str, images: &[ImageRef]) -> String {
     for image in images {
+        standin.put_object(&image.bucket, &image.key, IMAGE.to_vec());
         let s = |v: &str| json!({ "S": v });
         let item: serde_json::Map<String, serde_json::Value> = [
             (schema::PK, s(&schema::image_pk(&image.bucket, &image.key))),

@@ -433,3 +433,165 @@ async fn a_copy_under_a_new_key_is_labeled_without_a_detect_labels_call() {
         .await
         .contains_key(attr::REUSED_FROM));
 }
+
+/// A JPEG over Rekognition's 15 MB S3 limit: the sample photo with 16 MiB
+/// of comment segments after its start marker (as cameras embed previews
+/// and maker notes).
+fn oversized_jpeg() -> Vec<u8> {
+    let photo = std::fs::read(integration_tests::repo_root().join("samples/sunset.jpg")).unwrap();
+    let mut out = photo[..2].to_vec(); // SOI
+    let chunk = vec![b'x'; 65_533];
+    for _ in 0..256 {
+        out.extend_from_slice(&[0xFF, 0xFE, 0xFF, 0xFF]); // COM, length 65535
+        out.extend_from_slice(&chunk);
+    }
+    out.extend_from_slice(&photo[2..]);
+    out
+}
+
+fn webp() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(240, 160, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::WebP).unwrap();
+    out.into_inner()
+}
+
+impl World {
+    async fn queued_bytes(&self, key: &str, body: Vec<u8>, sequencer: &str) -> ImageRef {
+        let size = body.len() as u64;
+        s3_client(&self.sdk)
+            .put_object()
+            .bucket(&self.stack.bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+        let image = ImageRef {
+            bucket: self.stack.bucket.clone(),
+            key: key.to_owned(),
+            revision: Revision::from_sequencer(sequencer).unwrap(),
+            version_id: None,
+            etag: None,
+            size: Some(size),
+        };
+        let db = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let claimed = store::claim(
+            &db,
+            &self.stack.table,
+            &image,
+            "test-claim",
+            Clock::now(),
+            900,
+        )
+        .await
+        .unwrap();
+        assert_eq!(claimed, WriteOutcome::Written);
+        image
+    }
+}
+
+#[tokio::test]
+async fn the_worker_decides_from_the_bytes_and_converts_what_rekognition_cannot_read() {
+    let w = world().await;
+    let photo = std::fs::read(integration_tests::repo_root().join("samples/sunset.jpg")).unwrap();
+    let images = vec![
+        w.queued_bytes("photos/plain.jpg", photo.clone(), "01")
+            .await,
+        w.queued_bytes("photos/really a jpeg.png", photo.clone(), "02")
+            .await,
+        w.queued_bytes("photos/web.webp", webp(), "03").await,
+        w.queued_bytes("photos/camera.jpg", oversized_jpeg(), "04")
+            .await,
+        w.queued_bytes(
+            "photos/notes.jpg",
+            b"just some text, not a picture".to_vec(),
+            "05",
+        )
+        .await,
+    ];
+    // Rekognition answers by what it was sent: the object in S3, or bytes.
+    let from_s3 = mock!(aws_sdk_rekognition::Client::detect_labels)
+        .match_requests(|r| r.image().and_then(|i| i.s3_object()).is_some())
+        .then_output(|| {
+            DetectLabelsOutput::builder()
+                .labels(
+                    RekognitionLabel::builder()
+                        .name("FromS3")
+                        .confidence(99.0)
+                        .build(),
+                )
+                .build()
+        });
+    let from_bytes = mock!(aws_sdk_rekognition::Client::detect_labels)
+        .match_requests(|r| {
+            r.image().and_then(|i| i.bytes()).is_some_and(|b| {
+                b.as_ref().starts_with(&[0xFF, 0xD8, 0xFF]) && b.as_ref().len() < 5 * 1024 * 1024
+            })
+        })
+        .then_output(|| {
+            DetectLabelsOutput::builder()
+                .labels(
+                    RekognitionLabel::builder()
+                        .name("FromBytes")
+                        .confidence(99.0)
+                        .build(),
+                )
+                .build()
+        });
+    let clients = Clients {
+        rekognition: mock_client!(
+            aws_sdk_rekognition,
+            RuleMode::MatchAny,
+            [&from_s3, &from_bytes]
+        ),
+        ..w.clients()
+    };
+
+    let outcome = run(
+        &w.job(&images),
+        &images,
+        &clients,
+        &Settings::default(),
+        Shutdown::never(),
+    )
+    .await;
+
+    assert_eq!((outcome.labeled, outcome.failed), (4, 1), "{outcome:?}");
+    let first_label =
+        |r: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+            labeler_core::schema::label_from_attr(&r[attr::LABELS].as_l().unwrap()[0])
+                .unwrap()
+                .name
+        };
+    for key in ["photos/plain.jpg", "photos/really a jpeg.png"] {
+        let r = w.record(key).await;
+        assert_eq!(
+            first_label(&r),
+            "FromS3",
+            "{key}: read by Rekognition from S3"
+        );
+        assert!(!r.contains_key(attr::CONVERSION), "{key}");
+    }
+    let web = w.record("photos/web.webp").await;
+    assert_eq!(first_label(&web), "FromBytes");
+    assert_eq!(
+        text(&web, attr::CONVERSION),
+        "converted from WebP, 240×160 → 240×160"
+    );
+    let camera = w.record("photos/camera.jpg").await;
+    assert_eq!(first_label(&camera), "FromBytes");
+    assert!(
+        text(&camera, attr::CONVERSION).starts_with("converted from JPEG, 320×200"),
+        "{camera:?}"
+    );
+    let notes = w.record("photos/notes.jpg").await;
+    assert_eq!(text(&notes, attr::STATUS), Status::Failed.as_str());
+    assert!(
+        text(&notes, attr::REASON).starts_with("not an image"),
+        "{notes:?}"
+    );
+    assert_eq!((from_s3.num_calls(), from_bytes.num_calls()), (2, 2));
+}

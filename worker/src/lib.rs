@@ -12,8 +12,13 @@
 //! 1. read the image record (strongly consistent); a newer upload, a deleted
 //!    object or an already terminal record for this upload means nothing to
 //!    do, and Rekognition is not called;
-//! 2. call DetectLabels on the exact S3 object version;
-//! 3. store the labels and their label-index entries with one conditional
+//! 2. take it for this job, and look for labels of the same content
+//!    ([`labeler_core::reuse`]): a hit is stored without a Rekognition call;
+//! 3. read its first 64 KiB and decide from the bytes ([`source`]): JPEG
+//!    and PNG within Rekognition's limits are read by Rekognition from S3
+//!    (the exact version), anything else decodable is converted to JPEG
+//!    ([`convert`]) and sent as bytes, the rest is FAILED with a reason;
+//! 4. store the labels and their label-index entries with one conditional
 //!    transaction ([`labeler_core::labeling::record_labeled`]), or, when
 //!    Rekognition refuses the image for good, a FAILED record with a reason
 //!    in plain words ([`error::permanent_reason`]).
@@ -47,7 +52,8 @@
 //! their classification), [`rate`] (client-side rate limit), [`shutdown`]
 //! (SIGTERM), [`batch`] (the job definition template and how Batch resolves
 //! it), [`exit`] (the exit codes), [`convert`] (image formats: what
-//! Rekognition reads directly, and conversion of the rest to JPEG).
+//! Rekognition reads directly, and conversion of the rest to JPEG),
+//! [`source`] (what Rekognition reads for an image, bounded conversions).
 
 pub mod batch;
 pub mod cli;

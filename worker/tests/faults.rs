@@ -97,9 +97,26 @@ fn dynamodb(rules: &[&Rule]) -> aws_sdk_dynamodb::Client {
         .retry_config(retry_policy(ATTEMPTS)))
 }
 
+/// S3 answering the test's rules first, then every ranged read of an image
+/// with a real 320×200 JPEG, which the worker hands to Rekognition as it is.
 fn s3(rules: &[&Rule]) -> aws_sdk_s3::Client {
-    mock_client!(aws_sdk_s3, RuleMode::MatchAny, rules, |c| c
+    let image = image_head();
+    let mut rules = rules.to_vec();
+    rules.push(&image);
+    mock_client!(aws_sdk_s3, RuleMode::MatchAny, &rules, |c| c
         .retry_config(retry_policy(ATTEMPTS)))
+}
+
+fn image_head() -> Rule {
+    const JPEG: &[u8] = include_bytes!("../../samples/sunset.jpg");
+    mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(|r| r.range().is_some())
+        .then_output(|| {
+            GetObjectOutput::builder()
+                .body(ByteStream::from(JPEG.to_vec()))
+                .content_range(format!("bytes 0-{}/{}", JPEG.len() - 1, JPEG.len()))
+                .build()
+        })
 }
 
 /// Clients whose DynamoDB grants every take ([`TAKE_CONDITION`]) unless a
