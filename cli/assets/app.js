@@ -232,6 +232,7 @@ async function image() {
   fact(facts, "Queued at", record.queued_at);
   fact(facts, "Updated at", record.updated_at);
   fact(facts, "Label model", record.label_model_version);
+  fact(facts, "Converted", record.conversion);
   fact(facts, "Labels reused from", record.reused_from ? `${record.reused_from} (same content, no Rekognition call)` : null);
   fact(facts, "Size", record.size === null || record.size === undefined ? null : `${record.size} bytes`);
   fact(facts, "ETag", record.etag);

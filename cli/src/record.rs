@@ -36,6 +36,9 @@ pub struct Record {
     /// The image whose labels were reused (same content), when DetectLabels
     /// did not run for this one.
     pub reused_from: Option<String>,
+    /// What the worker did to the image before DetectLabels (a format
+    /// conversion, a downscale), when it did anything.
+    pub conversion: Option<String>,
     /// Batch job id (the parent's for array jobs).
     pub job_id: Option<String>,
     /// Batch job name.
@@ -88,6 +91,7 @@ impl Record {
             labels,
             label_model_version: string(item, attr::LABEL_MODEL_VERSION),
             reused_from: string(item, attr::REUSED_FROM),
+            conversion: string(item, attr::CONVERSION),
             job_id: string(item, attr::JOB_ID),
             job_name: string(item, attr::JOB_NAME),
             array_index: number(item, attr::ARRAY_INDEX),

@@ -354,3 +354,57 @@ async fn a_photo_copied_to_a_new_key_is_labeled_with_the_labels_of_its_original(
     assert_eq!(copy[attr::LABELS], original[attr::LABELS]);
     stack.down().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_of_mixed_formats_is_labeled_and_a_file_whose_suffix_lies_fails_plainly() {
+    let stack = stack(|_| {}).await;
+    let photo = std::fs::read(repo_root().join("samples/sunset.jpg")).unwrap();
+    // WebP, GIF, BMP and TIFF of a real picture, a JPEG named .png, a JPEG
+    // over Rekognition's 15 MB, and a text file named .gif.
+    let picture = image::load_from_memory(&photo).unwrap();
+    let encode = |format: image::ImageFormat| {
+        let mut out = std::io::Cursor::new(Vec::new());
+        picture.to_rgb8().write_to(&mut out, format).unwrap();
+        out.into_inner()
+    };
+    let mut oversized = photo[..2].to_vec();
+    for _ in 0..256 {
+        oversized.extend_from_slice(&[0xFF, 0xFE, 0xFF, 0xFF]);
+        oversized.extend_from_slice(&vec![b'x'; 65_533]);
+    }
+    oversized.extend_from_slice(&photo[2..]);
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("mixed/web.webp", encode(image::ImageFormat::WebP)),
+        ("mixed/anim.gif", encode(image::ImageFormat::Gif)),
+        ("mixed/scan.bmp", encode(image::ImageFormat::Bmp)),
+        ("mixed/scan.tiff", encode(image::ImageFormat::Tiff)),
+        ("mixed/really a jpeg.png", photo.clone()),
+        ("mixed/camera.jpg", oversized),
+        ("mixed/notes.gif", b"not a picture at all".to_vec()),
+    ];
+    for (key, body) in &files {
+        upload(&stack, key, body).await;
+    }
+    let keys: Vec<String> = files.iter().map(|(k, _)| k.to_string()).collect();
+    let records = terminal(&stack, &keys, Duration::from_secs(240)).await;
+
+    for ((key, _), r) in files.iter().zip(&records) {
+        if *key == "mixed/notes.gif" {
+            assert_eq!(status(r), Some(Status::Failed), "{key}: {r:?}");
+            assert!(text(r, attr::REASON).starts_with("not an image"), "{r:?}");
+            continue;
+        }
+        assert_eq!(status(r), Some(Status::Labeled), "{key}: {r:?}");
+        let conversion = text(r, attr::CONVERSION);
+        if *key == "mixed/really a jpeg.png" {
+            assert!(
+                conversion.is_empty(),
+                "read by Rekognition as it is: {conversion}"
+            );
+        } else {
+            assert!(conversion.starts_with("converted from "), "{key}: {r:?}");
+            assert!(conversion.contains("320×200"), "{key}: {conversion}");
+        }
+    }
+    stack.down().await;
+}

@@ -60,6 +60,9 @@ pub fn render(r: &Record) -> String {
     if let Some(v) = &r.version_id {
         pairs.push(("version id", v.clone()));
     }
+    if let Some(note) = &r.conversion {
+        pairs.push(("conversion", note.clone()));
+    }
     if let Some(from) = &r.reused_from {
         pairs.push(("labels", format!("reused from {from} (same content)")));
     }
@@ -97,6 +100,7 @@ mod tests {
             labels: vec![],
             label_model_version: Some("3.0".into()),
             reused_from: Some("s3://b/a.jpg".into()),
+            conversion: None,
             job_id: None,
             job_name: None,
             array_index: None,
@@ -115,5 +119,11 @@ mod tests {
         );
         record.reused_from = None;
         assert!(!render(&record).contains("reused"));
+        record.conversion = Some("converted from WebP, 4032×3024 → 3024×2268".into());
+        assert!(
+            render(&record).contains("conversion   converted from WebP, 4032×3024 → 3024×2268"),
+            "{}",
+            render(&record)
+        );
     }
 }

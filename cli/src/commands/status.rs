@@ -198,6 +198,7 @@ mod tests {
             labels: vec![],
             label_model_version: None,
             reused_from: None,
+            conversion: None,
             job_id: None,
             job_name: None,
             array_index: None,
