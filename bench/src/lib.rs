@@ -7,7 +7,7 @@
 //!   Batch, DynamoDB, Rekognition and S3 for the real SDK clients, with
 //!   fixed latency, throttling caps and call accounting;
 //! * [`scenario_dispatcher`], [`scenario_worker`], [`scenario_lambda`],
-//!   [`scenario_gallery`]: the measurements;
+//!   [`scenario_gallery`], [`scenario_convert`]: the measurements;
 //! * [`cost`]: the cost model of `docs/cost.md`;
 //! * [`report`]: the table printed and written to `docs/benchmarks.md` and
 //!   `target/bench/results.json`.
@@ -17,6 +17,7 @@ pub mod cost;
 pub mod events;
 pub mod process;
 pub mod report;
+pub mod scenario_convert;
 pub mod scenario_dispatcher;
 pub mod scenario_gallery;
 pub mod scenario_lambda;

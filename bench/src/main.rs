@@ -168,6 +168,15 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
+    eprintln!("bench: worker converting large JPEGs, with and without the conversion bound …");
+    let convert = match bench::scenario_convert::runs(&worker_bin, &[2, 8]).await {
+        Ok(runs) => runs,
+        Err(e) => {
+            not_measured.push(format!("conversions: {e:#}"));
+            Vec::new()
+        }
+    };
+
     let cost_inputs = cost_inputs(&dispatcher, &workers);
     let results = Results {
         machine,
@@ -184,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
         packages,
         startup,
         gallery,
+        convert,
         not_measured,
         cost_inputs,
     };

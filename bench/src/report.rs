@@ -2,6 +2,7 @@
 //! `docs/benchmarks.md`, and `target/bench/results.json`.
 
 use crate::cost::{group, Inputs};
+use crate::scenario_convert::{ConvertRun, CONTAINER_BYTES};
 use crate::scenario_dispatcher::{submit_calls_per_10k, CapResult, SizeResult};
 use crate::scenario_gallery::{GalleryRun, TARGET_MS};
 use crate::scenario_lambda::{Package, Startup, ZIP_TARGET_BYTES};
@@ -99,6 +100,8 @@ pub struct Results {
     pub startup: Option<Startup>,
     /// The web gallery's first page.
     pub gallery: Option<GalleryRun>,
+    /// Peak memory while converting large images.
+    pub convert: Vec<ConvertRun>,
     /// What could not be measured, and why.
     pub not_measured: Vec<String>,
     /// The cost model's inputs.
@@ -243,6 +246,18 @@ pub fn rows(r: &Results) -> Vec<Row> {
             measured: format!("{:.1} ms (median of {})", s.cold_median_ms, s.cold_ms.len()),
             ideal: format!("warm: {:.1} ms", s.warm_median_ms),
             ratio: format!("{:.1}× warm", s.cold_median_ms / s.warm_median_ms.max(1e-9)),
+        });
+    }
+    for c in &r.convert {
+        rows.push(Row {
+            figure: format!(
+                "worker peak RSS converting 8 large JPEGs, {} conversion{} at once",
+                c.convert_concurrency,
+                if c.convert_concurrency == 1 { "" } else { "s" }
+            ),
+            measured: format!("{} ({:.1} s)", mib(c.peak_rss_bytes), c.wall_s),
+            ideal: format!("≤ {} (the container)", mib(CONTAINER_BYTES)),
+            ratio: format!("{:.2}", c.ratio_to_container),
         });
     }
     if let Some(g) = &r.gallery {
@@ -481,6 +496,42 @@ pub fn section(r: &Results) -> String {
             list(&st.cold_ms),
             list(&st.warm_ms)
         );
+    }
+    if !r.convert.is_empty() {
+        let _ = writeln!(out, "\n### Conversions and memory\n");
+        let described: Vec<String> = r.convert[0]
+            .images
+            .iter()
+            .map(|(what, bytes, w, h)| format!("a {what} ({w}×{h}, {})", mb(*bytes as u64)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "The release worker at `--concurrency 8` on 8 images Rekognition cannot read as they \
+             are (over 15 MB): 4 × {}. Each is downloaded, decoded, downscaled and re-encoded as a \
+             JPEG under 5 MB. Peak RSS (`VmHWM`) against the job definition's {} container:\n",
+            described.join(" and 4 × "),
+            mib(CONTAINER_BYTES)
+        );
+        let _ = writeln!(
+            out,
+            "| `LABELER_CONVERT_CONCURRENCY` | wall | peak RSS | ratio to the container | DetectLabels calls |\n|---:|---:|---:|---:|---:|"
+        );
+        for c in &r.convert {
+            let _ = writeln!(
+                out,
+                "| {}{} | {:.1} s | {} | {:.2} | {} |",
+                c.convert_concurrency,
+                if c.convert_concurrency == 2 {
+                    " (default)"
+                } else {
+                    ""
+                },
+                c.wall_s,
+                mib(c.peak_rss_bytes),
+                c.ratio_to_container,
+                c.detect_labels_calls
+            );
+        }
     }
     if let Some(g) = &r.gallery {
         let _ = writeln!(out, "\n### Web gallery\n");

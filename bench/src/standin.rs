@@ -545,8 +545,10 @@ where
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        206 => "Partial Content",
         400 => "Bad Request",
         404 => "Not Found",
+        416 => "Range Not Satisfiable",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         _ => "Unknown",
@@ -572,7 +574,10 @@ fn route(request: &Request, state: &State) -> (&'static str, Response) {
     match (request.method.as_str(), request.path.as_str()) {
         ("POST", "/v1/submitjob") => (op::SUBMIT_JOB, submit_job(&request.body, state)),
         ("PUT", path) => (op::PUT_OBJECT, put_object(path, &request.body, state)),
-        ("GET", path) => (op::GET_OBJECT, get_object(path, state)),
+        ("GET", path) => (
+            op::GET_OBJECT,
+            get_object(path, request.header("range"), state),
+        ),
         (method, path) => (
             "Unknown",
             unknown_operation(REST_JSON, &format!("{method} {path}")),
@@ -753,19 +758,46 @@ fn put_object(path: &str, body: &[u8], state: &State) -> Response {
     }
 }
 
-fn get_object(path: &str, state: &State) -> Response {
+/// `GetObject`, whole or of a `Range: bytes=A-B` (206 with `Content-Range`,
+/// as the worker's read of an image's first bytes expects).
+fn get_object(path: &str, range: Option<&str>, state: &State) -> Response {
     count(state, op::GET_OBJECT, false, 0.0, 0.0);
     let Some(location) = object_path(path) else {
         return s3_error(400, "InvalidRequest", "path-style /bucket/key expected");
     };
-    match state.data().objects.get(&location) {
-        Some(body) => Response {
+    let data = state.data();
+    let Some(body) = data.objects.get(&location) else {
+        return s3_error(404, "NoSuchKey", "The specified key does not exist.");
+    };
+    let total = body.len();
+    let span = range
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+    match span {
+        Some((start, _)) if start >= total => s3_error(
+            416,
+            "InvalidRange",
+            "The requested range is not satisfiable",
+        ),
+        Some((start, end)) => {
+            let end = end.min(total - 1);
+            Response {
+                status: 206,
+                content_type: "application/octet-stream",
+                headers: vec![
+                    ("etag", etag(body)),
+                    ("content-range", format!("bytes {start}-{end}/{total}")),
+                ],
+                body: body[start..=end].to_vec(),
+            }
+        }
+        None => Response {
             status: 200,
             content_type: "application/octet-stream",
             headers: vec![("etag", etag(body))],
             body: body.clone(),
         },
-        None => s3_error(404, "NoSuchKey", "The specified key does not exist."),
     }
 }
 
