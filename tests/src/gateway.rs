@@ -14,6 +14,11 @@
 //!   signals [`Gateway::killed`], and the test drops the caller's future).
 //! * It counts Rekognition `DetectLabels` calls per object key at the
 //!   endpoint, and whether their answers reached the caller.
+//! * It plays the images' bytes: the chaos suite's uploads are events
+//!   without objects, so a ranged `GetObject` (the worker reading an image's
+//!   first bytes to tell its format) is answered with a real 320×200 JPEG,
+//!   which the worker then hands to Rekognition as an `S3Object`. Whole
+//!   reads (manifests) go to moto.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -249,10 +254,12 @@ impl Gateway {
                 })
             })
             .flatten();
+        let ranged_read = parts.method == hyper::Method::GET && parts.headers.contains_key("range");
         let response = match path.as_str() {
             "/v1/submitjob" => self.submit_job(&body),
             "/v1/describejobs" => self.describe_jobs(&body),
             "/v1/listjobs" => self.list_jobs(&body),
+            _ if ranged_read => image_head(),
             _ => forward(client, upstream, parts, body).await,
         };
         if let Some(key) = &detect_key {
@@ -394,6 +401,20 @@ async fn forward(
             &json!({"message": format!("gateway could not reach moto: {e}")}),
         ),
     }
+}
+
+/// The first bytes of every image: the whole sample JPEG, as a 206.
+fn image_head() -> Response<Body> {
+    const JPEG: &[u8] = include_bytes!("../../samples/sunset.jpg");
+    Response::builder()
+        .status(StatusCode::PARTIAL_CONTENT)
+        .header("content-type", "image/jpeg")
+        .header(
+            "content-range",
+            format!("bytes 0-{}/{}", JPEG.len() - 1, JPEG.len()),
+        )
+        .body(Full::new(Bytes::from_static(JPEG)))
+        .expect("a static response")
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Body> {

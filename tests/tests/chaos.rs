@@ -523,7 +523,12 @@ async fn chaos_run(seed: u64) {
             ("DELETED", Some(r)) if status == "DELETED" && text(r, "revision") == revision.as_str() => {}
             ("LABELED", Some(r)) if status == "FAILED" && !text(r, "reason").is_empty() => {
                 // A job killed for good ends FAILED with Batch's reason: a
-                // terminal record with a reason, as invariant 1 allows.
+                // terminal record with a reason, as invariant 1 allows. Not
+                // a verdict on the image itself: every image is readable.
+                let reason = text(r, "reason");
+                if reason.starts_with("not an image") || reason.starts_with("the object cannot be read") {
+                    run.fail(key, format!("a readable image FAILED for its bytes: {reason}"));
+                }
                 if text(r, "revision") != revision.as_str() {
                     run.fail(key, format!("FAILED record is for {} not the newest upload {}", text(r, "revision"), revision.as_str()));
                 }
