@@ -157,8 +157,9 @@ resource "aws_iam_role" "job" {
 
 data "aws_iam_policy_document" "job" {
   # Rekognition reads S3Object images with the caller's permissions, version
-  # included (worker/src/run.rs sets S3Object.version); the worker reads
-  # manifests itself (run::read_manifest).
+  # included (worker/src/source.rs sets S3Object.version); the worker reads
+  # manifests (run::read_manifest) and images itself: the first 64 KiB of
+  # each to tell its format, whole ones it converts (source::prepare).
   statement {
     sid       = "ReadImagesAndManifests"
     actions   = ["s3:GetObject", "s3:GetObjectVersion"]
