@@ -27,6 +27,9 @@ pub struct Machine {
     pub os: String,
     /// When (UTC).
     pub date: String,
+    /// What else the machine was doing, from `BENCH_CONTEXT` (the ratios
+    /// depend on it on a shared machine).
+    pub context: Option<String>,
 }
 
 impl Machine {
@@ -47,6 +50,9 @@ impl Machine {
             rustc: output("rustc", &["--version"]),
             os: output("uname", &["-srm"]),
             date: output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            context: std::env::var("BENCH_CONTEXT")
+                .ok()
+                .filter(|c| !c.trim().is_empty()),
         }
     }
 
@@ -329,6 +335,9 @@ pub fn section(r: &Results) -> String {
         "Measured {} on {} logical CPUs ({}), {}, {}.\n",
         m.date, m.nproc, m.cpu, m.os, m.rustc
     );
+    if let Some(context) = &m.context {
+        let _ = writeln!(out, "**Context of this run:** {context}\n");
+    }
     let _ = writeln!(
         out,
         "| figure | measured | ideal / target | ratio |\n|---|---|---|---:|"

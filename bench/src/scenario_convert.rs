@@ -6,13 +6,11 @@
 //! Peak RSS is compared with the job definition's container memory.
 
 use crate::process::{repo_root, run_measured};
-use crate::scenario_dispatcher::TABLE;
-use crate::scenario_worker::{chunk, prepare};
+use crate::scenario_worker::{chunk, command, prepare};
 use crate::standin::{op, Settings, StandIn};
 use anyhow::{ensure, Context};
 use serde::Serialize;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// The job definition's default container memory (`worker_memory_mib`).
 pub const CONTAINER_BYTES: u64 = 2048 * 1024 * 1024;
@@ -81,22 +79,8 @@ pub async fn runs(worker: &Path, bounds: &[usize]) -> anyhow::Result<Vec<Convert
             standin.put_object(&image.bucket, &image.key, body.clone());
         }
         let log = std::fs::File::create(scratch.join(format!("{run}.log")))?;
-        let mut cmd = Command::new(worker);
-        cmd.arg("--job")
-            .arg(&parameter)
-            .arg("--concurrency")
-            .arg("8")
-            .arg("--expect-table")
-            .arg(TABLE);
-        for name in crate::clients::CHILD_ENV_REMOVE {
-            cmd.env_remove(name);
-        }
-        cmd.envs(crate::clients::child_env(&standin.endpoint(), &scratch))
-            .env("LABELER_CONVERT_CONCURRENCY", bound.to_string())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
+        let mut cmd = command(worker, &parameter, 8, &standin, log);
+        cmd.env("LABELER_CONVERT_CONCURRENCY", bound.to_string());
         let done = run_measured(cmd)
             .await
             .with_context(|| format!("run {}", worker.display()))?;

@@ -10,16 +10,15 @@
 //! the end of the last thumbnail's response, so the polling interval of the
 //! WebDriver client does not blur the figure.
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use futures::{stream, StreamExt, TryStreamExt};
 use integration_tests::browser::Browser;
+use integration_tests::served::Served;
 use integration_tests::{provision, s3_client, seed, Moto};
 use labeler_core::schema::{BoundingBox, Instance, Label};
 use labeler_core::{ImageRef, Revision};
 use serde::Serialize;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// The bar: the first page renders within a second.
@@ -114,36 +113,17 @@ pub async fn run(labeler: &Path, images: usize, reps: usize) -> anyhow::Result<G
         seeded.elapsed().as_secs_f64()
     );
 
-    let mut serve = Command::new(labeler)
-        .args(["serve", "--bind", "127.0.0.1:0", "--page-size", "50"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .envs(moto.env())
-        .env("LABELER_TABLE", &stack.table)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("start labeler serve")?;
-    let result = measure(&mut serve, reps, images, image_bytes).await;
-    let _ = serve.kill();
-    let _ = serve.wait();
-    result
+    let served = Served::start(labeler, &moto, &stack.table)?;
+    measure(&served.url, reps, images, image_bytes).await
 }
 
 async fn measure(
-    serve: &mut std::process::Child,
+    url: &str,
     reps: usize,
     images: usize,
     image_bytes: usize,
 ) -> anyhow::Result<GalleryRun> {
-    let mut first = String::new();
-    BufReader::new(serve.stdout.take().expect("piped")).read_line(&mut first)?;
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .ok_or_else(|| anyhow!("labeler serve printed no URL: {first:?}"))?
-        .to_owned();
+    let url = format!("{url}/");
     let browser = Browser::start(1280, 900).await?;
     let mut samples = Vec::new();
     for _ in 0..=reps {

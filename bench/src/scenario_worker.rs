@@ -117,6 +117,34 @@ pub fn prepare(standin: &StandIn, run: &str, images: &[ImageRef]) -> String {
     .to_parameter()
 }
 
+/// `worker --job <parameter> --concurrency <n>` against `standin`, its log
+/// to `log`, with the child environment every worker run gets.
+pub fn command(
+    worker: &Path,
+    parameter: &str,
+    concurrency: usize,
+    standin: &StandIn,
+    log: std::fs::File,
+) -> Command {
+    let scratch = repo_root().join("target/bench");
+    let mut cmd = Command::new(worker);
+    cmd.arg("--job")
+        .arg(parameter)
+        .arg("--concurrency")
+        .arg(concurrency.to_string())
+        .arg("--expect-table")
+        .arg(TABLE);
+    for name in crate::clients::CHILD_ENV_REMOVE {
+        cmd.env_remove(name);
+    }
+    cmd.envs(crate::clients::child_env(&standin.endpoint(), &scratch))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    cmd
+}
+
 /// Runs `worker` once per case on a fresh `images`-image chunk, against a
 /// stand-in whose DetectLabels answers in `detect_latency` (other calls at
 /// once).
@@ -140,24 +168,10 @@ pub async fn runs(
         let parameter = prepare(&standin, &run, &chunk(&run, images));
         let log = std::fs::File::create(scratch.join(format!("{run}.log")))?;
 
-        let mut cmd = Command::new(worker);
-        cmd.arg("--job")
-            .arg(&parameter)
-            .arg("--concurrency")
-            .arg(case.concurrency.to_string())
-            .arg("--expect-table")
-            .arg(TABLE);
+        let mut cmd = command(worker, &parameter, case.concurrency, &standin, log);
         if let Some(r) = case.rate_limit {
             cmd.arg("--rate-limit").arg(r.to_string());
         }
-        for name in crate::clients::CHILD_ENV_REMOVE {
-            cmd.env_remove(name);
-        }
-        cmd.envs(crate::clients::child_env(&standin.endpoint(), &scratch))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
         let done = run_measured(cmd)
             .await
             .with_context(|| format!("run {}", worker.display()))?;

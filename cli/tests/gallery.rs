@@ -5,12 +5,11 @@
 
 use aws_config::SdkConfig;
 use integration_tests::browser::{fetch, Browser};
+use integration_tests::served::Served;
 use integration_tests::{provision, repo_root, s3_client, seed, Moto, Stack};
 use labeler_core::schema::{BoundingBox, Instance, Label};
 use labeler_core::{ImageRef, Revision};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_labeler");
 
@@ -19,18 +18,6 @@ const ODD_KEY: &str = "café/λ+1 50% sunset.jpg";
 /// A failure reason that would run script if it were ever written as markup.
 const HOSTILE_REASON: &str =
     "DetectLabels: <img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>";
-
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct World {
     _moto: Moto,
@@ -66,7 +53,8 @@ impl World {
         let sdk = moto.sdk_config().await;
         let stack = provision(&sdk).await;
         let w = World {
-            served: serve(&moto, &stack),
+            served: Served::start(std::path::Path::new(BIN), &moto, &stack.table)
+                .expect("labeler serve starts"),
             _moto: moto,
             sdk,
             stack,
@@ -146,32 +134,6 @@ impl World {
     fn uri(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.stack.bucket)
     }
-}
-
-/// Starts `labeler serve` on a free loopback port and reads where it listens.
-fn serve(moto: &Moto, stack: &Stack) -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--bind", "127.0.0.1:0", "--page-size", "50"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .envs(moto.env())
-        .env("LABELER_TABLE", &stack.table)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("labeler serve starts");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {first:?}"))
-        .trim_end_matches('/')
-        .to_owned();
-    Served { child, url }
 }
 
 fn screenshot(name: &str) -> std::path::PathBuf {

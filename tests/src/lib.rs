@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod gateway;
 pub mod seed;
+pub mod served;
 
 use aws_config::SdkConfig;
 pub use labeler_local::moto::{free_port, repo_root, venv_bin, Moto};
