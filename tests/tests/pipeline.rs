@@ -40,6 +40,12 @@ async fn upload(stack: &Stack, key: &str, body: &[u8]) {
         .expect("upload");
 }
 
+/// A real picture from `samples/`: the worker reads each image's first bytes
+/// and fails what is not one.
+fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(repo_root().join("samples").join(name)).unwrap()
+}
+
 async fn record(stack: &Stack, key: &str) -> Option<HashMap<String, AttributeValue>> {
     let names = &stack.provisioned.names;
     labeler_core::store::get_image(
@@ -144,7 +150,7 @@ async fn awkward_keys_are_labeled_under_their_exact_names_and_bad_input_is_skipp
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_upload_event_delivered_twice_yields_one_job_and_one_record() {
     let stack = stack(|o| o.deliver_events = false).await;
-    upload(&stack, "twice.png", b"\x89PNG").await;
+    upload(&stack, "twice.png", &sample("forest.png")).await;
     let stack_names = integration_tests::Stack::from(&stack);
     let event = drain_as_lambda_event(&stack.sdk, &stack_names).await;
 
@@ -170,10 +176,10 @@ async fn the_same_upload_event_delivered_twice_yields_one_job_and_one_record() {
 async fn uploads_processed_out_of_order_keep_the_newer_labels() {
     let stack = stack(|o| o.deliver_events = false).await;
     let names = integration_tests::Stack::from(&stack);
-    upload(&stack, "same.png", b"first upload").await;
+    upload(&stack, "same.png", &sample("forest.png")).await;
     let older = drain_as_lambda_event(&stack.sdk, &names).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    upload(&stack, "same.png", b"second upload").await;
+    upload(&stack, "same.png", &sample("beach day.png")).await;
     let newer = drain_as_lambda_event(&stack.sdk, &names).await;
 
     let a = stack.invoker.invoke(newer).await.unwrap();
@@ -208,7 +214,7 @@ async fn uploads_processed_out_of_order_keep_the_newer_labels() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delete_leaves_a_tombstone_and_no_labels() {
     let stack = stack(|_| {}).await;
-    upload(&stack, "gone.png", b"\x89PNG").await;
+    upload(&stack, "gone.png", &sample("forest.png")).await;
     terminal(&stack, &["gone.png".into()], Duration::from_secs(120)).await;
 
     s3_client(&stack.sdk)
@@ -250,8 +256,8 @@ async fn a_job_whose_worker_is_killed_ends_with_its_images_failed_with_a_reason(
     .unwrap();
     std::fs::set_permissions(&crash, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let stack = stack(|o| o.worker_bin = crash.clone()).await;
-    upload(&stack, "doomed/one.png", b"\x89PNG").await;
-    upload(&stack, "doomed/two.png", b"\x89PNG").await;
+    upload(&stack, "doomed/one.png", &sample("forest.png")).await;
+    upload(&stack, "doomed/two.png", &sample("forest.png")).await;
 
     let records = terminal(
         &stack,
@@ -299,7 +305,7 @@ async fn the_stack_runs_against_an_endpoint_that_is_already_running() {
     let outside = integration_tests::Moto::start_for_tests();
     let endpoint = outside.endpoint.clone();
     let stack = stack(|o| o.aws_endpoint = Some(endpoint.clone())).await;
-    upload(&stack, "attached.png", b"\x89PNG").await;
+    upload(&stack, "attached.png", &sample("forest.png")).await;
 
     let records = terminal(&stack, &["attached.png".into()], Duration::from_secs(120)).await;
 
