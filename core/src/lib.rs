@@ -16,11 +16,14 @@
 //! * [`labeling`]: the worker's conditional writes (take, LABELED, FAILED).
 //! * [`reuse`]: content entries, so each distinct picture is labeled once.
 //! * [`table`]: the table's key schema and indexes, for tools that create it.
+//! * [`emf`]: CloudWatch metrics written as log lines (embedded metric
+//!   format), and a check of lines against the format's specification.
 //!
 //! Layering, bottom up: `rule` (pure) → `db` → `entries` → `store`,
 //! `labeling` → `reuse`; nothing imports upwards.
 
 pub mod db;
+pub mod emf;
 pub mod entries;
 pub mod job;
 pub mod key;

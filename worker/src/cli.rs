@@ -2,7 +2,7 @@
 //! job definition can set defaults in `environment` and Batch's own
 //! variables (`AWS_BATCH_JOB_*`) are picked up without flags.
 
-use crate::run::{JobRequest, Reuse, Settings};
+use crate::run::{Fleet, JobRequest, RateControl, Reuse, Settings};
 use crate::source::ConvertSettings;
 use clap::Parser;
 use labeler_core::labeling::Attempt;
@@ -31,9 +31,44 @@ pub struct Cli {
     pub concurrency: u16,
 
     /// Most DetectLabels calls started per second by this process; unlimited
-    /// when not set. Array children each get this rate.
+    /// when not set. Array children each get this rate. With a fleet rate,
+    /// the adaptive pace never goes above it.
     #[arg(long, env = "LABELER_RATE_LIMIT", value_name = "PER_SECOND", value_parser = positive_rate)]
     pub rate_limit: Option<f64>,
+
+    /// DetectLabels calls per second the whole fleet of workers may make:
+    /// the account's quota in the region (Service Quotas), or the part of it
+    /// given to this pipeline. Each process starts at its share,
+    /// fleet rate / fleet size, and adapts to throttling.
+    #[arg(long, env = "LABELER_FLEET_RATE", value_name = "PER_SECOND", value_parser = positive_rate)]
+    pub fleet_rate: Option<f64>,
+
+    /// Most worker processes running at once (Batch's max vCPUs divided by
+    /// the vCPUs of one job).
+    #[arg(
+        long,
+        env = "LABELER_FLEET_SIZE",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=100_000),
+        value_name = "N"
+    )]
+    pub fleet_size: u32,
+
+    /// Who adapts the pace to throttling: the worker's own AIMD limiter
+    /// (`aimd`), or the AWS SDK's adaptive retry mode (`sdk-adaptive`).
+    #[arg(
+        long,
+        env = "LABELER_RATE_CONTROL",
+        value_enum,
+        default_value_t = RateControl::Aimd
+    )]
+    pub rate_control: RateControl,
+
+    /// Seconds from the start during which throttled DetectLabels calls are
+    /// made again; after that their images stay QUEUED for Batch's next
+    /// attempt. Keep it below the job's attempt timeout minus the drain.
+    #[arg(long, env = "LABELER_TIME_BUDGET_SECONDS", default_value_t = 3300, value_name = "SECONDS")]
+    pub time_budget_seconds: u64,
 
     /// Attempts per AWS call; throttling, 5xx answers and timeouts are
     /// retried with exponential backoff and jitter.
@@ -146,6 +181,12 @@ impl Cli {
         Settings {
             concurrency: usize::from(self.concurrency),
             rate_limit: self.rate_limit,
+            fleet: self.fleet_rate.map(|rate| Fleet {
+                rate,
+                size: self.fleet_size,
+            }),
+            rate_control: self.rate_control,
+            time_budget: Duration::from_secs(self.time_budget_seconds),
             drain: Duration::from_secs(self.drain_seconds),
             attempt: Attempt {
                 job_id: self
@@ -186,6 +227,33 @@ mod tests {
         assert_eq!(cli.max_attempts, 8);
         assert_eq!(cli.rate_limit, None);
         assert_eq!(cli.settings().drain, Duration::from_secs(20));
+        assert_eq!(cli.settings().fleet, None);
+        assert_eq!(cli.settings().rate_control, RateControl::Aimd);
+        assert_eq!(cli.settings().time_budget, Duration::from_secs(3300));
+    }
+
+    #[test]
+    fn a_fleet_rate_and_size_make_the_fleet_this_process_shares() {
+        let cli = parse(&[
+            "--job",
+            "{}",
+            "--fleet-rate",
+            "50",
+            "--fleet-size",
+            "16",
+            "--rate-control",
+            "sdk-adaptive",
+        ])
+        .unwrap();
+        let settings = cli.settings();
+        assert_eq!(
+            settings.fleet,
+            Some(Fleet {
+                rate: 50.0,
+                size: 16
+            })
+        );
+        assert_eq!(settings.rate_control, RateControl::SdkAdaptive);
     }
 
     #[test]
@@ -212,6 +280,9 @@ mod tests {
             &["--job", "{}", "--rate-limit", "-1"][..],
             &["--job", "{}", "--rate-limit", "fast"][..],
             &["--job", "{}", "--max-attempts", "0"][..],
+            &["--job", "{}", "--fleet-rate", "0"][..],
+            &["--job", "{}", "--fleet-size", "0"][..],
+            &["--job", "{}", "--rate-control", "fast"][..],
             &["--job", "{}", "--unknown"][..],
         ] {
             let err = parse(args).unwrap_err();
@@ -230,6 +301,10 @@ mod tests {
             ("--job", "LABELER_JOB"),
             ("--concurrency", "LABELER_CONCURRENCY"),
             ("--rate-limit", "LABELER_RATE_LIMIT"),
+            ("--fleet-rate", "LABELER_FLEET_RATE"),
+            ("--fleet-size", "LABELER_FLEET_SIZE"),
+            ("--rate-control", "LABELER_RATE_CONTROL"),
+            ("--time-budget-seconds", "LABELER_TIME_BUDGET_SECONDS"),
             ("--max-attempts", "LABELER_MAX_ATTEMPTS"),
             ("--drain-seconds", "LABELER_DRAIN_SECONDS"),
             ("--expect-table", "LABELER_TABLE"),

@@ -361,6 +361,24 @@ pub enum ConvertError {
     Encode(String),
 }
 
+impl ConvertError {
+    /// The class of the FAILED reason this error becomes.
+    pub fn class(&self) -> crate::error::ReasonClass {
+        use crate::error::ReasonClass;
+        match self {
+            ConvertError::NotAnImage => ReasonClass::NotAnImage,
+            ConvertError::TooLarge { .. } => ReasonClass::TooLarge,
+            ConvertError::Undecodable { .. } => ReasonClass::Unreadable,
+            ConvertError::Unsupported(_) | ConvertError::Encode(_) => ReasonClass::Other,
+        }
+    }
+
+    /// The FAILED reason and its class.
+    pub fn refusal(&self) -> crate::error::Refusal {
+        crate::error::Refusal::new(self.class(), self.to_string())
+    }
+}
+
 /// A converted image: a JPEG Rekognition accepts as raw bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Converted {

@@ -111,13 +111,136 @@ pub fn full_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// What kind of reason an image was recorded FAILED for: a small, fixed
+/// set, so it can be a metric dimension (`ReasonClass`) while the reason
+/// itself stays in the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReasonClass {
+    /// The bytes are no image (text, a lying suffix, an empty object), or
+    /// Rekognition says it is no valid JPEG or PNG.
+    NotAnImage,
+    /// Too large to download, decode or send.
+    TooLarge,
+    /// Gone, truncated or corrupt: the object could not be read or decoded.
+    Unreadable,
+    /// Rekognition refused the request for this image (too small, …).
+    RekognitionRefused,
+    /// The worker may not call Rekognition on this image.
+    AccessDenied,
+    /// Anything else (a format this build cannot decode, an encoder error).
+    Other,
+}
+
+impl ReasonClass {
+    /// Every class, in the order dashboards list them.
+    pub const ALL: [ReasonClass; 6] = [
+        ReasonClass::NotAnImage,
+        ReasonClass::TooLarge,
+        ReasonClass::Unreadable,
+        ReasonClass::RekognitionRefused,
+        ReasonClass::AccessDenied,
+        ReasonClass::Other,
+    ];
+
+    /// The class as the `ReasonClass` metric dimension spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonClass::NotAnImage => "not_an_image",
+            ReasonClass::TooLarge => "too_large",
+            ReasonClass::Unreadable => "unreadable",
+            ReasonClass::RekognitionRefused => "rekognition_refused",
+            ReasonClass::AccessDenied => "access_denied",
+            ReasonClass::Other => "other",
+        }
+    }
+}
+
+/// Why an image cannot be labeled, for good: the FAILED reason in plain
+/// words and its class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The reason recorded on the image.
+    pub reason: String,
+    /// Its class, for metrics.
+    pub class: ReasonClass,
+}
+
+impl Refusal {
+    /// A refusal of `class` with `reason`.
+    pub fn new(class: ReasonClass, reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            class,
+        }
+    }
+}
+
 /// How a failed DetectLabels call is handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// Retrying cannot help: record FAILED with this reason.
-    Permanent(String),
+    Permanent(Refusal),
+    /// The account's DetectLabels quota is exceeded: slow down and call
+    /// again ([`crate::rate`]); never a reason to fail the image.
+    Throttled(String),
     /// Might pass later: leave the image QUEUED and ask Batch to retry.
     Transient(String),
+}
+
+/// Rekognition's answers that mean "over the account's rate" (the
+/// `ThrottlingException` of 5xx and the `ProvisionedThroughputExceeded`
+/// and `LimitExceeded` of 4xx, as the SDK's own throttling list has them).
+pub const THROTTLING_CODES: [&str; 4] = [
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "TooManyRequestsException",
+];
+
+/// Whether a DetectLabels error code means throttling.
+pub fn is_throttling(code: &str) -> bool {
+    THROTTLING_CODES.contains(&code)
+}
+
+/// Stops the SDK from retrying throttled DetectLabels calls itself, so that
+/// each one reaches the worker's rate limiter at once ([`crate::rate`]): an
+/// SDK retry would call again at the old pace, unseen by the limiter.
+/// Other transient faults (5xx, timeouts) are still retried by the SDK.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottlingIsBackPressure;
+
+impl aws_sdk_rekognition::config::retry::ClassifyRetry for ThrottlingIsBackPressure {
+    fn classify_retry(
+        &self,
+        ctx: &aws_sdk_rekognition::config::interceptors::InterceptorContext,
+    ) -> aws_sdk_rekognition::config::retry::RetryAction {
+        use aws_sdk_rekognition::config::retry::RetryAction;
+        let throttled = matches!(ctx.output_or_error(), Some(Err(e))
+            if e.as_operation_error()
+                .and_then(|e| e.downcast_ref::<DetectLabelsError>())
+                .is_some_and(|e| is_throttling(detect_labels_code(e))));
+        if throttled {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "ThrottlingIsBackPressure"
+    }
+}
+
+/// The class of a Rekognition error that retrying cannot cure.
+pub fn permanent_class(code: &str) -> Option<ReasonClass> {
+    Some(match code {
+        "InvalidImageFormatException" => ReasonClass::NotAnImage,
+        "ImageTooLargeException" => ReasonClass::TooLarge,
+        "InvalidS3ObjectException" => ReasonClass::Unreadable,
+        "InvalidParameterException" => ReasonClass::RekognitionRefused,
+        "AccessDeniedException" => ReasonClass::AccessDenied,
+        _ => return None,
+    })
 }
 
 /// The FAILED reason for a Rekognition error that retrying cannot cure, or
@@ -177,11 +300,11 @@ where
         SdkError::ServiceError(se) => {
             let err = se.err();
             let code = detect_labels_code(err);
-            match permanent_reason(code, err.message()) {
-                Some(reason) => Fault::Permanent(reason),
-                None => {
-                    Fault::Transient(format!("{code}: {}", err.message().unwrap_or("no message")))
-                }
+            let text = || format!("{code}: {}", err.message().unwrap_or("no message"));
+            match (permanent_reason(code, err.message()), permanent_class(code)) {
+                (Some(reason), Some(class)) => Fault::Permanent(Refusal { reason, class }),
+                _ if is_throttling(code) => Fault::Throttled(text()),
+                _ => Fault::Transient(text()),
             }
         }
         other => Fault::Transient(DisplayErrorContext(other).to_string()),
@@ -210,6 +333,15 @@ mod tests {
             "AccessDeniedException",
         ] {
             assert!(permanent_reason(code, None).unwrap().contains(code));
+        }
+        for code in [
+            "InvalidImageFormatException",
+            "ImageTooLargeException",
+            "InvalidS3ObjectException",
+            "InvalidParameterException",
+            "AccessDeniedException",
+        ] {
+            assert!(permanent_class(code).is_some(), "{code} has a reason but no class");
         }
     }
 
@@ -241,10 +373,10 @@ mod tests {
         let timeout: SdkError<DetectLabelsError, ()> = SdkError::timeout_error("attempt timed out");
 
         assert!(
-            matches!(classify(&invalid), Fault::Permanent(r) if r.contains("not a valid JPEG or PNG"))
+            matches!(classify(&invalid), Fault::Permanent(r) if r.reason.contains("not a valid JPEG or PNG") && r.class == ReasonClass::NotAnImage)
         );
         assert!(
-            matches!(classify(&throttled), Fault::Transient(m) if m.starts_with("ThrottlingException"))
+            matches!(classify(&throttled), Fault::Throttled(m) if m.starts_with("ThrottlingException"))
         );
         assert!(matches!(classify(&timeout), Fault::Transient(_)));
     }

@@ -65,10 +65,11 @@ pub mod rate;
 pub mod run;
 pub mod shutdown;
 pub mod source;
+pub mod telemetry;
 
 pub use error::WorkerError;
 pub use exit::ExitCode;
-pub use run::{execute, label_image, load_job, run, Clients, JobRequest, Outcome, Settings};
+pub use run::{execute, load_job, run, Clients, Fleet, JobRequest, Outcome, RateControl, Settings};
 pub use shutdown::Shutdown;
 
 use aws_config::retry::RetryConfig;
@@ -100,7 +101,13 @@ pub fn timeouts() -> TimeoutConfig {
 /// Builds the AWS clients once, from the SDK's standard environment
 /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, the credentials chain). S3 uses path
 /// style addressing when an endpoint URL is set (local stacks).
-pub async fn clients(max_attempts: u32) -> Clients {
+///
+/// Rekognition's client depends on who paces DetectLabels: with
+/// [`RateControl::Aimd`] the SDK does not retry throttled calls
+/// ([`error::ThrottlingIsBackPressure`]), so each one reaches the worker's
+/// limiter; with [`RateControl::SdkAdaptive`] it uses the SDK's adaptive
+/// retry mode, whose client-side rate limiter learns from them.
+pub async fn clients(max_attempts: u32, rate_control: RateControl) -> Clients {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .retry_config(retry_policy(max_attempts))
         .timeout_config(timeouts())
@@ -109,8 +116,18 @@ pub async fn clients(max_attempts: u32) -> Clients {
     let s3 = aws_sdk_s3::config::Builder::from(&shared)
         .force_path_style(shared.endpoint_url().is_some())
         .build();
+    let rekognition = aws_sdk_rekognition::config::Builder::from(&shared);
+    let rekognition = match rate_control {
+        RateControl::Aimd => rekognition.retry_classifier(error::ThrottlingIsBackPressure),
+        RateControl::SdkAdaptive => rekognition.retry_config(
+            RetryConfig::adaptive()
+                .with_max_attempts(max_attempts)
+                .with_initial_backoff(Duration::from_millis(200))
+                .with_max_backoff(Duration::from_secs(20)),
+        ),
+    };
     Clients {
-        rekognition: aws_sdk_rekognition::Client::new(&shared),
+        rekognition: aws_sdk_rekognition::Client::from_conf(rekognition.build()),
         dynamodb: aws_sdk_dynamodb::Client::new(&shared),
         s3: aws_sdk_s3::Client::from_conf(s3),
     }

@@ -15,7 +15,7 @@ async fn main() -> std::process::ExitCode {
             return ExitCode::Retryable.into();
         }
     };
-    let clients = worker::clients(cli.max_attempts).await;
+    let clients = worker::clients(cli.max_attempts, cli.rate_control).await;
     worker::execute(&cli.job_request(), &clients, &cli.settings(), shutdown)
         .await
         .into()

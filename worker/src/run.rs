@@ -1,12 +1,15 @@
 //! One labeling run: resolve the job's chunk, label its images with bounded
 //! concurrency, and sum up what happened.
 
-use crate::error::{classify, full_chain, Fault, WorkerError};
+use crate::error::{classify, full_chain, Fault, Refusal, WorkerError};
 use crate::exit::ExitCode;
 use crate::labels::stored_labels;
-use crate::rate::RateLimiter;
+use crate::rate::{Aimd, RateLimiter};
 use crate::shutdown::Shutdown;
 use crate::source::{self, Conversions, ConvertSettings, Prepared};
+use crate::telemetry::{self, ClassCounts, Flusher, Telemetry};
+use aws_sdk_rekognition::operation::detect_labels::DetectLabelsOutput;
+use aws_sdk_rekognition::types::Image;
 use futures::{stream, StreamExt};
 use labeler_core::job::{select_chunk, ImageSource, Manifest, ManifestRef};
 use labeler_core::labeling::{self, Attempt};
@@ -35,8 +38,19 @@ pub struct Clients {
 pub struct Settings {
     /// Images labeled at the same time (at least 1).
     pub concurrency: usize,
-    /// Most DetectLabels calls started per second; unlimited when `None`.
+    /// Most DetectLabels calls started per second by this process;
+    /// unlimited when `None` (and no fleet is set).
     pub rate_limit: Option<f64>,
+    /// The fleet this process belongs to: its DetectLabels calls then keep
+    /// to a share of the fleet's rate that adapts to throttling
+    /// ([`crate::rate`]).
+    pub fleet: Option<Fleet>,
+    /// Who adapts the pace to throttling.
+    pub rate_control: RateControl,
+    /// How long, from the start of the run, throttled DetectLabels calls are
+    /// tried again before their images are left QUEUED for Batch's next
+    /// attempt.
+    pub time_budget: Duration,
     /// How long images in flight may take to finish after a shutdown.
     pub drain: Duration,
     /// Job id and attempt recorded on every image written.
@@ -45,6 +59,29 @@ pub struct Settings {
     pub reuse: Option<Reuse>,
     /// How format conversions are bounded ([`crate::source`]).
     pub convert: ConvertSettings,
+}
+
+/// The worker processes sharing one DetectLabels quota.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fleet {
+    /// DetectLabels calls a second the whole fleet may make (the account's
+    /// quota, or the part of it given to this pipeline).
+    pub rate: f64,
+    /// Most worker processes running at once.
+    pub size: u32,
+}
+
+/// Who adapts the DetectLabels pace to throttling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RateControl {
+    /// The worker's own limiter: a share of the fleet rate, additive
+    /// increase and multiplicative decrease ([`crate::rate`]); the SDK does
+    /// not retry throttled calls.
+    #[default]
+    Aimd,
+    /// The AWS SDK's adaptive retry mode: its client-side rate limiter
+    /// learns from throttled calls, per process, and retries them itself.
+    SdkAdaptive,
 }
 
 /// How labels are reused across images with the same content.
@@ -67,6 +104,9 @@ impl Default for Settings {
         Self {
             concurrency: 8,
             rate_limit: None,
+            fleet: None,
+            rate_control: RateControl::Aimd,
+            time_budget: Duration::from_secs(3300),
             drain: Duration::from_secs(20),
             attempt: Attempt {
                 job_id: None,
@@ -101,11 +141,8 @@ pub enum ImageOutcome {
         /// DetectLabels call was made for this one.
         reused_from: Option<String>,
     },
-    /// Rekognition refused the image for good; the record is FAILED.
-    Failed {
-        /// The recorded reason.
-        reason: String,
-    },
+    /// The image cannot be labeled for good; the record is FAILED.
+    Failed(Refusal),
     /// The record already had a terminal status for this upload: nothing
     /// done (a Batch retry or a duplicate job).
     AlreadyDone {
@@ -138,6 +175,9 @@ pub struct Outcome {
     pub reused: usize,
     /// Images recorded FAILED by this run.
     pub failed: usize,
+    /// Of those, how many per class of reason.
+    #[serde(skip)]
+    pub failed_by_class: ClassCounts,
     /// Images that already had a terminal record for their upload.
     pub already_done: usize,
     /// Images owned by a newer upload, or whose record is gone.
@@ -152,6 +192,28 @@ impl Outcome {
     /// Images whose run ended, one way or another.
     pub fn finished(&self) -> usize {
         self.labeled + self.failed + self.already_done + self.superseded + self.retryable
+    }
+
+    /// What happened since `earlier`, an outcome of the same run.
+    pub fn since(&self, earlier: &Outcome) -> Outcome {
+        Outcome {
+            images: self.images,
+            labeled: self.labeled - earlier.labeled,
+            reused: self.reused - earlier.reused,
+            failed: self.failed - earlier.failed,
+            failed_by_class: self
+                .failed_by_class
+                .iter()
+                .map(|(class, n)| {
+                    (*class, n - earlier.failed_by_class.get(class).copied().unwrap_or(0))
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            already_done: self.already_done - earlier.already_done,
+            superseded: self.superseded - earlier.superseded,
+            retryable: self.retryable - earlier.retryable,
+            unfinished: self.unfinished - earlier.unfinished,
+        }
     }
 
     /// [`ExitCode::Success`] when every image has its terminal record (or
@@ -189,9 +251,11 @@ impl Outcome {
                 self.labeled += 1;
                 self.reused += 1;
             }
-            ImageOutcome::Failed { reason } => {
-                warn!(bucket, key, revision, reason, "failed for good");
+            ImageOutcome::Failed(refusal) => {
+                let (reason, class) = (refusal.reason.as_str(), refusal.class.as_str());
+                warn!(bucket, key, revision, reason, class, "failed for good");
                 self.failed += 1;
+                *self.failed_by_class.entry(refusal.class).or_default() += 1;
             }
             ImageOutcome::AlreadyDone { status } => {
                 let status = status.map(Status::as_str);
@@ -338,6 +402,48 @@ async fn read_manifest(s3: &aws_sdk_s3::Client, m: &ManifestRef) -> Result<Manif
     Ok(Manifest::from_body(&body, m)?)
 }
 
+/// How DetectLabels calls are paced, and until when a throttled one is
+/// tried again.
+#[derive(Debug)]
+pub struct Pace {
+    limiter: Option<RateLimiter>,
+    deadline: tokio::time::Instant,
+}
+
+impl Pace {
+    /// The pace `settings` ask for, with the time budget counted from now.
+    pub fn new(settings: &Settings) -> Self {
+        let limiter = match (settings.fleet, settings.rate_control) {
+            (Some(fleet), RateControl::Aimd) => Some(RateLimiter::adaptive(Aimd::for_fleet(
+                fleet.rate,
+                fleet.size,
+                settings.rate_limit,
+            ))),
+            _ => settings.rate_limit.map(RateLimiter::per_second),
+        };
+        Self {
+            limiter,
+            deadline: tokio::time::Instant::now() + settings.time_budget,
+        }
+    }
+
+    /// The current pace, calls per second, when there is one.
+    pub fn rate(&self) -> Option<f64> {
+        self.limiter.as_ref().map(RateLimiter::rate)
+    }
+}
+
+/// Everything a run shares between the images in flight.
+struct Shared<'a> {
+    job: &'a JobSpec,
+    clients: &'a Clients,
+    pace: &'a Pace,
+    attempt: &'a Attempt,
+    reuse: Option<Reuse>,
+    conversions: &'a Conversions,
+    telemetry: &'a Telemetry,
+}
+
 /// Labels `chunk`, at most `settings.concurrency` images at a time, and
 /// returns the sum of their outcomes.
 ///
@@ -345,6 +451,7 @@ async fn read_manifest(s3: &aws_sdk_s3::Client, m: &ManifestRef) -> Result<Manif
 /// arrives, so memory stays flat in the chunk size. Once `shutdown` is
 /// requested no new image is started; images in flight get
 /// `settings.drain` to finish and are abandoned (left QUEUED) after that.
+/// Metrics are written every [`telemetry::FLUSH_EVERY`] and at the end.
 pub async fn run(
     job: &JobSpec,
     chunk: &[ImageRef],
@@ -352,29 +459,26 @@ pub async fn run(
     settings: &Settings,
     shutdown: Shutdown,
 ) -> Outcome {
-    let limiter = settings.rate_limit.map(RateLimiter::per_second);
-    let limiter = limiter.as_ref();
-    let attempt = &settings.attempt;
-    let conversions = &Conversions::new(settings.convert);
+    let started = tokio::time::Instant::now();
+    let pace = &Pace::new(settings);
+    let telemetry = &Telemetry::default();
+    let shared = &Shared {
+        job,
+        clients,
+        pace,
+        attempt: &settings.attempt,
+        reuse: settings.reuse,
+        conversions: &Conversions::new(settings.convert),
+        telemetry,
+    };
     let mut outcome = Outcome {
         images: chunk.len(),
         ..Outcome::default()
     };
+    let mut flusher = Flusher::default();
     let mut results = stream::iter(chunk)
         .take_until(Box::pin(shutdown.clone().requested()))
-        .map(|image| async move {
-            let result = label_image(
-                job,
-                image,
-                clients,
-                limiter,
-                attempt,
-                settings.reuse,
-                conversions,
-            )
-            .await;
-            (image, result)
-        })
+        .map(|image| async move { (image, label(shared, image).await) })
         .buffer_unordered(settings.concurrency.max(1));
     let drain = settings.drain;
     let deadline = async move {
@@ -386,6 +490,8 @@ pub async fn run(
         tokio::time::sleep(drain).await;
     };
     tokio::pin!(deadline);
+    let mut flush_every =
+        tokio::time::interval_at(started + telemetry::FLUSH_EVERY, telemetry::FLUSH_EVERY);
     loop {
         tokio::select! {
             biased;
@@ -397,9 +503,19 @@ pub async fn run(
                 warn!("shutdown: images still in flight are abandoned and stay queued");
                 break;
             }
+            _ = flush_every.tick() => {
+                let flush = flusher.flush(&outcome, telemetry, pace.rate(), None);
+                telemetry::emit(&telemetry::lines(&job.table, Clock::now().unix_millis, flush));
+            }
         }
     }
     outcome.unfinished = chunk.len() - outcome.finished();
+    let flush = flusher.flush(&outcome, telemetry, pace.rate(), Some(started.elapsed()));
+    telemetry::emit(&telemetry::lines(
+        &job.table,
+        Clock::now().unix_millis,
+        flush,
+    ));
     outcome
 }
 
@@ -450,30 +566,27 @@ pub fn decide(
 /// still this upload's and unfinished, and writes the LABELED or FAILED
 /// outcome conditionally. Never panics on service errors: they come back as
 /// [`ImageOutcome::Retryable`].
-pub async fn label_image(
-    job: &JobSpec,
-    image: &ImageRef,
-    clients: &Clients,
-    limiter: Option<&RateLimiter>,
-    attempt: &Attempt,
-    reuse: Option<Reuse>,
-    conversions: &Conversions,
-) -> ImageOutcome {
-    match try_label_image(job, image, clients, limiter, attempt, reuse, conversions).await {
-        Ok(outcome) => outcome,
+async fn label(shared: &Shared<'_>, image: &ImageRef) -> ImageOutcome {
+    match label_image(shared, image).await {
+        Ok(outcome) => {
+            if matches!(outcome, ImageOutcome::TakenElsewhere) {
+                shared.telemetry.conflict();
+            }
+            outcome
+        }
         Err(e) => ImageOutcome::Retryable(e),
     }
 }
 
-async fn try_label_image(
-    job: &JobSpec,
-    image: &ImageRef,
-    clients: &Clients,
-    limiter: Option<&RateLimiter>,
-    attempt: &Attempt,
-    reuse: Option<Reuse>,
-    conversions: &Conversions,
-) -> Result<ImageOutcome, WorkerError> {
+async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutcome, WorkerError> {
+    let Shared {
+        job,
+        clients,
+        attempt,
+        reuse,
+        conversions,
+        ..
+    } = *shared;
     let (db, table) = (&clients.dynamodb, job.table.as_str());
     let record = store::get_image(db, table, &image.bucket, &image.key).await?;
     match decide(image, record.as_ref()) {
@@ -526,23 +639,14 @@ async fn try_label_image(
     let (request_image, conversion) = match source::prepare(&clients.s3, image, conversions).await?
     {
         Prepared::Ready { image, conversion } => (image, conversion),
-        Prepared::Refused(reason) => {
+        Prepared::Refused(refusal) => {
             let outcome =
-                labeling::record_failed(db, table, image, &reason, attempt, Clock::now()).await?;
-            return Ok(written(outcome, ImageOutcome::Failed { reason }));
+                labeling::record_failed(db, table, image, &refusal.reason, attempt, Clock::now())
+                    .await?;
+            return Ok(written(outcome, ImageOutcome::Failed(refusal)));
         }
     };
-    if let Some(limiter) = limiter {
-        limiter.acquire().await;
-    }
-    let response = clients
-        .rekognition
-        .detect_labels()
-        .image(request_image)
-        .max_labels(i32::try_from(job.options.max_labels).unwrap_or(i32::MAX))
-        .min_confidence(job.options.min_confidence)
-        .send()
-        .await;
+    let response = detect(shared, image, request_image).await;
     let written_outcome = match response {
         Ok(output) => {
             let labels = stored_labels(&output);
@@ -582,23 +686,113 @@ async fn try_label_image(
                 },
             )
         }
-        Err(e) => match classify(&e) {
-            Fault::Permanent(reason) => {
-                let outcome =
-                    labeling::record_failed(db, table, image, &reason, attempt, Clock::now())
-                        .await?;
-                (outcome, ImageOutcome::Failed { reason })
-            }
-            Fault::Transient(message) => {
-                return Err(WorkerError::DetectLabels {
-                    bucket: image.bucket.clone(),
-                    key: image.key.clone(),
-                    message,
-                })
-            }
-        },
+        Err(Fault::Permanent(refusal)) => {
+            let outcome = labeling::record_failed(
+                db,
+                table,
+                image,
+                &refusal.reason,
+                attempt,
+                Clock::now(),
+            )
+            .await?;
+            (outcome, ImageOutcome::Failed(refusal))
+        }
+        Err(Fault::Transient(message) | Fault::Throttled(message)) => {
+            return Err(WorkerError::DetectLabels {
+                bucket: image.bucket.clone(),
+                key: image.key.clone(),
+                message,
+            })
+        }
     };
     Ok(written(written_outcome.0, written_outcome.1))
+}
+
+/// Calls DetectLabels at the run's pace, treating throttling as
+/// back-pressure: a throttled call slows the limiter down
+/// ([`RateLimiter::throttled`]) and is made again when the slower pace
+/// allows (without a limiter, after an exponential backoff with jitter),
+/// for as long as the run's time budget lasts. Other faults come back as
+/// they are (the SDK has already retried the transient ones).
+async fn detect(
+    shared: &Shared<'_>,
+    image: &ImageRef,
+    request: Image,
+) -> Result<DetectLabelsOutput, Fault> {
+    let options = &shared.job.options;
+    let mut throttles: u32 = 0;
+    loop {
+        if let Some(limiter) = &shared.pace.limiter {
+            limiter.acquire().await;
+        }
+        let started = tokio::time::Instant::now();
+        let response = shared
+            .clients
+            .rekognition
+            .detect_labels()
+            .image(request.clone())
+            .max_labels(i32::try_from(options.max_labels).unwrap_or(i32::MAX))
+            .min_confidence(options.min_confidence)
+            .send()
+            .await;
+        let took = started.elapsed();
+        let fault = match response {
+            Ok(output) => {
+                shared.telemetry.detect_labels(took, false);
+                if let Some(limiter) = &shared.pace.limiter {
+                    limiter.succeeded();
+                }
+                return Ok(output);
+            }
+            Err(e) => classify(&e),
+        };
+        let throttled = matches!(fault, Fault::Throttled(_));
+        shared.telemetry.detect_labels(took, throttled);
+        if let (true, Some(limiter)) = (throttled, &shared.pace.limiter) {
+            limiter.throttled();
+        }
+        let Fault::Throttled(message) = &fault else {
+            return Err(fault);
+        };
+        throttles += 1;
+        let wait = match &shared.pace.limiter {
+            Some(_) => Duration::ZERO,
+            None => backoff(throttles),
+        };
+        if tokio::time::Instant::now() + wait >= shared.pace.deadline {
+            warn!(
+                bucket = image.bucket.as_str(),
+                key = image.key.as_str(),
+                throttles,
+                "still throttled at the end of the time budget; left queued"
+            );
+            return Err(fault);
+        }
+        if throttles == 1 || throttles.is_power_of_two() {
+            info!(
+                bucket = image.bucket.as_str(),
+                key = image.key.as_str(),
+                throttles,
+                message = message.as_str(),
+                "DetectLabels throttled; calling again at a slower pace"
+            );
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Exponential backoff with full jitter for throttled calls of a process
+/// without a limiter: up to 0.2 s × 2^(n−1), capped at 20 s.
+fn backoff(throttles: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling = Duration::from_millis(200)
+        .saturating_mul(1 << throttles.saturating_sub(1).min(7))
+        .min(Duration::from_secs(20));
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(throttles);
+    let fraction = (hasher.finish() % 1_000) as f64 / 1_000.0;
+    ceiling.mul_f64(fraction)
 }
 
 /// The image's outcome from its result write's: `done` when written.

@@ -15,7 +15,7 @@
 //! flight only hold their first 64 KiB.
 
 use crate::convert::{self, Limits, Route, HEAD_BYTES};
-use crate::error::WorkerError;
+use crate::error::{ReasonClass, Refusal, WorkerError};
 use aws_sdk_rekognition::primitives::Blob;
 use aws_sdk_rekognition::types::{Image, S3Object};
 use aws_sdk_s3::error::ProvideErrorMetadata;
@@ -70,8 +70,8 @@ pub enum Prepared {
         conversion: Option<String>,
     },
     /// The object cannot be labeled: the reason, in plain words, to record
-    /// the image FAILED with.
-    Refused(String),
+    /// the image FAILED with, and its class.
+    Refused(Refusal),
 }
 
 /// Decides how Rekognition reads `image`, converting it if needed.
@@ -98,12 +98,13 @@ pub async fn prepare(
                 conversion: None,
             })
         }
-        Route::Refuse(e) => Ok(Prepared::Refused(e.to_string())),
+        Route::Refuse(e) => Ok(Prepared::Refused(e.refusal())),
         Route::Convert => {
             let max = conversions.settings.max_bytes;
             if size > max {
-                return Ok(Prepared::Refused(format!(
-                    "object is {size} bytes; the worker converts images of at most {max} bytes"
+                return Ok(Prepared::Refused(Refusal::new(
+                    ReasonClass::TooLarge,
+                    format!("object is {size} bytes; the worker converts images of at most {max} bytes"),
                 )));
             }
             let _slot = conversions
@@ -135,7 +136,7 @@ pub async fn prepare(
                         conversion: Some(note),
                     }
                 }
-                Err(e) => Prepared::Refused(e.to_string()),
+                Err(e) => Prepared::Refused(e.refusal()),
             })
         }
     }
@@ -148,13 +149,13 @@ struct Read {
     total: Option<u64>,
 }
 
-/// Reads the object (its first `limit` bytes when given). `Ok(Err(reason))`
+/// Reads the object (its first `limit` bytes when given). `Ok(Err(why))`
 /// when the object cannot be read for good (gone, forbidden, empty).
 async fn read(
     s3: &aws_sdk_s3::Client,
     image: &ImageRef,
     limit: Option<usize>,
-) -> Result<Result<Read, String>, WorkerError> {
+) -> Result<Result<Read, Refusal>, WorkerError> {
     let request = s3
         .get_object()
         .bucket(&image.bucket)
@@ -168,11 +169,11 @@ async fn read(
             let message = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
             return match code {
                 "NoSuchKey" | "NoSuchVersion" | "NoSuchBucket" | "AccessDenied" => Ok(Err(
-                    format!("the object cannot be read ({code}): it was deleted, or the worker may not read it"),
+                    Refusal::new(ReasonClass::Unreadable, format!("the object cannot be read ({code}): it was deleted, or the worker may not read it")),
                 )),
-                "InvalidRange" => Ok(Err("object is empty (0 bytes)".to_owned())),
+                "InvalidRange" => Ok(Err(Refusal::new(ReasonClass::NotAnImage, "object is empty (0 bytes)"))),
                 _ if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(Err(
-                    "the object cannot be read (NoSuchKey): it was deleted".to_owned(),
+                    Refusal::new(ReasonClass::Unreadable, "the object cannot be read (NoSuchKey): it was deleted"),
                 )),
                 _ => Err(WorkerError::ImageRead {
                     bucket: image.bucket.clone(),

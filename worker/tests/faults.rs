@@ -849,3 +849,115 @@ async fn a_long_service_message_is_capped_in_the_failed_reason() {
     assert_eq!(failed.num_calls(), 1);
     assert_eq!(outcome.failed, 1);
 }
+
+/// Rekognition as the worker builds it for its own limiter: throttled calls
+/// are not retried by the SDK ([`worker::error::ThrottlingIsBackPressure`]).
+fn rekognition_for_aimd(rules: &[&Rule]) -> aws_sdk_rekognition::Client {
+    mock_client!(aws_sdk_rekognition, RuleMode::MatchAny, rules, |c| c
+        .retry_config(retry_policy(ATTEMPTS))
+        .retry_classifier(worker::error::ThrottlingIsBackPressure))
+}
+
+fn always_throttled() -> Rule {
+    mock!(aws_sdk_rekognition::Client::detect_labels)
+        .then_http_response(|| json_error(400, "ProvisionedThroughputExceededException"))
+}
+
+fn fleet_settings(time_budget: Duration) -> Settings {
+    Settings {
+        concurrency: 4,
+        fleet: Some(worker::Fleet {
+            rate: 10.0,
+            size: 2,
+        }),
+        time_budget,
+        ..Settings::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_fleet_limiter_the_sdk_hands_each_throttle_to_the_worker_at_once() {
+    let (plain_rule, aimd_rule) = (always_throttled(), always_throttled());
+    let plain = rekognition(&[&plain_rule]);
+    let aimd = rekognition_for_aimd(&[&aimd_rule]);
+
+    assert!(plain.detect_labels().send().await.is_err());
+    assert!(aimd.detect_labels().send().await.is_err());
+
+    assert_eq!(plain_rule.num_calls(), ATTEMPTS as usize);
+    assert_eq!(aimd_rule.num_calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_beyond_every_sdk_retry_slows_the_pace_and_the_image_is_still_labeled() {
+    let (get, query, transact) = (queued("01"), no_entries(), transact_ok());
+    let detect = mock!(aws_sdk_rekognition::Client::detect_labels)
+        .sequence()
+        .http_response(|| json_error(400, "ThrottlingException"))
+        .times(12)
+        .output(dog_and_cat)
+        .build();
+    let take = take_ok();
+    let clients = Clients {
+        rekognition: rekognition_for_aimd(&[&detect]),
+        dynamodb: dynamodb(&[&get, &query, &transact, &take]),
+        s3: s3(&[]),
+    };
+    let job = spec(vec![vec![image("a.jpg", "01")]]);
+    let start = tokio::time::Instant::now();
+
+    let outcome = run(
+        &job,
+        &clients,
+        &fleet_settings(Duration::from_secs(3300)),
+        Shutdown::never(),
+    )
+    .await;
+
+    assert_eq!(detect.num_calls(), 13, "12 throttles, then labeled");
+    assert_eq!(outcome.labeled, 1);
+    assert_eq!(outcome.failed, 0);
+    assert_eq!(outcome.exit_code(), ExitCode::Success);
+    // The share is 5 calls a second and only slows down: no throttled call
+    // is made again sooner than the share allows (12 × 0.2 s).
+    assert!(
+        start.elapsed() >= Duration::from_millis(2400),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_image_still_throttled_when_the_time_budget_ends_stays_queued_for_batch() {
+    for settings in [
+        fleet_settings(Duration::from_secs(60)),
+        Settings {
+            concurrency: 4,
+            time_budget: Duration::from_secs(60),
+            ..Settings::default()
+        },
+    ] {
+        let (get, query, transact) = (queued("01"), no_entries(), transact_ok());
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| r.condition_expression() == Some(OWNED_BY_JOB))
+            .then_output(|| UpdateItemOutput::builder().build());
+        let detect = always_throttled();
+        let take = take_ok();
+        let clients = Clients {
+            rekognition: rekognition_for_aimd(&[&detect]),
+            dynamodb: dynamodb(&[&get, &query, &transact, &update, &take]),
+            s3: s3(&[]),
+        };
+        let job = spec(vec![vec![image("a.jpg", "01")]]);
+        let start = tokio::time::Instant::now();
+
+        let outcome = run(&job, &clients, &settings, Shutdown::never()).await;
+
+        assert_eq!(outcome.retryable, 1, "{settings:?}");
+        assert_eq!(outcome.failed, 0);
+        assert_eq!(update.num_calls() + transact.num_calls(), 0, "no FAILED write");
+        assert_eq!(outcome.exit_code(), ExitCode::Retryable);
+        assert!(start.elapsed() <= Duration::from_secs(61));
+        assert!(detect.num_calls() > 3, "called again within the budget");
+    }
+}
