@@ -447,6 +447,39 @@ pub fn rfc3339_millis(unix_millis: u64) -> String {
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+/// Reads the timestamps [`rfc3339_millis`] writes (`YYYY-MM-DDTHH:MM:SS.mmmZ`)
+/// back as Unix milliseconds; `None` for any other shape.
+pub fn parse_rfc3339_millis(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 24 || &text[23..] != "Z" || [b[4], b[7], b[10], b[13], b[16], b[19]] != *b"--T::." {
+        return None;
+    }
+    let n = |range: std::ops::Range<usize>| -> Option<u64> {
+        let part = &text[range];
+        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss, ms) = (n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let days = days_from_civil(y as i64, m as u32, d as u32);
+    let secs = u64::try_from(days).ok()? * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(secs * 1000 + ms)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// algorithm, the inverse of [`civil_from_days`]).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -583,6 +616,22 @@ mod tests {
             "2026-11-23T00:42:00.123Z"
         );
         assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn timestamps_read_back_as_the_millis_they_were_written_from() {
+        for millis in [0, 951_782_400_000, 1_795_394_520_123, 4_102_444_799_999] {
+            assert_eq!(parse_rfc3339_millis(&rfc3339_millis(millis)), Some(millis));
+        }
+        for bad in [
+            "",
+            "2026-11-23T00:42:00Z",
+            "2026-11-23 00:42:00.123Z",
+            "2026-13-23T00:42:00.123Z",
+            "2026-11-23T00:42:00.12xZ",
+        ] {
+            assert_eq!(parse_rfc3339_millis(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -82,6 +82,12 @@ pub struct Summary {
     pub unreadable: usize,
     /// Deliveries that failed and will be retried by the platform.
     pub failed_deliveries: usize,
+    /// Array children in the jobs submitted.
+    pub array_children_submitted: usize,
+    /// SubmitJob calls made again after a transient failure.
+    pub submit_retries: usize,
+    /// Of the failed SubmitJob calls, those throttled by Batch.
+    pub submit_throttles: usize,
     /// What a reconciler pass did, when one ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconciled: Option<crate::reconcile::Report>,
@@ -99,6 +105,7 @@ pub async fn handle(
     cfg: &Config,
     now: Clock,
 ) -> Result<Value, DispatchError> {
+    let started = std::time::Instant::now();
     let invocation = recognise(payload);
     let run = process(
         &invocation.deliveries,
@@ -109,6 +116,12 @@ pub async fn handle(
         now,
     )
     .await;
+    crate::telemetry::emit(&crate::telemetry::lines(
+        &cfg.table,
+        Clock::now().unix_millis,
+        &run.summary,
+        started.elapsed(),
+    ));
     if invocation.from_sqs {
         let mut response = SqsBatchResponse::default();
         for d in &run.failed {
@@ -533,14 +546,18 @@ impl Run<'_> {
             }
         };
         let (clients, cfg) = (self.clients, self.cfg);
+        let tally = &SubmitTally::default();
         let submitted: Vec<_> = stream::iter(jobs)
             .map(|job| async move {
-                let r = submit(clients, cfg, &job).await;
+                let r = submit_tallied(clients, cfg, &job, tally).await;
                 (job, r)
             })
             .buffer_unordered(self.cfg.submit_concurrency)
             .collect()
             .await;
+        let (retries, throttles) = tally.counts();
+        self.summary.submit_retries += retries;
+        self.summary.submit_throttles += throttles;
         for (job, r) in submitted {
             let images = job_images(&job);
             match r {
@@ -560,6 +577,7 @@ impl Run<'_> {
                         self.summary.jobs_adopted += 1;
                     } else {
                         self.summary.jobs_submitted += 1;
+                        self.summary.array_children_submitted += job.array_size.unwrap_or(0);
                     }
                     self.summary.images_queued += images.len();
                 }
@@ -719,6 +737,16 @@ pub async fn submit(
     cfg: &Config,
     job: &PlannedJob,
 ) -> Result<Submitted, SubmitError> {
+    submit_tallied(clients, cfg, job, &SubmitTally::default()).await
+}
+
+/// [`submit`], counting its retries and throttles into `tally`.
+pub async fn submit_tallied(
+    clients: &Clients,
+    cfg: &Config,
+    job: &PlannedJob,
+    tally: &SubmitTally,
+) -> Result<Submitted, SubmitError> {
     if let Some((bucket, key, body)) = &job.manifest {
         clients
             .s3
@@ -742,6 +770,9 @@ pub async fn submit(
     let mut last = String::new();
     for attempt in 0..cfg.max_attempts.max(1) {
         if attempt > 0 {
+            tally
+                .retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::time::sleep(backoff(attempt)).await;
         }
         if let Some(job_id) = live_job_named(clients, cfg, &job.name).await {
@@ -779,6 +810,11 @@ pub async fn submit(
             }
             Err(e) => {
                 last = format!("SubmitJob {}: {}", job.name, describe(&e));
+                if submit_error_is_throttling(&e) {
+                    tally
+                        .throttles
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 if !submit_error_is_transient(&e) {
                     return Err(SubmitError::Permanent(last));
                 }
@@ -787,6 +823,39 @@ pub async fn submit(
         }
     }
     Err(SubmitError::Transient(last))
+}
+
+/// SubmitJob calls made again, and throttled, across concurrent submits.
+#[derive(Debug, Default)]
+pub struct SubmitTally {
+    retries: std::sync::atomic::AtomicUsize,
+    throttles: std::sync::atomic::AtomicUsize,
+}
+
+impl SubmitTally {
+    /// (retries, throttles) counted.
+    pub fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.retries.load(Relaxed), self.throttles.load(Relaxed))
+    }
+}
+
+/// Whether a SubmitJob failure is Batch's throttling.
+fn submit_error_is_throttling(
+    e: &aws_sdk_batch::error::SdkError<
+        aws_sdk_batch::operation::submit_job::SubmitJobError,
+        aws_sdk_batch::config::http::HttpResponse,
+    >,
+) -> bool {
+    use aws_sdk_batch::error::ProvideErrorMetadata;
+    e.as_service_error().is_some_and(|err| {
+        let message = err.message().unwrap_or_default().to_ascii_lowercase();
+        e.raw_response().is_some_and(|r| r.status().as_u16() == 429)
+            || err.code() == Some("TooManyRequestsException")
+            || message.contains("too many requests")
+            || message.contains("rate exceeded")
+            || message.contains("throttl")
+    })
 }
 
 /// Whether a failed SubmitJob may succeed if tried again.

@@ -6,7 +6,8 @@
 //! removes and submits with conditional writes that make redelivery and
 //! reordering harmless ([`dispatch`]); a scheduled pass of the same function
 //! converges whatever events, responses or processes were lost
-//! ([`reconcile`]). Settings: [`config`].
+//! ([`reconcile`]). Settings: [`config`]. Metrics: [`telemetry`] (one
+//! embedded-metric-format line per invocation).
 
 pub mod aws;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod dispatch;
 pub mod event;
 pub mod plan;
 pub mod reconcile;
+pub mod telemetry;
 
 use aws_config::retry::RetryConfig;
 use std::time::Duration;

@@ -56,6 +56,19 @@ pub struct Report {
     pub gave_up: usize,
     /// Records that changed while the pass looked at them (left to their writer).
     pub changed: usize,
+    /// Seconds the oldest image examined has been QUEUED; 0 when no image
+    /// has been QUEUED longer than the reconcile threshold (the backlog
+    /// alarm's metric, `OldestQueuedAgeSeconds`).
+    pub oldest_queued_secs: u64,
+}
+
+/// Seconds the oldest of `records` has been QUEUED at `now` (0 for none).
+pub fn oldest_queued_secs(records: &[Queued], now: Clock) -> u64 {
+    records
+        .iter()
+        .filter_map(|r| r.since.as_deref().and_then(schema::parse_rfc3339_millis))
+        .min()
+        .map_or(0, |at| now.unix_millis.saturating_sub(at) / 1000)
 }
 
 /// Why a pass could not run.
@@ -83,6 +96,8 @@ pub struct Queued {
     pub dispatches: u32,
     /// Array child holding it, when its job is an array job.
     pub array_index: Option<usize>,
+    /// Since when it has been QUEUED (the status index's sort key).
+    pub since: Option<String>,
 }
 
 impl Queued {
@@ -108,6 +123,7 @@ impl Queued {
             stored,
             dispatches: number(attr::DISPATCHES).unwrap_or(1) as u32,
             array_index: number(attr::ARRAY_INDEX).map(|i| i as usize),
+            since: text(schema::STATUS_INDEX_SK),
         })
     }
 
@@ -207,6 +223,7 @@ pub async fn pass(clients: &Clients, cfg: &Config, now: Clock) -> Result<Pass, R
     let states = describe(clients, &refs).await?;
     let mut report = Report {
         examined: records.len(),
+        oldest_queued_secs: oldest_queued_secs(&records, now),
         ..Report::default()
     };
     let claim = format!("reconcile-{}-{:08x}", now.unix_millis, fastrand::u32(..));
@@ -428,7 +445,24 @@ mod tests {
             },
             dispatches,
             array_index: None,
+            since: Some(schema::rfc3339_millis(
+                NOW.unix_millis - claimed_ago * 1000,
+            )),
         }
+    }
+
+    #[test]
+    fn the_backlog_age_is_the_oldest_examined_record_and_zero_without_one() {
+        let records = [
+            queued(700, None, 1),
+            queued(5000, None, 1),
+            Queued {
+                since: None,
+                ..queued(90_000, None, 1)
+            },
+        ];
+        assert_eq!(oldest_queued_secs(&records, NOW), 5000);
+        assert_eq!(oldest_queued_secs(&[], NOW), 0);
     }
 
     #[test]

@@ -1,0 +1,120 @@
+//! The dispatcher's CloudWatch metrics: one embedded-metric-format line per
+//! invocation on stdout ([`labeler_core::emf`]), which Lambda sends to the
+//! function's log group, where CloudWatch extracts the metrics.
+//!
+//! | metric | unit | what |
+//! |---|---|---|
+//! | `ImagesQueued` | Count | images queued into submitted (or adopted) jobs |
+//! | `ImagesSkipped` | Count | images recorded SKIPPED (suffix, size, empty) |
+//! | `Duplicates` | Count | redeliveries of uploads already claimed or done |
+//! | `ImagesRemoved` | Count | records removed after a delete |
+//! | `JobsSubmitted` | Count | Batch jobs submitted (adopted ones not counted) |
+//! | `ArrayChildrenSubmitted` | Count | array children in those jobs |
+//! | `SubmitJobRetries` | Count | SubmitJob calls made again after a transient failure |
+//! | `SubmitJobThrottles` | Count | SubmitJob calls Batch throttled |
+//! | `DeliveriesFailed` | Count | deliveries handed back to the platform for a retry |
+//! | `ImagesFailedByBatch` | Count | images recorded FAILED because their job failed |
+//! | `ImagesFailedToSubmit` | Count | images recorded FAILED because Batch refused their job |
+//! | `InvocationDuration` | Milliseconds | the handler's own time |
+//! | `OldestQueuedAgeSeconds` | Seconds | reconciler passes only: the oldest QUEUED image's age, 0 when none is older than `RECONCILE_AFTER_SECONDS` |
+//! | `ReconcileRedispatched` | Count | reconciler passes only: images dispatched again |
+//! | `ReconcileFailed` | Count | reconciler passes only: images recorded FAILED (job failed, or too many dispatches) |
+//!
+//! Every line has the one dimension `Table`.
+
+use crate::dispatch::Summary;
+use labeler_core::emf::{MetricLine, Unit};
+use std::io::Write;
+use std::time::Duration;
+
+/// The EMF lines of one invocation.
+pub fn lines(table: &str, at_millis: u64, summary: &Summary, took: Duration) -> Vec<String> {
+    let mut line = MetricLine::new(at_millis, table)
+        .count("ImagesQueued", summary.images_queued)
+        .count("ImagesSkipped", summary.skipped)
+        .count("Duplicates", summary.duplicates)
+        .count("ImagesRemoved", summary.removed)
+        .count("JobsSubmitted", summary.jobs_submitted)
+        .count("ArrayChildrenSubmitted", summary.array_children_submitted)
+        .count("SubmitJobRetries", summary.submit_retries)
+        .count("SubmitJobThrottles", summary.submit_throttles)
+        .count("DeliveriesFailed", summary.failed_deliveries)
+        .count("ImagesFailedByBatch", summary.failed_by_batch)
+        .count("ImagesFailedToSubmit", summary.failed_to_submit)
+        .value(
+            "InvocationDuration",
+            Unit::Milliseconds,
+            took.as_secs_f64() * 1e3,
+        );
+    if let Some(report) = &summary.reconciled {
+        line = line
+            .value(
+                "OldestQueuedAgeSeconds",
+                Unit::Seconds,
+                report.oldest_queued_secs as f64,
+            )
+            .count("ReconcileRedispatched", report.redispatched)
+            .count("ReconcileFailed", report.failed + report.gave_up);
+    }
+    line.render()
+}
+
+/// Writes lines to stdout, one log event each.
+pub fn emit(lines: &[String]) {
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        // A closed stdout loses metrics, never images.
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::Report;
+    use labeler_core::emf::check;
+
+    #[test]
+    fn an_invocation_writes_one_line_that_passes_the_specification() {
+        let summary = Summary {
+            images_queued: 7,
+            jobs_submitted: 2,
+            array_children_submitted: 3,
+            submit_throttles: 1,
+            ..Summary::default()
+        };
+
+        let lines = lines("t", 1_764_460_800_000, &summary, Duration::from_millis(84));
+
+        assert_eq!(lines.len(), 1);
+        let names = check(&lines[0]).unwrap();
+        assert_eq!(names.len(), 12);
+        assert!(!names.iter().any(|n| n == "OldestQueuedAgeSeconds"));
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["ImagesQueued"], 7.0);
+        assert_eq!(v["ArrayChildrenSubmitted"], 3.0);
+        assert_eq!(v["InvocationDuration"], 84.0);
+    }
+
+    #[test]
+    fn a_reconciler_pass_adds_the_backlog_age() {
+        let summary = Summary {
+            reconciled: Some(Report {
+                oldest_queued_secs: 5400,
+                redispatched: 2,
+                failed: 1,
+                gave_up: 1,
+                ..Report::default()
+            }),
+            ..Summary::default()
+        };
+
+        let line = lines("t", 1, &summary, Duration::ZERO).remove(0);
+
+        check(&line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["OldestQueuedAgeSeconds"], 5400.0);
+        assert_eq!(v["ReconcileFailed"], 2.0);
+    }
+}
