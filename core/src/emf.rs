@@ -443,7 +443,10 @@ mod tests {
 
         let mut v: Value = serde_json::from_str(&good).unwrap();
         v["_aws"]["Timestamp"] = json!("yesterday");
-        assert!(matches!(check(&v.to_string()), Err(Violation::Required(..))));
+        assert!(matches!(
+            check(&v.to_string()),
+            Err(Violation::Required(..))
+        ));
 
         let mut v: Value = serde_json::from_str(&good).unwrap();
         v["A"] = json!("many");
@@ -471,6 +474,9 @@ mod tests {
             check("{\"level\":\"INFO\"}"),
             Err(Violation::Required(..))
         ));
-        assert!(matches!(check("plain text"), Err(Violation::NotAnObject(_))));
+        assert!(matches!(
+            check("plain text"),
+            Err(Violation::NotAnObject(_))
+        ));
     }
 }

@@ -451,12 +451,15 @@ pub fn rfc3339_millis(unix_millis: u64) -> String {
 /// back as Unix milliseconds; `None` for any other shape.
 pub fn parse_rfc3339_millis(text: &str) -> Option<u64> {
     let b = text.as_bytes();
-    if b.len() != 24 || &text[23..] != "Z" || [b[4], b[7], b[10], b[13], b[16], b[19]] != *b"--T::." {
+    if b.len() != 24 || &text[23..] != "Z" || [b[4], b[7], b[10], b[13], b[16], b[19]] != *b"--T::."
+    {
         return None;
     }
     let n = |range: std::ops::Range<usize>| -> Option<u64> {
         let part = &text[range];
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
     let (hh, mm, ss, ms) = (n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);

@@ -445,9 +445,7 @@ mod tests {
             },
             dispatches,
             array_index: None,
-            since: Some(schema::rfc3339_millis(
-                NOW.unix_millis - claimed_ago * 1000,
-            )),
+            since: Some(schema::rfc3339_millis(NOW.unix_millis - claimed_ago * 1000)),
         }
     }
 

@@ -70,6 +70,10 @@ pub struct Stack {
     pub sdk: SdkConfig,
     /// Invokes the dispatcher.
     pub invoker: Invoker,
+    /// Where the stack's logs are: `dispatcher.log` (the function's output
+    /// under `cargo lambda watch`), `worker.log` (every worker container's
+    /// output), `moto.log`.
+    pub state_dir: std::path::PathBuf,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     watch: Option<Watch>,
@@ -193,6 +197,7 @@ impl Stack {
             provisioned,
             sdk,
             invoker,
+            state_dir: opts.state_dir.clone(),
             stop,
             tasks,
             watch: Some(watch),

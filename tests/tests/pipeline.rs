@@ -144,7 +144,45 @@ async fn awkward_keys_are_labeled_under_their_exact_names_and_bad_input_is_skipp
             assert!(!text(r, attr::REASON).is_empty(), "{key} has a reason");
         }
     }
+    // Metrics: the dispatcher's and the worker's embedded-metric-format
+    // lines in the stack's logs, each checked against the specification.
+    let labeled = metric_total(&stack, "worker.log", "ImagesLabeled");
+    assert_eq!(
+        labeled,
+        images.len() as f64,
+        "worker metrics count every label"
+    );
+    let queued = metric_total(&stack, "dispatcher.log", "ImagesQueued");
+    assert_eq!(
+        queued,
+        images.len() as f64,
+        "dispatcher metrics count every queued image"
+    );
+    let skipped = metric_total(&stack, "dispatcher.log", "ImagesSkipped");
+    assert_eq!(skipped, 2.0);
     stack.down().await;
+}
+
+/// The sum of `metric` over the EMF lines of one of the stack's logs; every
+/// EMF line found must pass [`labeler_core::emf::check`].
+fn metric_total(stack: &Stack, log: &str, metric: &str) -> f64 {
+    let path = stack.state_dir.join(log);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut total = 0.0;
+    let mut lines = 0;
+    for line in text.lines().filter(|l| l.contains("\"_aws\"")) {
+        let json = &line[line.find('{').expect("an EMF line is a JSON object")..];
+        let names = labeler_core::emf::check(json).unwrap_or_else(|e| panic!("{log}: {e}: {json}"));
+        lines += 1;
+        if names.iter().any(|n| n == metric) {
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            if v.get("ReasonClass").is_none() {
+                total += v[metric].as_f64().expect("a single value");
+            }
+        }
+    }
+    assert!(lines > 0, "no EMF line in {}", path.display());
+    total
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -67,7 +67,12 @@ pub struct Cli {
     /// Seconds from the start during which throttled DetectLabels calls are
     /// made again; after that their images stay QUEUED for Batch's next
     /// attempt. Keep it below the job's attempt timeout minus the drain.
-    #[arg(long, env = "LABELER_TIME_BUDGET_SECONDS", default_value_t = 3300, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "LABELER_TIME_BUDGET_SECONDS",
+        default_value_t = 3300,
+        value_name = "SECONDS"
+    )]
     pub time_budget_seconds: u64,
 
     /// Attempts per AWS call; throttling, 5xx answers and timeouts are

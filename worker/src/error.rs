@@ -341,7 +341,10 @@ mod tests {
             "InvalidParameterException",
             "AccessDeniedException",
         ] {
-            assert!(permanent_class(code).is_some(), "{code} has a reason but no class");
+            assert!(
+                permanent_class(code).is_some(),
+                "{code} has a reason but no class"
+            );
         }
     }
 

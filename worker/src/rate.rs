@@ -289,7 +289,11 @@ mod tests {
 
         limiter.throttled();
         limiter.throttled();
-        assert_eq!(limiter.rate(), 8.0, "the second throttle is in the cooldown");
+        assert_eq!(
+            limiter.rate(),
+            8.0,
+            "the second throttle is in the cooldown"
+        );
 
         for _ in 0..40 {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -373,7 +377,9 @@ mod tests {
         let counts = Arc::new(Mutex::new((0u64, 0u64)));
         let mut tasks = Vec::new();
         for _ in 0..processes {
-            let limiter = Arc::new(RateLimiter::adaptive(Aimd::for_fleet(50.0, processes, None)));
+            let limiter = Arc::new(RateLimiter::adaptive(Aimd::for_fleet(
+                50.0, processes, None,
+            )));
             for _ in 0..in_flight {
                 let (limiter, quota, counts) = (limiter.clone(), quota.clone(), counts.clone());
                 tasks.push(tokio::spawn(async move {

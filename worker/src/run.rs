@@ -205,7 +205,10 @@ impl Outcome {
                 .failed_by_class
                 .iter()
                 .map(|(class, n)| {
-                    (*class, n - earlier.failed_by_class.get(class).copied().unwrap_or(0))
+                    (
+                        *class,
+                        n - earlier.failed_by_class.get(class).copied().unwrap_or(0),
+                    )
                 })
                 .filter(|(_, n)| *n > 0)
                 .collect(),
@@ -687,15 +690,9 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
             )
         }
         Err(Fault::Permanent(refusal)) => {
-            let outcome = labeling::record_failed(
-                db,
-                table,
-                image,
-                &refusal.reason,
-                attempt,
-                Clock::now(),
-            )
-            .await?;
+            let outcome =
+                labeling::record_failed(db, table, image, &refusal.reason, attempt, Clock::now())
+                    .await?;
             (outcome, ImageOutcome::Failed(refusal))
         }
         Err(Fault::Transient(message) | Fault::Throttled(message)) => {

@@ -104,7 +104,9 @@ pub async fn prepare(
             if size > max {
                 return Ok(Prepared::Refused(Refusal::new(
                     ReasonClass::TooLarge,
-                    format!("object is {size} bytes; the worker converts images of at most {max} bytes"),
+                    format!(
+                        "object is {size} bytes; the worker converts images of at most {max} bytes"
+                    ),
                 )));
             }
             let _slot = conversions

@@ -123,7 +123,11 @@ pub fn lines(table: &str, at_millis: u64, flush: Flush) -> Vec<String> {
         .count("DetectLabelsCalls", calls.calls)
         .count("DetectLabelsThrottles", calls.throttles)
         .count("WriteConflicts", calls.conflicts)
-        .values("DetectLabelsLatency", Unit::Milliseconds, calls.latencies_ms);
+        .values(
+            "DetectLabelsLatency",
+            Unit::Milliseconds,
+            calls.latencies_ms,
+        );
     if let Some(rate) = rate_limit {
         main = main.value("RateLimit", Unit::CountPerSecond, rate);
     }
@@ -206,12 +210,8 @@ mod tests {
             ]),
             ..Outcome::default()
         };
-        let flush = Flusher::default().flush(
-            &now,
-            &telemetry,
-            Some(3.125),
-            Some(Duration::from_secs(42)),
-        );
+        let flush =
+            Flusher::default().flush(&now, &telemetry, Some(3.125), Some(Duration::from_secs(42)));
 
         let lines = lines("photos-results", AT, flush);
 
@@ -234,7 +234,10 @@ mod tests {
             assert!(names.iter().any(|n| n == name), "{name} missing");
         }
         let main: Value = serde_json::from_str(&lines[0]).unwrap();
-        assert_eq!(main["DetectLabelsLatency"], serde_json::json!([120.0, 80.0]));
+        assert_eq!(
+            main["DetectLabelsLatency"],
+            serde_json::json!([120.0, 80.0])
+        );
         assert_eq!(main["DetectLabelsThrottles"], 1.0);
         let class: Value = serde_json::from_str(&lines[1]).unwrap();
         assert_eq!(class["ReasonClass"], "not_an_image");

@@ -955,7 +955,11 @@ async fn an_image_still_throttled_when_the_time_budget_ends_stays_queued_for_bat
 
         assert_eq!(outcome.retryable, 1, "{settings:?}");
         assert_eq!(outcome.failed, 0);
-        assert_eq!(update.num_calls() + transact.num_calls(), 0, "no FAILED write");
+        assert_eq!(
+            update.num_calls() + transact.num_calls(),
+            0,
+            "no FAILED write"
+        );
         assert_eq!(outcome.exit_code(), ExitCode::Retryable);
         assert!(start.elapsed() <= Duration::from_secs(61));
         assert!(detect.num_calls() > 3, "called again within the budget");

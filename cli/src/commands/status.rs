@@ -40,10 +40,26 @@ pub struct Report {
     pub oldest_queued: Option<Failure>,
     /// Most recent failures first.
     pub recent_failures: Vec<Failure>,
+    /// Seconds the oldest QUEUED image has waited.
+    pub oldest_queued_age_secs: Option<u64>,
+    /// Images labeled in the last [`RATE_WINDOW_MINUTES`] minutes.
+    pub labeled_recently: u64,
+    /// Of those, per minute.
+    pub labeled_per_minute: f64,
 }
 
-/// Builds the report from image records.
-pub fn report(table: &str, records: Vec<Record>, failures: usize) -> Report {
+/// The window of the labeling rate `status` shows, minutes.
+pub const RATE_WINDOW_MINUTES: u64 = 5;
+
+/// Builds the report from image records as of `now_millis` (Unix).
+pub fn report(table: &str, records: Vec<Record>, failures: usize, now_millis: u64) -> Report {
+    let since = now_millis.saturating_sub(RATE_WINDOW_MINUTES * 60_000);
+    let at = |t: Option<&String>| t.and_then(|t| labeler_core::schema::parse_rfc3339_millis(t));
+    let labeled_recently = records
+        .iter()
+        .filter(|r| r.status == Status::Labeled.as_str())
+        .filter(|r| at(r.updated_at.as_ref()).is_some_and(|t| t >= since))
+        .count() as u64;
     let mut counts: BTreeMap<String, u64> = [
         Status::Queued,
         Status::Labeled,
@@ -80,10 +96,16 @@ pub fn report(table: &str, records: Vec<Record>, failures: usize) -> Report {
         table: table.to_owned(),
         total,
         counts,
+        oldest_queued_age_secs: oldest_queued
+            .as_ref()
+            .and_then(|r| at(r.queued_at.as_ref()))
+            .map(|t| now_millis.saturating_sub(t) / 1000),
         oldest_queued: oldest_queued.map(|r| {
             let at = r.queued_at.clone();
             view(r, at)
         }),
+        labeled_recently,
+        labeled_per_minute: labeled_recently as f64 / RATE_WINDOW_MINUTES as f64,
         recent_failures: failed
             .into_iter()
             .map(|r| {
@@ -114,11 +136,25 @@ pub fn render(r: &Report) -> String {
     rows.push(vec!["total".into(), r.total.to_string()]);
     let mut text = format!("table {}\n\n", r.table);
     text.push_str(&table(&["STATUS", "IMAGES"], &rows, &[1]));
+    text.push('\n');
+    text.push_str(&fields(&[(
+        "labeling rate",
+        format!(
+            "{:.1} images/min over the last {RATE_WINDOW_MINUTES} min ({} labeled)",
+            r.labeled_per_minute, r.labeled_recently
+        ),
+    )]));
     if let Some(q) = &r.oldest_queued {
-        text.push('\n');
+        let age = r
+            .oldest_queued_age_secs
+            .map_or("-".to_owned(), |s| format!("{}m{:02}s", s / 60, s % 60));
         text.push_str(&fields(&[(
             "oldest queued",
-            format!("{} (since {})", q.uri, or_dash(q.updated_at.as_deref())),
+            format!(
+                "{} (since {}, waiting {age})",
+                q.uri,
+                or_dash(q.updated_at.as_deref())
+            ),
         )]));
     }
     if !r.recent_failures.is_empty() {
@@ -160,7 +196,8 @@ pub async fn run(ctx: &Context, args: &StatusArgs, out: &mut dyn Write) -> anyho
         let records = scan
             .collect(ctx.dynamodb(), args.segments, Record::from_item)
             .await?;
-        let report = report(table_name, records, args.failures);
+        let now = labeler_core::store::Clock::now().unix_millis;
+        let report = report(table_name, records, args.failures, now);
         if clear {
             write!(out, "\x1b[2J\x1b[H")?;
         }
@@ -187,6 +224,26 @@ pub async fn run(ctx: &Context, args: &StatusArgs, out: &mut dyn Write) -> anyho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_labeling_rate_counts_labels_of_the_last_five_minutes() {
+        let now = labeler_core::schema::parse_rfc3339_millis("2026-01-01T00:10:00.000Z").unwrap();
+        let r = report(
+            "t",
+            vec![
+                record("a", "LABELED", "2026-01-01T00:09:59.000Z", None),
+                record("b", "LABELED", "2026-01-01T00:05:00.000Z", None),
+                record("c", "LABELED", "2026-01-01T00:04:59.999Z", None),
+                record("d", "FAILED", "2026-01-01T00:09:00.000Z", Some("x")),
+            ],
+            10,
+            now,
+        );
+        assert_eq!(r.labeled_recently, 2);
+        assert_eq!(r.labeled_per_minute, 0.4);
+        assert_eq!(r.oldest_queued_age_secs, None);
+        assert!(render(&r).contains("0.4 images/min over the last 5 min (2 labeled)"));
+    }
 
     fn record(uri: &str, status: &str, at: &str, reason: Option<&str>) -> Record {
         Record {
@@ -224,6 +281,7 @@ mod tests {
                 record("e", "QUEUED", "2026-01-02T00:00:00.000Z", None),
             ],
             1,
+            labeler_core::schema::parse_rfc3339_millis("2026-01-03T00:00:00.000Z").unwrap(),
         );
         assert_eq!(r.total, 5);
         assert_eq!(r.counts["LABELED"], 1);
@@ -233,7 +291,9 @@ mod tests {
         assert_eq!(r.recent_failures.len(), 1);
         assert_eq!(r.recent_failures[0].reason.as_deref(), Some("new"));
         assert_eq!(r.oldest_queued.as_ref().unwrap().uri, "e");
+        assert_eq!(r.oldest_queued_age_secs, Some(86_400));
         let text = render(&r);
+        assert!(text.contains("waiting 1440m00s"), "{text}");
         assert!(text.contains("FAILED        2"), "{text}");
         assert!(text.contains("new"), "{text}");
     }
