@@ -97,3 +97,13 @@ output "viewer_policy_arn" {
   description = "Managed policy for people who inspect results (labeler get, find, status, export, serve): read-only"
   value       = aws_iam_policy.viewer.arn
 }
+
+output "rekognition_tps" {
+  description = "DetectLabels calls per second the worker fleet shares (LABELER_FLEET_RATE): rekognition_tps, or the region's default quota."
+  value       = local.rekognition_tps
+}
+
+output "worker_fleet_size" {
+  description = "Most worker jobs that can run at once (LABELER_FLEET_SIZE): max_vcpus / worker_vcpu for each compute environment of the job queue."
+  value       = local.worker_fleet_size
+}

@@ -422,3 +422,18 @@ variable "reuse_ttl_days" {
     error_message = "reuse_ttl_days must be a whole number of days from 1 to 3650."
   }
 }
+
+################################################################################
+# Rekognition rate
+################################################################################
+
+variable "rekognition_tps" {
+  description = "DetectLabels calls per second the whole worker fleet may make (LABELER_FLEET_RATE; each worker paces itself to its share). null: the region's default quota as documented when this was written: 50 in us-east-1, us-west-2 and eu-west-1, 5 elsewhere. Your account's real value is in Service Quotas -> Amazon Rekognition -> \"Transactions per second per account for Amazon Rekognition Image operation DetectLabels\"; it can be raised there. Set it lower when other workloads in the account and region also call DetectLabels."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.rekognition_tps == null ? true : var.rekognition_tps > 0
+    error_message = "rekognition_tps must be a positive number of DetectLabels calls per second (or null for the region's default quota)."
+  }
+}

@@ -172,3 +172,23 @@ run "the_mutable_latest_tag_is_refused" {
 
   expect_failures = [var.worker_image_tag]
 }
+
+run "a_rekognition_rate_of_zero_is_refused" {
+  command = plan
+
+  variables {
+    rekognition_tps = 0
+  }
+
+  expect_failures = [var.rekognition_tps]
+}
+
+run "a_negative_rekognition_rate_is_refused" {
+  command = plan
+
+  variables {
+    rekognition_tps = -5
+  }
+
+  expect_failures = [var.rekognition_tps]
+}
