@@ -3,7 +3,7 @@
 #
 # The dispatcher and the worker write their metrics as CloudWatch embedded
 # metric format lines into their log groups; CloudWatch Logs extracts them
-# (no agent, no PutMetricData permission). Namespace ImageLabeler; every
+# (nothing to install, no PutMetricData permission). Namespace ImageLabeler; every
 # metric has the dimension Table (the results table), and ImagesFailed is
 # also published per Table and ReasonClass.
 #
