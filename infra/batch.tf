@@ -164,6 +164,26 @@ resource "aws_batch_job_queue" "this" {
 ################################################################################
 
 locals {
+  # DetectLabels quotas per account and region by default, as documented
+  # when this was written; every other region defaults to 5. The account's
+  # actual quota is in Service Quotas and can be raised there.
+  rekognition_default_tps = {
+    "us-east-1" = 50
+    "us-west-2" = 50
+    "eu-west-1" = 50
+  }
+  rekognition_tps = coalesce(var.rekognition_tps, lookup(local.rekognition_default_tps, local.region, 5))
+
+  # The most worker jobs that can run at once: each compute environment of
+  # the queue runs max_vcpus / worker_vcpu of them, and with the on-demand
+  # fallback both are full exactly when the backlog is large. The workers
+  # share the fleet rate by this count, so counting one environment only
+  # would let a full fleet call DetectLabels at twice the quota.
+  worker_fleet_size = max(1, floor(var.max_vcpus / var.worker_vcpu)) * length(local.compute_environments)
+
+  fleet_rate = tostring(local.rekognition_tps)
+  fleet_size = tostring(local.worker_fleet_size)
+
   job_definition_template = jsondecode(templatefile("${path.module}/job-definition.json", {
     image              = "${aws_ecr_repository.worker.repository_url}:${var.worker_image_tag}"
     execution_role_arn = aws_iam_role.execution.arn
@@ -175,6 +195,8 @@ locals {
     table_name         = aws_dynamodb_table.results.name
     reuse_labels       = tostring(var.reuse_labels)
     reuse_ttl_days     = tostring(var.reuse_ttl_days)
+    fleet_rate         = local.fleet_rate
+    fleet_size         = local.fleet_size
   }))
 
   fargate_only_container_keys = ["fargatePlatformConfiguration", "networkConfiguration", "runtimePlatform"]

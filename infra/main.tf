@@ -8,7 +8,8 @@
 # the function to exist (local.function_exists) is planned only once it does.
 #
 # Files: storage.tf (bucket, table) · network.tf · batch.tf (ECR, compute,
-# queue, job definition) · iam.tf · trigger.tf (S3/SQS/EventBridge -> Lambda)
+# queue, job definition, fleet rate) · iam.tf · trigger.tf (S3/SQS/EventBridge
+# -> Lambda) · monitoring.tf (dashboard, alarms, notifications)
 ################################################################################
 
 data "aws_caller_identity" "current" {}

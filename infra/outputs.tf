@@ -97,3 +97,28 @@ output "viewer_policy_arn" {
   description = "Managed policy for people who inspect results (labeler get, find, status, export, serve): read-only"
   value       = aws_iam_policy.viewer.arn
 }
+
+output "rekognition_tps" {
+  description = "DetectLabels calls per second the worker fleet shares (LABELER_FLEET_RATE): rekognition_tps, or the region's default quota."
+  value       = local.rekognition_tps
+}
+
+output "worker_fleet_size" {
+  description = "Most worker jobs that can run at once (LABELER_FLEET_SIZE): max_vcpus / worker_vcpu for each compute environment of the job queue."
+  value       = local.worker_fleet_size
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the pipeline."
+  value       = aws_cloudwatch_dashboard.pipeline.dashboard_name
+}
+
+output "dashboard_url" {
+  description = "The dashboard in the CloudWatch console."
+  value       = local.dashboard_url
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify: alarm_topic_arn, the topic created for alarm_email, or null when alarms notify no one."
+  value       = length(local.alarm_actions) > 0 ? local.alarm_topic_arn : null
+}

@@ -422,3 +422,71 @@ variable "reuse_ttl_days" {
     error_message = "reuse_ttl_days must be a whole number of days from 1 to 3650."
   }
 }
+
+################################################################################
+# Rekognition rate
+################################################################################
+
+variable "rekognition_tps" {
+  description = "DetectLabels calls per second the whole worker fleet may make (LABELER_FLEET_RATE; each worker paces itself to its share). null: the region's default quota as documented when this was written: 50 in us-east-1, us-west-2 and eu-west-1, 5 elsewhere. Your account's real value is in Service Quotas -> Amazon Rekognition -> \"Transactions per second per account for Amazon Rekognition Image operation DetectLabels\"; it can be raised there. Set it lower when other workloads in the account and region also call DetectLabels."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.rekognition_tps == null ? true : var.rekognition_tps > 0
+    error_message = "rekognition_tps must be a positive number of DetectLabels calls per second (or null for the region's default quota)."
+  }
+}
+
+################################################################################
+# Monitoring and alarms (monitoring.tf)
+################################################################################
+
+variable "backlog_alarm_seconds" {
+  description = "Alarm when the oldest image still QUEUED is older than this many seconds (the reconciler's OldestQueuedAgeSeconds)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.backlog_alarm_seconds >= 300 && var.backlog_alarm_seconds <= 604800 && floor(var.backlog_alarm_seconds) == var.backlog_alarm_seconds
+    error_message = "backlog_alarm_seconds must be a whole number of seconds from 300 (5 minutes) to 604800 (7 days)."
+  }
+}
+
+variable "failed_rate_alarm_percent" {
+  description = "Alarm when more than this percentage of the images that finished in 15 minutes ended FAILED (worker failures, images of failed Batch jobs and images that could not be submitted, against those plus the labeled ones)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.failed_rate_alarm_percent > 0 && var.failed_rate_alarm_percent < 100
+    error_message = "failed_rate_alarm_percent must be above 0 and below 100."
+  }
+}
+
+variable "alarm_email" {
+  description = "Email address notified when an alarm fires or clears: creates an SNS topic with this address subscribed (AWS sends a confirmation email first). null: no topic is created. Set this or alarm_topic_arn, not both."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_email == null ? true : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an email address such as oncall@example.com."
+  }
+
+  validation {
+    condition     = var.alarm_email == null || var.alarm_topic_arn == null
+    error_message = "Set alarm_email (a topic is created for it) or alarm_topic_arn (your existing topic), not both; subscribe the address to your topic instead."
+  }
+}
+
+variable "alarm_topic_arn" {
+  description = "An existing standard SNS topic that the alarms notify when they fire or clear (its access policy must let cloudwatch.amazonaws.com publish, and, if it is encrypted, its customer managed key must let CloudWatch use it). null: see alarm_email; with neither, alarms only change state in the console."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_topic_arn == null ? true : can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn must be the ARN of a standard SNS topic (arn:aws:sns:<region>:<account>:<name>), not a FIFO topic: FIFO topics need a message group id on every publish, which alarm notifications do not carry."
+  }
+}

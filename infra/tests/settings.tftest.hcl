@@ -172,3 +172,104 @@ run "the_mutable_latest_tag_is_refused" {
 
   expect_failures = [var.worker_image_tag]
 }
+
+run "a_rekognition_rate_of_zero_is_refused" {
+  command = plan
+
+  variables {
+    rekognition_tps = 0
+  }
+
+  expect_failures = [var.rekognition_tps]
+}
+
+run "a_negative_rekognition_rate_is_refused" {
+  command = plan
+
+  variables {
+    rekognition_tps = -5
+  }
+
+  expect_failures = [var.rekognition_tps]
+}
+
+run "a_backlog_alarm_below_five_minutes_is_refused" {
+  command = plan
+
+  variables {
+    backlog_alarm_seconds = 60
+  }
+
+  expect_failures = [var.backlog_alarm_seconds]
+}
+
+run "a_fractional_backlog_alarm_is_refused" {
+  command = plan
+
+  variables {
+    backlog_alarm_seconds = 3600.5
+  }
+
+  expect_failures = [var.backlog_alarm_seconds]
+}
+
+run "a_failure_rate_of_zero_percent_is_refused" {
+  command = plan
+
+  variables {
+    failed_rate_alarm_percent = 0
+  }
+
+  expect_failures = [var.failed_rate_alarm_percent]
+}
+
+run "a_failure_rate_of_a_hundred_percent_is_refused" {
+  command = plan
+
+  variables {
+    failed_rate_alarm_percent = 100
+  }
+
+  expect_failures = [var.failed_rate_alarm_percent]
+}
+
+run "an_alarm_email_that_is_not_an_address_is_refused" {
+  command = plan
+
+  variables {
+    alarm_email = "oncall.example.com"
+  }
+
+  expect_failures = [var.alarm_email]
+}
+
+run "an_alarm_topic_arn_that_is_not_an_sns_topic_is_refused" {
+  command = plan
+
+  variables {
+    alarm_topic_arn = "arn:aws:sqs:us-east-1:123456789012:team-pager"
+  }
+
+  expect_failures = [var.alarm_topic_arn]
+}
+
+run "a_fifo_alarm_topic_is_refused" {
+  command = plan
+
+  variables {
+    alarm_topic_arn = "arn:aws:sns:us-east-1:123456789012:team-pager.fifo"
+  }
+
+  expect_failures = [var.alarm_topic_arn]
+}
+
+run "an_alarm_email_and_an_alarm_topic_together_are_refused" {
+  command = plan
+
+  variables {
+    alarm_email     = "oncall@example.com"
+    alarm_topic_arn = "arn:aws:sns:us-east-1:123456789012:team-pager"
+  }
+
+  expect_failures = [var.alarm_email]
+}

@@ -87,6 +87,10 @@ pub fn local_template_vars(names: &Names) -> HashMap<&'static str, String> {
             "reuse_ttl_days",
             labeler_core::reuse::DEFAULT_TTL_DAYS.to_string(),
         ),
+        // What Terraform renders for us-east-1: the documented default
+        // DetectLabels quota, shared by the containers the executor runs.
+        ("fleet_rate", "50".to_owned()),
+        ("fleet_size", crate::stack::DEFAULT_PARALLEL.to_string()),
     ])
 }
 

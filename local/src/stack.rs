@@ -52,7 +52,7 @@ impl Default for Options {
             moto_port: 0,
             lambda_port: 0,
             worker_bin: root.join("target/debug/worker"),
-            parallel: 2,
+            parallel: DEFAULT_PARALLEL,
             deploy: true,
             images_per_job: 25,
             batch_size: 100,
@@ -80,6 +80,11 @@ pub struct Stack {
     moto: Moto,
     deployed: bool,
 }
+
+/// Containers the local executor runs at once unless told otherwise: the
+/// local stack's Batch capacity, and so the fleet size its job definition
+/// gives the workers (`LABELER_FLEET_SIZE`).
+pub const DEFAULT_PARALLEL: usize = 2;
 
 /// How often the local stack asks the dispatcher for a reconciler pass, as
 /// the EventBridge schedule does on AWS.

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 /// Every placeholder the template may use; Terraform passes exactly these.
-pub const TEMPLATE_VARIABLES: [&str; 10] = [
+pub const TEMPLATE_VARIABLES: [&str; 12] = [
     "image",
     "execution_role_arn",
     "job_role_arn",
@@ -38,6 +38,8 @@ pub const TEMPLATE_VARIABLES: [&str; 10] = [
     "table_name",
     "reuse_labels",
     "reuse_ttl_days",
+    "fleet_rate",
+    "fleet_size",
 ];
 
 /// Replaces `${name}` placeholders as Terraform's `templatefile()` does for

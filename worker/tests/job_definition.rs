@@ -38,6 +38,8 @@ fn vars() -> HashMap<&'static str, &'static str> {
         ("table_name", "image-labels"),
         ("reuse_labels", "true"),
         ("reuse_ttl_days", "30"),
+        ("fleet_rate", "50"),
+        ("fleet_size", "32"),
     ])
 }
 
@@ -220,6 +222,45 @@ fn the_container_runs_the_worker_on_arm64_fargate_with_awslogs() {
         .map(|r| (r.kind.as_str(), r.value.as_str()))
         .collect();
     assert_eq!(resources, [("VCPU", "1"), ("MEMORY", "2048")]);
+}
+
+fn environment(definition: &JobDefinition) -> HashMap<&str, &str> {
+    definition
+        .container_properties
+        .environment
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_str()))
+        .collect()
+}
+
+#[test]
+fn the_workers_share_the_fleet_rate_terraform_renders() {
+    let definition = definition();
+    let env = environment(&definition);
+
+    assert_eq!(env.get("LABELER_FLEET_RATE"), Some(&"50"));
+    assert_eq!(env.get("LABELER_FLEET_SIZE"), Some(&"32"));
+}
+
+#[test]
+fn throttled_calls_are_retried_only_until_the_drain_can_still_end_before_the_attempt_timeout() {
+    let definition = definition();
+    let env = environment(&definition);
+    let seconds = |name: &str| -> u64 {
+        env.get(name)
+            .unwrap_or_else(|| panic!("the job definition sets no {name}"))
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} is not a whole number of seconds"))
+    };
+
+    let budget = seconds("LABELER_TIME_BUDGET_SECONDS");
+    let drain = seconds("LABELER_DRAIN_SECONDS");
+
+    assert!(
+        budget + drain < definition.timeout.attempt_duration_seconds,
+        "time budget {budget} s + drain {drain} s must end before Batch stops the attempt at {} s",
+        definition.timeout.attempt_duration_seconds
+    );
 }
 
 #[test]

@@ -138,6 +138,12 @@ mock_resource "aws_cloudwatch_event_rule" {
   }
 }
 
+mock_resource "aws_sns_topic" {
+  defaults = {
+    arn = "arn:aws:sns:us-east-1:123456789012:image-labeler-alarms"
+  }
+}
+
 mock_resource "aws_vpc" {
   defaults = {
     id = "vpc-0c0ffee0"

@@ -1,0 +1,354 @@
+# The dashboard shows every metric the dispatcher and the worker emit, for
+# the stack's own table, next to the AWS metrics of the queue and function
+# it watches; the alarms watch what their descriptions say and notify the
+# topic that was asked for, or no one.
+
+mock_provider "aws" {
+  override_during = plan
+  source          = "./tests/mocks"
+}
+
+override_resource {
+  target          = aws_cloudwatch_metric_alarm.dead_letters
+  override_during = plan
+  values          = { arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:image-labeler-dead-letters" }
+}
+
+override_resource {
+  target          = aws_cloudwatch_metric_alarm.backlog_age
+  override_during = plan
+  values          = { arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:image-labeler-backlog-age" }
+}
+
+override_resource {
+  target          = aws_cloudwatch_metric_alarm.failed_rate
+  override_during = plan
+  values          = { arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:image-labeler-failed-rate" }
+}
+
+override_resource {
+  target          = aws_cloudwatch_metric_alarm.dispatcher_errors
+  override_during = plan
+  values          = { arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:image-labeler-dispatcher-errors" }
+}
+
+variables {
+  worker_image_tag = "0123456789ab"
+}
+
+run "the_dashboard_shows_every_pipeline_metric_for_the_stacks_table" {
+  command = plan
+
+  assert {
+    condition = toset(flatten([
+      for w in jsondecode(aws_cloudwatch_dashboard.pipeline.dashboard_body).widgets : [
+        for m in w.properties.metrics : m[1] if m[0] == "ImageLabeler"
+      ] if w.type == "metric"
+      ])) == toset([
+      "ImagesQueued", "ImagesSkipped", "Duplicates", "ImagesRemoved", "JobsSubmitted",
+      "ArrayChildrenSubmitted", "SubmitJobThrottles", "SubmitJobRetries", "DeliveriesFailed",
+      "ImagesFailedByBatch", "ImagesFailedToSubmit", "InvocationDuration",
+      "OldestQueuedAgeSeconds", "ReconcileRedispatched", "ReconcileFailed",
+      "ImagesLabeled", "ImagesReused", "ImagesFailed", "ImagesAlreadyDone", "ImagesSuperseded",
+      "ImagesLeftQueued", "DetectLabelsCalls", "DetectLabelsThrottles", "WriteConflicts",
+      "DetectLabelsLatency", "ChunkDuration", "RateLimit",
+    ])
+    error_message = "The dashboard must graph exactly the metrics the dispatcher and the worker emit."
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for w in jsondecode(aws_cloudwatch_dashboard.pipeline.dashboard_body).widgets : [
+        for m in w.properties.metrics : m[2] == "Table" && m[3] == "image-labeler-labels" if m[0] == "ImageLabeler"
+      ] if w.type == "metric"
+    ]))
+    error_message = "Every ImageLabeler metric on the dashboard must be the one of this stack's results table."
+  }
+
+  assert {
+    condition = alltrue([
+      for w in jsondecode(aws_cloudwatch_dashboard.pipeline.dashboard_body).widgets :
+      w.properties.region == "us-east-1" && w.width > 0 && w.height > 0 if w.type == "metric"
+    ])
+    error_message = "Every metric widget needs the stack's region and a size."
+  }
+
+  assert {
+    condition = toset(flatten([
+      for w in jsondecode(aws_cloudwatch_dashboard.pipeline.dashboard_body).widgets : [
+        for m in w.properties.metrics : m[5] if m[0] == "ImageLabeler" && m[1] == "ImagesFailed"
+      ] if w.type == "metric"
+    ])) == toset(["not_an_image", "too_large", "unreadable", "rekognition_refused", "access_denied", "other"])
+    error_message = "Failures must be graphed by each of the six reason classes."
+  }
+
+  assert {
+    condition = toset(flatten([
+      for w in jsondecode(aws_cloudwatch_dashboard.pipeline.dashboard_body).widgets : [
+        for m in w.properties.metrics : m[1] if m[0] == "ImageLabeler"
+      ] if w.type == "metric" && w.properties.title == "FAILED images by reason class"
+    ])) == toset(["ImagesFailed", "ImagesFailedByBatch", "ImagesFailedToSubmit"])
+    error_message = "The failures widget must add the images of failed Batch jobs and of failed submissions."
+  }
+
+  assert {
+    condition = toset(flatten([
+      for w in jsondecode(aws_cloudwatch_dashboard.pipeline.dashboard_body).widgets : [
+        for m in w.properties.metrics : m[4].stat if m[1] == "DetectLabelsLatency"
+      ] if w.type == "metric"
+    ])) == toset(["p50", "p90", "p99"])
+    error_message = "DetectLabels latency must be shown as p50, p90 and p99."
+  }
+
+  assert {
+    condition = toset(flatten([
+      for w in jsondecode(aws_cloudwatch_dashboard.pipeline.dashboard_body).widgets : [
+        for m in w.properties.metrics : join(" ", [m[0], m[1], m[2], m[3]]) if m[0] != "ImageLabeler"
+      ] if w.type == "metric"
+      ])) == toset([
+      "AWS/SQS ApproximateNumberOfMessagesVisible QueueName image-labeler-dispatch-failures",
+      "AWS/Lambda Errors FunctionName image-labeler-dispatcher",
+      "AWS/Lambda Throttles FunctionName image-labeler-dispatcher",
+      "AWS/Lambda Duration FunctionName image-labeler-dispatcher",
+    ])
+    error_message = "The AWS metrics on the dashboard must be the dead-letter queue's depth and the dispatcher's errors, throttles and duration."
+  }
+
+  assert {
+    condition = [
+      for w in jsondecode(aws_cloudwatch_dashboard.pipeline.dashboard_body).widgets : w.properties.alarms if w.type == "alarm"
+      ] == [[
+        "arn:aws:cloudwatch:us-east-1:123456789012:alarm:image-labeler-dead-letters",
+        "arn:aws:cloudwatch:us-east-1:123456789012:alarm:image-labeler-backlog-age",
+        "arn:aws:cloudwatch:us-east-1:123456789012:alarm:image-labeler-failed-rate",
+        "arn:aws:cloudwatch:us-east-1:123456789012:alarm:image-labeler-dispatcher-errors",
+    ]]
+    error_message = "The dashboard must open with the state of the four alarms."
+  }
+
+  assert {
+    condition     = output.dashboard_name == "image-labeler-pipeline" && output.dashboard_url == "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards/dashboard/image-labeler-pipeline"
+    error_message = "The dashboard outputs must name it and link to it in the stack's region."
+  }
+}
+
+run "the_alarms_watch_the_dead_letters_the_backlog_the_failures_and_the_dispatcher" {
+  command = plan
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.dead_letters.namespace == "AWS/SQS" &&
+      aws_cloudwatch_metric_alarm.dead_letters.metric_name == "ApproximateNumberOfMessagesVisible" &&
+      aws_cloudwatch_metric_alarm.dead_letters.dimensions["QueueName"] == "image-labeler-dispatch-failures" && length(aws_cloudwatch_metric_alarm.dead_letters.dimensions) == 1 &&
+      aws_cloudwatch_metric_alarm.dead_letters.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.dead_letters.threshold == 0 &&
+      aws_cloudwatch_metric_alarm.dead_letters.treat_missing_data == "ignore"
+    )
+    error_message = "The dead-letter alarm must fire on any message in the dead-letter queue and hold while SQS reports nothing."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.backlog_age.namespace == "ImageLabeler" &&
+      aws_cloudwatch_metric_alarm.backlog_age.metric_name == "OldestQueuedAgeSeconds" &&
+      aws_cloudwatch_metric_alarm.backlog_age.dimensions["Table"] == "image-labeler-labels" && length(aws_cloudwatch_metric_alarm.backlog_age.dimensions) == 1 &&
+      aws_cloudwatch_metric_alarm.backlog_age.statistic == "Maximum" &&
+      aws_cloudwatch_metric_alarm.backlog_age.threshold == 3600 &&
+      aws_cloudwatch_metric_alarm.backlog_age.period == 300 &&
+      aws_cloudwatch_metric_alarm.backlog_age.evaluation_periods == 2 &&
+      aws_cloudwatch_metric_alarm.backlog_age.datapoints_to_alarm == 2 &&
+      aws_cloudwatch_metric_alarm.backlog_age.treat_missing_data == "breaching"
+    )
+    error_message = "The backlog alarm must fire when the oldest QUEUED image passes an hour, or when two 5-minute reconciler passes report nothing."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.dispatcher_errors.namespace == "AWS/Lambda" &&
+      aws_cloudwatch_metric_alarm.dispatcher_errors.metric_name == "Errors" &&
+      aws_cloudwatch_metric_alarm.dispatcher_errors.dimensions["FunctionName"] == "image-labeler-dispatcher" && length(aws_cloudwatch_metric_alarm.dispatcher_errors.dimensions) == 1 &&
+      aws_cloudwatch_metric_alarm.dispatcher_errors.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.dispatcher_errors.threshold == 0 &&
+      aws_cloudwatch_metric_alarm.dispatcher_errors.comparison_operator == "GreaterThanThreshold"
+    )
+    error_message = "The dispatcher alarm must fire on any Lambda error of the dispatcher function."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.failed_rate.threshold == 5 &&
+      aws_cloudwatch_metric_alarm.failed_rate.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.failed_rate.treat_missing_data == "notBreaching" &&
+      aws_cloudwatch_metric_alarm.failed_rate.metric_name == null
+    )
+    error_message = "The failure-rate alarm must compare a metric-math percentage with failed_rate_alarm_percent."
+  }
+
+  assert {
+    condition = {
+      for q in aws_cloudwatch_metric_alarm.failed_rate.metric_query :
+      q.id => [q.metric[0].namespace, q.metric[0].metric_name, q.metric[0].dimensions["Table"], q.metric[0].stat, tostring(q.metric[0].period)]
+      if length(q.metric) > 0
+      } == {
+      failed           = ["ImageLabeler", "ImagesFailed", "image-labeler-labels", "Sum", "900"]
+      failed_by_batch  = ["ImageLabeler", "ImagesFailedByBatch", "image-labeler-labels", "Sum", "900"]
+      failed_to_submit = ["ImageLabeler", "ImagesFailedToSubmit", "image-labeler-labels", "Sum", "900"]
+      labeled          = ["ImageLabeler", "ImagesLabeled", "image-labeler-labels", "Sum", "900"]
+    }
+    error_message = "The failure rate must sum the three kinds of failure and the labeled images of the stack's table over 15 minutes."
+  }
+
+  assert {
+    condition = [
+      for q in aws_cloudwatch_metric_alarm.failed_rate.metric_query : q.expression if q.return_data
+    ] == ["IF(failures + FILL(labeled, 0) > 0, 100 * failures / (failures + FILL(labeled, 0)), 0)"]
+    error_message = "The alarm must watch the percentage, guarded against 15 minutes in which nothing finished."
+  }
+
+  assert {
+    condition = [
+      for q in aws_cloudwatch_metric_alarm.failed_rate.metric_query : q.expression if q.id == "failures"
+    ] == ["FILL(failed, 0) + FILL(failed_by_batch, 0) + FILL(failed_to_submit, 0)"]
+    error_message = "Failures are the worker's, the failed jobs' and the failed submissions' images."
+  }
+
+  assert {
+    condition = alltrue([
+      for a in [
+        aws_cloudwatch_metric_alarm.dead_letters,
+        aws_cloudwatch_metric_alarm.backlog_age,
+        aws_cloudwatch_metric_alarm.failed_rate,
+        aws_cloudwatch_metric_alarm.dispatcher_errors,
+      ] : length(a.alarm_description) >= 200 && length(a.alarm_description) <= 1024 && startswith(a.alarm_name, "image-labeler-")
+    ])
+    error_message = "Every alarm needs a description telling the on-call what to do, within CloudWatch's 1024 characters, and a name the topic policy's image-labeler-* pattern covers."
+  }
+
+  assert {
+    condition     = strcontains(aws_cloudwatch_metric_alarm.dead_letters.alarm_description, "image-labeler-dispatch-failures") && strcontains(aws_cloudwatch_metric_alarm.dispatcher_errors.alarm_description, "/aws/lambda/image-labeler-dispatcher")
+    error_message = "Descriptions must name the queue and the log group to look at."
+  }
+}
+
+run "a_slower_reconcile_schedule_widens_the_backlog_alarm_periods" {
+  command = plan
+
+  variables {
+    reconcile_schedule    = "rate(20 minutes)"
+    backlog_alarm_seconds = 7200
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.backlog_age.period == 1200 && aws_cloudwatch_metric_alarm.backlog_age.threshold == 7200
+    error_message = "Each backlog alarm period must span one reconciler pass, and the threshold is backlog_alarm_seconds."
+  }
+}
+
+run "a_cron_reconcile_schedule_is_taken_as_hourly_for_the_backlog_alarm" {
+  command = plan
+
+  variables {
+    reconcile_schedule = "cron(0/10 * * * ? *)"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.backlog_age.period == 3600
+    error_message = "A cron() schedule must give hourly backlog alarm periods."
+  }
+}
+
+run "a_daily_reconcile_schedule_stays_within_cloudwatchs_one_day_of_evaluation" {
+  command = plan
+
+  variables {
+    reconcile_schedule = "rate(1 day)"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.backlog_age.period * aws_cloudwatch_metric_alarm.backlog_age.evaluation_periods <= 86400
+    error_message = "CloudWatch evaluates at most one day of periods."
+  }
+}
+
+run "without_a_topic_the_alarms_notify_no_one" {
+  command = plan
+
+  assert {
+    condition = (
+      length(aws_sns_topic.alarms) + length(aws_sns_topic_subscription.alarm_email) + length(aws_sns_topic_policy.alarms) == 0 &&
+      alltrue([
+        for a in [
+          aws_cloudwatch_metric_alarm.dead_letters,
+          aws_cloudwatch_metric_alarm.backlog_age,
+          aws_cloudwatch_metric_alarm.failed_rate,
+          aws_cloudwatch_metric_alarm.dispatcher_errors,
+        ] : length(a.alarm_actions) == 0 && length(a.ok_actions) == 0
+      ]) &&
+      output.alarm_topic_arn == null
+    )
+    error_message = "With neither alarm_email nor alarm_topic_arn, no topic is created and no alarm has actions."
+  }
+}
+
+run "an_alarm_email_gets_a_topic_that_every_alarm_notifies" {
+  command = plan
+
+  variables {
+    alarm_email = "oncall@example.com"
+  }
+
+  assert {
+    condition     = aws_sns_topic_subscription.alarm_email[0].protocol == "email" && aws_sns_topic_subscription.alarm_email[0].endpoint == "oncall@example.com" && aws_sns_topic_subscription.alarm_email[0].topic_arn == aws_sns_topic.alarms[0].arn
+    error_message = "The address must be subscribed to the created topic by email."
+  }
+
+  assert {
+    condition = alltrue([
+      for a in [
+        aws_cloudwatch_metric_alarm.dead_letters,
+        aws_cloudwatch_metric_alarm.backlog_age,
+        aws_cloudwatch_metric_alarm.failed_rate,
+        aws_cloudwatch_metric_alarm.dispatcher_errors,
+      ] : a.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:image-labeler-alarms"]) && a.ok_actions == a.alarm_actions
+    ])
+    error_message = "Every alarm must notify the created topic when it fires and when it clears."
+  }
+
+  assert {
+    condition     = aws_sns_topic.alarms[0].name == "image-labeler-alarms" && aws_sns_topic_policy.alarms[0].arn == aws_sns_topic.alarms[0].arn && output.alarm_topic_arn == aws_sns_topic.alarms[0].arn
+    error_message = "The created topic must carry the policy that lets the stack's alarms publish, and be the alarm_topic_arn output."
+  }
+}
+
+run "an_existing_topic_is_notified_and_none_is_created" {
+  command = plan
+
+  variables {
+    alarm_topic_arn = "arn:aws:sns:us-east-1:123456789012:team-pager"
+  }
+
+  assert {
+    condition = length(aws_sns_topic.alarms) == 0 && alltrue([
+      for a in [
+        aws_cloudwatch_metric_alarm.dead_letters,
+        aws_cloudwatch_metric_alarm.backlog_age,
+        aws_cloudwatch_metric_alarm.failed_rate,
+        aws_cloudwatch_metric_alarm.dispatcher_errors,
+      ] : a.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:team-pager"]) && a.ok_actions == a.alarm_actions
+    ]) && output.alarm_topic_arn == "arn:aws:sns:us-east-1:123456789012:team-pager"
+    error_message = "With alarm_topic_arn, every alarm notifies that topic and none is created."
+  }
+}
+
+run "the_failure_rate_threshold_is_the_variable" {
+  command = plan
+
+  variables {
+    failed_rate_alarm_percent = 12.5
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.failed_rate.threshold == 12.5
+    error_message = "The failure-rate alarm must use failed_rate_alarm_percent."
+  }
+}
