@@ -965,3 +965,28 @@ async fn an_image_still_throttled_when_the_time_budget_ends_stays_queued_for_bat
         assert!(detect.num_calls() > 3, "called again within the budget");
     }
 }
+
+/// The content entry is written after the LABELED record: a process that
+/// dies between the two (here, a PutItem that keeps failing) leaves the image
+/// LABELED and no entry, so the next copy of the content costs one
+/// DetectLabels call and nothing else.
+#[tokio::test(start_paused = true)]
+async fn a_content_entry_that_cannot_be_stored_leaves_the_image_labeled() {
+    let (get, query, transact, detect) = (queued("01"), no_entries(), transact_ok(), detect_ok());
+    let put = mock!(aws_sdk_dynamodb::Client::put_item)
+        .then_http_response(|| json_error(500, "InternalServerError"));
+    let clients = clients(&[&detect], &[&get, &query, &transact, &put]);
+    let with_content = ImageRef {
+        etag: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
+        ..image("a.jpg", "01")
+    };
+    let job = spec(vec![vec![with_content]]);
+
+    let outcome = run(&job, &clients, &settings(), Shutdown::never()).await;
+
+    assert_eq!(put.num_calls(), ATTEMPTS as usize, "the entry was tried");
+    assert_eq!(transact.num_calls(), 1);
+    assert_eq!(outcome.labeled, 1);
+    assert_eq!(outcome.retryable, 0);
+    assert_eq!(outcome.exit_code(), ExitCode::Success);
+}
