@@ -4,9 +4,11 @@
 //! `target/bench/results.json`.
 //!
 //! Flags: `--quick` (smaller runs, for a smoke test), and
-//! `--worker IMAGES CONCURRENCY`, `--cap INVOCATIONS IMAGES` and
-//! `--gallery IMAGES NAVIGATIONS` (one worker run, one run against the
-//! SubmitJob cap, or the gallery's first page, printed only).
+//! `--worker IMAGES CONCURRENCY`, `--cap INVOCATIONS IMAGES`,
+//! `--gallery IMAGES NAVIGATIONS` and `--fleet PROCESSES CONCURRENCY IMAGES
+//! aimd|sdk-adaptive|none` (one worker run, one run against the SubmitJob
+//! cap, the gallery's first page, or one fleet, printed only; the fleet's
+//! figure goes to `target/bench/fleet-rate.svg`).
 //! Expects `make lambda`, `make browser` and `cargo build --release -p worker -p dispatcher -p labeler-cli`
 //! to have run (`make bench` does both).
 
@@ -15,6 +17,7 @@ use bench::cost::{self, Inputs};
 use bench::process::repo_root;
 use bench::report::{self, Machine, Results, Setup};
 use bench::scenario_dispatcher::{self as dispatch, SizeResult};
+use bench::scenario_fleet::{self as fleet, Control, FleetCase};
 use bench::scenario_lambda as lambda;
 use bench::scenario_worker::{self as worker, Case};
 use std::time::Duration;
@@ -80,6 +83,28 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&run)?);
         return Ok(());
     }
+    if let Some(i) = args.iter().position(|a| a == "--fleet") {
+        const USAGE: &str = "--fleet PROCESSES CONCURRENCY IMAGES aimd|sdk-adaptive|none";
+        let arg = |j: usize| args.get(i + j).context(USAGE);
+        let number = |j: usize| -> anyhow::Result<usize> { arg(j)?.parse().context(USAGE) };
+        let case = FleetCase {
+            processes: number(1)?,
+            concurrency: number(2)?,
+            images: number(3)?,
+            control: Control::parse(arg(4)?).context(USAGE)?,
+        };
+        let run = fleet::run(&root.join("target/release/worker"), &case, DETECT_LATENCY).await?;
+        std::fs::write(
+            out_dir.join("fleet-rate.svg"),
+            bench::plot::fleet_rates(std::slice::from_ref(&run))?,
+        )?;
+        println!("{}", report::fleet_table(&run));
+        let seconds: Vec<String> = (run.per_second.iter())
+            .map(|(accepted, throttled)| format!("{accepted}/{throttled}"))
+            .collect();
+        println!("accepted/throttled each second: {}", seconds.join(" "));
+        return Ok(());
+    }
     let machine = Machine::describe();
     let cfg = dispatch::config();
     let mut not_measured = Vec::new();
@@ -123,6 +148,21 @@ async fn main() -> anyhow::Result<()> {
     ];
     eprintln!("bench: worker, {images} images at concurrency 1, 8, 32 and 32 rate-limited …");
     let workers = worker::runs(&worker_bin, images, &cases, DETECT_LATENCY).await?;
+
+    let mut fleet_runs = Vec::new();
+    for case in fleet::cases(quick) {
+        eprintln!(
+            "bench: fleet of {} workers × concurrency {}, {} images, rate control {} …",
+            case.processes,
+            case.concurrency,
+            case.images,
+            case.control.as_str()
+        );
+        match fleet::run(&worker_bin, &case, DETECT_LATENCY).await {
+            Ok(run) => fleet_runs.push(run),
+            Err(e) => not_measured.push(format!("fleet {}: {e:#}", case.control.as_str())),
+        }
+    }
 
     let mut packages = Vec::new();
     match lambda::release_package() {
@@ -190,6 +230,7 @@ async fn main() -> anyhow::Result<()> {
         dispatcher,
         cap,
         worker: workers,
+        fleet: fleet_runs,
         packages,
         startup,
         gallery,
@@ -204,6 +245,12 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let docs = root.join("docs");
     std::fs::create_dir_all(&docs)?;
+    if !results.fleet.is_empty() {
+        let plot = docs.join(report::FLEET_PLOT);
+        std::fs::create_dir_all(plot.parent().context("a folder for the figure")?)?;
+        std::fs::write(&plot, bench::plot::fleet_rates(&results.fleet)?)
+            .with_context(|| format!("write {}", plot.display()))?;
+    }
     let path = docs.join("benchmarks.md");
     let existing = std::fs::read_to_string(&path).ok();
     std::fs::write(
@@ -220,7 +267,7 @@ async fn main() -> anyhow::Result<()> {
     for n in &results.not_measured {
         println!("not measured: {n}");
     }
-    println!("written: docs/benchmarks.md, docs/cost.md, target/bench/results.json");
+    println!("written: docs/benchmarks.md, docs/cost.md, docs/img/fleet-rate.svg, target/bench/results.json");
     Ok(())
 }
 

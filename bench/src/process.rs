@@ -30,7 +30,13 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(5);
 /// high-water mark from before `exec` into its `ru_maxrss`. `VmHWM` belongs
 /// to the address space `exec` created, and only grows, so the last sample
 /// before exit is within a few milliseconds of the peak.
-pub async fn run_measured(mut cmd: Command) -> anyhow::Result<Finished> {
+pub async fn run_measured(cmd: Command) -> anyhow::Result<Finished> {
+    run_measured_within(cmd, Duration::MAX).await
+}
+
+/// Like [`run_measured`], killing the child (exit code `None`) if it still
+/// runs after `limit`.
+pub async fn run_measured_within(mut cmd: Command, limit: Duration) -> anyhow::Result<Finished> {
     tokio::task::spawn_blocking(move || {
         let start = Instant::now();
         let mut child = cmd.spawn().context("start the child process")?;
@@ -46,6 +52,10 @@ pub async fn run_measured(mut cmd: Command) -> anyhow::Result<Finished> {
             }
             if let Some(status) = child.try_wait()? {
                 break status;
+            }
+            if start.elapsed() > limit {
+                child.kill()?;
+                break child.wait()?;
             }
             std::thread::sleep(SAMPLE_EVERY);
         };
@@ -207,6 +217,17 @@ mod tests {
         let done = run_measured(cmd).await.unwrap();
         assert_eq!(done.code, Some(3));
         assert!(done.peak_rss_bytes > 0);
+    }
+
+    #[tokio::test]
+    async fn a_child_past_its_limit_is_killed() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("5");
+        let done = run_measured_within(cmd, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert_eq!(done.code, None);
+        assert!(done.wall < Duration::from_secs(2), "{:?}", done.wall);
     }
 
     #[test]

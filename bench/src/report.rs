@@ -4,6 +4,7 @@
 use crate::cost::{group, Inputs};
 use crate::scenario_convert::{ConvertRun, CONTAINER_BYTES};
 use crate::scenario_dispatcher::{submit_calls_per_10k, CapResult, SizeResult};
+use crate::scenario_fleet::{FleetRun, RATE_TARGET, THROTTLED_TARGET};
 use crate::scenario_gallery::{GalleryRun, TARGET_MS};
 use crate::scenario_lambda::{Package, Startup, ZIP_TARGET_BYTES};
 use crate::scenario_worker::WorkerRun;
@@ -100,6 +101,8 @@ pub struct Results {
     pub cap: CapResult,
     /// Worker runs.
     pub worker: Vec<WorkerRun>,
+    /// Fleets of workers sharing one DetectLabels quota.
+    pub fleet: Vec<FleetRun>,
     /// Lambda packages.
     pub packages: Vec<Package>,
     /// Start-up under the emulator.
@@ -236,6 +239,19 @@ pub fn rows(r: &Results) -> Vec<Row> {
             measured: mib(peak),
             ideal: format!("≤ {}", mib(WORKER_RSS_TARGET_BYTES)),
             ratio: format!("{:.2}", peak as f64 / WORKER_RSS_TARGET_BYTES as f64),
+        });
+    }
+    for f in &r.fleet {
+        rows.push(Row {
+            figure: format!("fleet, {}", f.label()),
+            measured: format!(
+                "{} accepted, {:.1}% throttled, {} not LABELED",
+                rate(f.sustained_per_s),
+                f.throttled_fraction * 100.0,
+                f.not_labeled
+            ),
+            ideal: format!("{} limit", rate(f.limit_per_s)),
+            ratio: format!("{:.2}", f.sustained_ratio),
         });
     }
     for p in &r.packages {
@@ -455,6 +471,39 @@ pub fn section(r: &Results) -> String {
         );
     }
 
+    if !r.fleet.is_empty() {
+        let _ = writeln!(out, "\n### A fleet sharing one DetectLabels quota\n");
+        let f = &r.fleet[0];
+        let _ = writeln!(
+            out,
+            "N release workers started together, each on its chunk of one manifest (as the \
+             children of one array job, `AWS_BATCH_JOB_ARRAY_INDEX=i`), `LABELER_REUSE_LABELS=false`, \
+             against one stand-in whose DetectLabels answers in {} ms and accepts {:.0} calls a \
+             second from all of them together (token bucket, burst {:.0}), answering the rest HTTP \
+             400 `ProvisionedThroughputExceededException`. Each worker gets `LABELER_FLEET_RATE={:.0}`, \
+             `LABELER_FLEET_SIZE=N` and `LABELER_RATE_CONTROL`; the baseline gets none of them. \
+             Figures: the **accepted rate** is (n − 1) accepted calls over the time from the first \
+             accepted call to the last, and the median of the accepted calls in each whole second \
+             of that span; **throttled** is throttled calls over all DetectLabels calls; statuses \
+             are read from the stand-in's records after the last process exits; **drain** is from \
+             starting the processes to the last exit, against the ideal images / limit. Targets: \
+             accepted rate ≥ {RATE_TARGET:.2} of the limit, throttled ≤ {:.0}%, no image FAILED, \
+             every image LABELED, every process exiting 0.\n",
+            s.detect_labels_latency_ms,
+            f.limit_per_s,
+            f.burst,
+            f.limit_per_s,
+            THROTTLED_TARGET * 100.0
+        );
+        let _ = writeln!(
+            out,
+            "![Accepted and throttled DetectLabels calls per second, per fleet run]({FLEET_PLOT})\n"
+        );
+        for f in &r.fleet {
+            let _ = writeln!(out, "{}", fleet_table(f));
+        }
+    }
+
     let _ = writeln!(out, "\n### Lambda package and start-up\n");
     let _ = writeln!(
         out,
@@ -583,6 +632,127 @@ pub fn section(r: &Results) -> String {
     out
 }
 
+/// The fleet figure, relative to `docs/`.
+pub const FLEET_PLOT: &str = "img/fleet-rate.svg";
+
+/// "met", or a plain "**missed**".
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+/// Exit codes as counts, e.g. `12 × 0, 4 × 3`.
+fn exit_counts(codes: &[Option<i32>]) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for code in codes {
+        *counts.entry(*code).or_insert(0) += 1;
+    }
+    counts
+        .iter()
+        .map(|(code, n)| match code {
+            Some(c) => format!("{n} × {c}"),
+            None => format!("{n} killed"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One fleet run's figures against its targets, in Markdown.
+pub fn fleet_table(f: &FleetRun) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "#### {}\n", f.label());
+    if !f.fleet_flags {
+        let _ = writeln!(
+            out,
+            "The worker binary measured has no `--fleet-rate`: it ignored the fleet settings.\n"
+        );
+    }
+    let calls = f.accepted + f.throttled;
+    let all_exit_0 = f.exit_codes.iter().all(|c| *c == Some(0));
+    let rows = [
+        (
+            "accepted DetectLabels rate, first to last accepted call".to_owned(),
+            format!(
+                "{} ({:.2} of the limit)",
+                rate(f.sustained_per_s),
+                f.sustained_ratio
+            ),
+            format!("≥ {RATE_TARGET:.2} × {}", rate(f.limit_per_s)),
+            verdict(f.sustained_ratio >= RATE_TARGET),
+        ),
+        (
+            "median accepted calls in a whole second".to_owned(),
+            format!(
+                "{} ({:.2} of the limit)",
+                rate(f.median_per_s),
+                f.median_ratio
+            ),
+            format!("≥ {RATE_TARGET:.2} × {}", rate(f.limit_per_s)),
+            verdict(f.median_ratio >= RATE_TARGET),
+        ),
+        (
+            "throttled / all DetectLabels calls".to_owned(),
+            format!(
+                "{} / {} ({:.1}%)",
+                group(f.throttled),
+                group(calls),
+                f.throttled_fraction * 100.0
+            ),
+            format!("≤ {:.0}%", THROTTLED_TARGET * 100.0),
+            verdict(f.throttled_fraction <= THROTTLED_TARGET),
+        ),
+        (
+            "images whose record ended FAILED".to_owned(),
+            group(f.failed as u64),
+            "0".to_owned(),
+            verdict(f.failed == 0),
+        ),
+        (
+            "images not LABELED".to_owned(),
+            format!(
+                "{} of {}",
+                group(f.not_labeled as u64),
+                group(f.images as u64)
+            ),
+            "0".to_owned(),
+            verdict(f.not_labeled == 0),
+        ),
+        (
+            "worker exit codes".to_owned(),
+            exit_counts(&f.exit_codes),
+            "all 0".to_owned(),
+            verdict(all_exit_0),
+        ),
+        (
+            "drain: start to the last exit".to_owned(),
+            format!(
+                "{:.1} s (ideal / measured = {:.2})",
+                f.drain_s, f.drain_ratio
+            ),
+            format!("{:.1} s = images / limit", f.ideal_drain_s),
+            "",
+        ),
+        (
+            "peak RSS per process (largest / sum)".to_owned(),
+            format!(
+                "{} / {}",
+                mib(f.peak_rss_max_bytes),
+                mib(f.peak_rss_sum_bytes)
+            ),
+            String::new(),
+            "",
+        ),
+    ];
+    let _ = writeln!(out, "| figure | measured | target | |\n|---|---|---|---|");
+    for (figure, measured, target, verdict) in rows {
+        let _ = writeln!(out, "| {figure} | {measured} | {target} | {verdict} |");
+    }
+    out
+}
+
 /// The hand-written part of a new `docs/benchmarks.md`.
 pub const INTRO: &str = "# Benchmarks\n\n\
 `make bench` measures the dispatcher, the worker and the dispatcher's Lambda package on one \
@@ -625,5 +795,35 @@ mod tests {
         let again = document(Some(&new), &format!("{BEGIN}\nnew\n{END}\n"));
         assert_eq!(again, new, "rewriting adds nothing");
         assert!(document(None, "x").starts_with("# Benchmarks"));
+    }
+
+    #[test]
+    fn a_fleet_run_that_meets_its_targets_is_marked_met() {
+        let table = fleet_table(&FleetRun::example());
+
+        assert!(!table.contains("missed"), "{table}");
+        assert!(table.contains("| 4 × 0 | all 0 | met |"), "{table}");
+    }
+
+    #[test]
+    fn a_missed_fleet_target_is_marked_plainly() {
+        let run = FleetRun {
+            throttled: 900,
+            throttled_fraction: 0.9,
+            not_labeled: 150,
+            exit_codes: vec![Some(0), Some(3), Some(3), None],
+            fleet_flags: false,
+            ..FleetRun::example()
+        };
+
+        let table = fleet_table(&run);
+
+        assert!(
+            table.contains("| 900 / 1,100 (90.0%) | ≤ 5% | **missed** |"),
+            "{table}"
+        );
+        assert!(table.contains("| 150 of 200 | 0 | **missed** |"), "{table}");
+        assert!(table.contains("1 killed, 1 × 0, 2 × 3"), "{table}");
+        assert!(table.contains("ignored the fleet settings"), "{table}");
     }
 }

@@ -73,7 +73,7 @@ pub async fn runs(worker: &Path, bounds: &[usize]) -> anyhow::Result<Vec<Convert
         let standin = StandIn::start(Settings::default()).await?;
         let run = format!("convert-b{bound}");
         let refs = chunk(&run, 8);
-        let parameter = prepare(&standin, &run, &refs);
+        let parameter = prepare(&standin, &run, std::slice::from_ref(&refs));
         for (i, image) in refs.iter().enumerate() {
             let body = if i % 2 == 0 { &large } else { &mp48 };
             standin.put_object(&image.bucket, &image.key, body.clone());

@@ -76,10 +76,11 @@ pub fn chunk(run: &str, images: usize) -> Vec<ImageRef> {
 /// decide its format, and hands this one to Rekognition as it is.
 const IMAGE: &[u8] = include_bytes!("../../samples/sunset.jpg");
 
-/// Puts the objects, the QUEUED records and the manifest of `images` into
-/// the stand-in and returns the job parameter that points at them.
-pub fn prepare(standin: &StandIn, run: &str, images: &[ImageRef]) -> String {
-    for image in images {
+/// Puts the objects, the QUEUED records and the manifest of `chunks` (one
+/// per array child) into the stand-in and returns the job parameter that
+/// points at them.
+pub fn prepare(standin: &StandIn, run: &str, chunks: &[Vec<ImageRef>]) -> String {
+    for image in chunks.iter().flatten() {
         standin.put_object(&image.bucket, &image.key, IMAGE.to_vec());
         let s = |v: &str| json!({ "S": v });
         let item: serde_json::Map<String, serde_json::Value> = [
@@ -97,7 +98,7 @@ pub fn prepare(standin: &StandIn, run: &str, images: &[ImageRef]) -> String {
     }
     let (body, sha256) = Manifest {
         v: CONTRACT_VERSION,
-        chunks: vec![images.to_vec()],
+        chunks: chunks.to_vec(),
     }
     .to_body();
     let key = format!("labeler-manifests/bench-{run}.json");
@@ -110,8 +111,8 @@ pub fn prepare(standin: &StandIn, run: &str, images: &[ImageRef]) -> String {
             bucket: BUCKET.to_owned(),
             key,
             sha256,
-            chunks: 1,
-            images: images.len() as u32,
+            chunks: chunks.len() as u32,
+            images: chunks.iter().map(Vec::len).sum::<usize>() as u32,
         }),
     }
     .to_parameter()
@@ -165,7 +166,7 @@ pub async fn runs(
         .await?;
         let rate = case.rate_limit.map_or(String::new(), |r| format!("-r{r}"));
         let run = format!("worker-c{}{rate}", case.concurrency);
-        let parameter = prepare(&standin, &run, &chunk(&run, images));
+        let parameter = prepare(&standin, &run, &[chunk(&run, images)]);
         let log = std::fs::File::create(scratch.join(format!("{run}.log")))?;
 
         let mut cmd = command(worker, &parameter, case.concurrency, &standin, log);

@@ -17,16 +17,18 @@
 //! * **throttling**: `SubmitJob` is capped by a token bucket (default 50
 //!   transactions per second, AWS Batch's documented per-account limit) and
 //!   answers HTTP 429 `TooManyRequestsException` above it; `DetectLabels`
-//!   can be capped too and then answers HTTP 400
-//!   `ProvisionedThroughputExceededException` (or `ThrottlingException`).
-//!   Both codes are in the SDK's list of throttling errors, so its standard
-//!   retry strategy backs off and retries them as it would against AWS;
+//!   can be capped too (rate and burst configurable) and then answers HTTP
+//!   400 `ProvisionedThroughputExceededException` (or HTTP 500
+//!   `ThrottlingException`). Both codes are in the SDK's list of throttling
+//!   errors, so its standard retry strategy backs off and retries them as it
+//!   would against AWS;
 //! * **state**: DynamoDB items and S3 objects are kept in memory, so a
 //!   record the dispatcher claims is what the worker reads back, and a
 //!   manifest the dispatcher writes is what a test reads to count images;
 //! * **accounting**: it counts calls and throttled answers per operation, and
 //!   the read and write request units DynamoDB would charge for each call
-//!   (item sizes by DynamoDB's sizing rules, approximated).
+//!   (item sizes by DynamoDB's sizing rules, approximated), and when each
+//!   `DetectLabels` was accepted or throttled ([`RateSeries`]).
 //!
 //! What it does **not** do: it evaluates no condition expression (every
 //! conditional write is accepted), it applies update expressions only in
@@ -96,6 +98,9 @@ pub struct Settings {
     pub submit_job_burst: f64,
     /// `DetectLabels` calls accepted per second; `None` accepts all.
     pub detect_labels_tps: Option<f64>,
+    /// Calls the `DetectLabels` bucket holds when full (its burst); `None`
+    /// holds one second of calls.
+    pub detect_labels_burst: Option<f64>,
     /// How a refused `DetectLabels` is answered.
     pub detect_labels_throttle: DetectThrottle,
     /// Labels in every `DetectLabels` answer (at most 100).
@@ -110,6 +115,7 @@ impl Default for Settings {
             submit_job_tps: Some(SUBMIT_JOB_TPS),
             submit_job_burst: SUBMIT_JOB_TPS,
             detect_labels_tps: None,
+            detect_labels_burst: None,
             detect_labels_throttle: DetectThrottle::ProvisionedThroughputExceeded,
             labels_per_image: 10,
         }
@@ -141,6 +147,52 @@ pub struct OpStats {
     pub write_units: f64,
 }
 
+/// Width of one step of a [`RateSeries`].
+pub const SERIES_STEP: Duration = Duration::from_millis(100);
+
+/// Calls of one operation over time: accepted and throttled answers per
+/// [`SERIES_STEP`] since the stand-in started, timed when the stand-in
+/// decided (before its latency), which is when the cap counts them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RateSeries {
+    /// Accepted calls in step `i` (from `i × SERIES_STEP`).
+    pub accepted: Vec<u32>,
+    /// Throttled calls in step `i`.
+    pub throttled: Vec<u32>,
+    /// When the first call was accepted.
+    pub first_accepted: Option<Duration>,
+    /// When the last call was accepted.
+    pub last_accepted: Option<Duration>,
+}
+
+impl RateSeries {
+    /// Counts one call answered `at` (since the start).
+    pub fn record(&mut self, at: Duration, throttled: bool) {
+        let step = (at.as_nanos() / SERIES_STEP.as_nanos()) as usize;
+        if self.accepted.len() <= step {
+            self.accepted.resize(step + 1, 0);
+            self.throttled.resize(step + 1, 0);
+        }
+        if throttled {
+            self.throttled[step] += 1;
+        } else {
+            self.accepted[step] += 1;
+            self.first_accepted.get_or_insert(at);
+            self.last_accepted = Some(at);
+        }
+    }
+
+    /// Accepted calls in all.
+    pub fn total_accepted(&self) -> u64 {
+        self.accepted.iter().map(|&n| u64::from(n)).sum()
+    }
+
+    /// Throttled calls in all.
+    pub fn total_throttled(&self) -> u64 {
+        self.throttled.iter().map(|&n| u64::from(n)).sum()
+    }
+}
+
 /// A `SubmitJob` call that was accepted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AcceptedJob {
@@ -165,6 +217,7 @@ struct Data {
     objects: HashMap<(String, String), Vec<u8>>,
     /// (table, pk, sk) → item, in DynamoDB JSON.
     items: BTreeMap<(String, String, String), Item>,
+    detect_series: RateSeries,
 }
 
 struct Bucket {
@@ -230,9 +283,10 @@ impl StandIn {
         let submit_bucket = settings
             .submit_job_tps
             .map(|tps| Mutex::new(Bucket::new(tps, settings.submit_job_burst)));
-        let detect_bucket = settings
-            .detect_labels_tps
-            .map(|tps| Mutex::new(Bucket::new(tps, tps)));
+        let detect_bucket = settings.detect_labels_tps.map(|tps| {
+            let burst = settings.detect_labels_burst.unwrap_or(tps);
+            Mutex::new(Bucket::new(tps, burst))
+        });
         let state = Arc::new(State {
             settings,
             started: Instant::now(),
@@ -274,11 +328,18 @@ impl StandIn {
             .unwrap_or_default()
     }
 
-    /// Forgets the counts and the accepted jobs (items and objects stay).
+    /// `DetectLabels` answers over time so far.
+    pub fn detect_labels_series(&self) -> RateSeries {
+        self.state.data().detect_series.clone()
+    }
+
+    /// Forgets the counts, the accepted jobs and the `DetectLabels` series
+    /// (items and objects stay).
     pub fn reset_stats(&self) {
         let mut data = self.state.data();
         data.stats.clear();
         data.jobs.clear();
+        data.detect_series = RateSeries::default();
     }
 
     /// The `SubmitJob` calls accepted so far.
@@ -667,9 +728,15 @@ const LABELS: [(&str, &str, &str); 10] = [
     ("Window", "Architecture", "Buildings and Architecture"),
 ];
 
+fn count_detect_labels(state: &State, throttled: bool) {
+    count(state, op::DETECT_LABELS, throttled, 0.0, 0.0);
+    let at = state.started.elapsed();
+    state.data().detect_series.record(at, throttled);
+}
+
 fn detect_labels(state: &State) -> Response {
     if !take(&state.detect_bucket) {
-        count(state, op::DETECT_LABELS, true, 0.0, 0.0);
+        count_detect_labels(state, true);
         return match state.settings.detect_labels_throttle {
             DetectThrottle::ProvisionedThroughputExceeded => Response::json(
                 400,
@@ -683,7 +750,7 @@ fn detect_labels(state: &State) -> Response {
             ),
         };
     }
-    count(state, op::DETECT_LABELS, false, 0.0, 0.0);
+    count_detect_labels(state, false);
     let labels: Vec<Value> = (0..state.settings.labels_per_image.min(100))
         .map(|i| {
             let (name, parent, category) = LABELS[i % LABELS.len()];
@@ -1153,5 +1220,45 @@ mod tests {
         let mut bucket = Bucket::new(1.0, 3.0);
         let passed = (0..5).filter(|_| bucket.try_take()).count();
         assert_eq!(passed, 3);
+    }
+
+    #[test]
+    fn the_series_counts_answers_per_step_and_keeps_the_first_and_last_accepted() {
+        let mut series = RateSeries::default();
+        let ms = Duration::from_millis;
+
+        series.record(ms(30), true);
+        series.record(ms(50), false);
+        series.record(ms(99), false);
+        series.record(ms(100), false);
+        series.record(ms(420), true);
+
+        assert_eq!(series.accepted, [2, 1, 0, 0, 0]);
+        assert_eq!(series.throttled, [1, 0, 0, 0, 1]);
+        assert_eq!(series.first_accepted, Some(ms(50)));
+        assert_eq!(series.last_accepted, Some(ms(100)));
+        assert_eq!((series.total_accepted(), series.total_throttled()), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn detect_labels_answers_are_recorded_in_the_series() {
+        let standin = StandIn::start(Settings {
+            detect_labels_tps: Some(1.0),
+            detect_labels_burst: Some(2.0),
+            ..Settings::default()
+        })
+        .await
+        .unwrap();
+
+        let answers: Vec<u16> = (0..3)
+            .map(|_| detect_labels(&standin.state).status)
+            .collect();
+
+        assert_eq!(answers, [200, 200, 400]);
+        let series = standin.detect_labels_series();
+        assert_eq!((series.total_accepted(), series.total_throttled()), (2, 1));
+        assert!(series.first_accepted <= series.last_accepted);
+        standin.reset_stats();
+        assert_eq!(standin.detect_labels_series(), RateSeries::default());
     }
 }

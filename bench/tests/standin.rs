@@ -333,7 +333,7 @@ async fn the_dispatcher_packs_an_invocation_into_one_array_job_with_a_manifest()
 async fn the_worker_labels_a_chunk_read_from_a_manifest() {
     let standin = StandIn::start(Settings::default()).await.unwrap();
     let images = scenario_worker::chunk("worker-test", 20);
-    let job = scenario_worker::prepare(&standin, "worker-test", &images);
+    let job = scenario_worker::prepare(&standin, "worker-test", std::slice::from_ref(&images));
     let shared = clients::sdk_config(&standin.endpoint(), worker::retry_policy(3)).await;
     let worker_clients = worker::Clients {
         rekognition: aws_sdk_rekognition::Client::new(&shared),
