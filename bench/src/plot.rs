@@ -6,6 +6,9 @@
 use crate::scenario_fleet::FleetRun;
 use plotters::prelude::*;
 
+/// Picks accepted or throttled calls out of a second's (accepted, throttled).
+type Pick = fn((u32, u32)) -> u32;
+
 /// The figure of `runs` as an SVG document.
 pub fn fleet_rates(runs: &[FleetRun]) -> anyhow::Result<String> {
     let mut svg = String::new();
@@ -29,7 +32,7 @@ pub fn fleet_rates(runs: &[FleetRun]) -> anyhow::Result<String> {
                 .y_desc("DetectLabels calls/s")
                 .light_line_style(WHITE)
                 .draw()?;
-            let lines: [(&str, RGBColor, fn((u32, u32)) -> u32); 2] = [
+            let lines: [(&str, RGBColor, Pick); 2] = [
                 ("accepted", BLUE, |(accepted, _)| accepted),
                 ("throttled", RED, |(_, throttled)| throttled),
             ];
