@@ -685,7 +685,6 @@ fn a_noisy_photo_too_big_at_quality_90_comes_out_under_5_mb() {
 }
 
 #[test]
-#[ignore = "about 50 s in a debug build: cargo test -p worker --test convert -- --ignored"]
 fn a_noisy_24_megapixel_photo_comes_out_under_5_mb() {
     // About 45 MB at quality 90: lower quality alone is not enough.
     let (w, h) = assert_noise_comes_out_under_5_mb(6000, 4000);
