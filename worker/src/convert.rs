@@ -18,9 +18,11 @@
 //!    image with the error's text as its reason.
 //!
 //! [`convert`] decodes with the pure-Rust codecs of the `image` crate (JPEG,
-//! PNG, GIF, WebP, TIFF, BMP; HEIC/HEIF and AVIF are refused: this build has
-//! no decoder for them), takes the first frame of an animation, applies the
-//! EXIF orientation, flattens transparency onto white, converts any colour
+//! PNG, GIF, WebP, TIFF, BMP) and with libheif, loaded at run time, for
+//! HEIC/HEIF and AVIF ([`crate::heif`]; without the library those end FAILED
+//! with a reason naming it). It takes the first frame of an animation (the
+//! primary image of a HEIF file), applies the EXIF orientation (the file's
+//! own rotation and mirroring for HEIF), flattens transparency onto white, converts any colour
 //! type (CMYK JPEG, 16-bit, grey, palette) to 8-bit RGB, scales so both sides
 //! are within 80..=10,000 pixels, and encodes a JPEG of at most 5 MB (quality
 //! 90, then lower quality and smaller sizes until it fits). Any scaling is
@@ -122,8 +124,8 @@ impl Format {
         }
     }
 
-    /// The `image` crate's decoder for this format; `None` for the formats
-    /// this build cannot decode (HEIF, AVIF).
+    /// The `image` crate's decoder for this format; `None` for HEIF and
+    /// AVIF, which [`crate::heif`] decodes.
     pub(crate) fn decoder_format(self) -> Option<image::ImageFormat> {
         match self {
             Format::Jpeg => Some(image::ImageFormat::Jpeg),
@@ -244,10 +246,8 @@ pub enum Route {
 /// - JPEG or PNG of at most 15 MB whose sides are both within 80..=10,000
 ///   pixels: [`Route::Direct`];
 /// - any other JPEG or PNG (too many bytes, too large or too small in
-///   pixels, dimensions unknown), and every GIF, WebP, TIFF and BMP:
-///   [`Route::Convert`];
-/// - HEIC/HEIF and AVIF: refused as [`ConvertError::Unsupported`], since this
-///   build has no decoder for them;
+///   pixels, dimensions unknown), and every GIF, WebP, TIFF, BMP, HEIC/HEIF
+///   and AVIF: [`Route::Convert`];
 /// - anything else: refused as [`ConvertError::NotAnImage`].
 pub fn route(format: Option<Format>, object_size: u64, dims: Option<(u32, u32)>) -> Route {
     let Some(format) = format else {
@@ -264,8 +264,12 @@ pub fn route(format: Option<Format>, object_size: u64, dims: Option<(u32, u32)>)
                 Route::Convert
             }
         }
-        Format::Gif | Format::WebP | Format::Tiff | Format::Bmp => Route::Convert,
-        Format::Heif | Format::Avif => Route::Refuse(ConvertError::Unsupported(format)),
+        Format::Gif
+        | Format::WebP
+        | Format::Tiff
+        | Format::Bmp
+        | Format::Heif
+        | Format::Avif => Route::Convert,
     }
 }
 
@@ -334,9 +338,15 @@ pub enum ConvertError {
     /// The bytes are no image format this module knows.
     #[error("not an image: the bytes are not JPEG, PNG, GIF, WebP, TIFF, BMP, HEIC or AVIF")]
     NotAnImage,
-    /// A known image format this build cannot decode (HEIF, AVIF).
-    #[error("{} images are not supported by this worker build (it has no {} decoder)", .0.name(), .0.name())]
-    Unsupported(Format),
+    /// A known image format this worker cannot decode: HEIF or AVIF
+    /// without a usable libheif ([`crate::heif`]).
+    #[error("{format} images cannot be decoded by this worker: {why}")]
+    Unsupported {
+        /// The sniffed format.
+        format: Format,
+        /// Why not, naming what is missing.
+        why: String,
+    },
     /// The header declares a canvas beyond [`Limits`]; nothing was decoded.
     #[error("declares a {width}×{height} canvas, more than the {limit}: refused before decoding")]
     TooLarge {
@@ -369,7 +379,7 @@ impl ConvertError {
             ConvertError::NotAnImage => ReasonClass::NotAnImage,
             ConvertError::TooLarge { .. } => ReasonClass::TooLarge,
             ConvertError::Undecodable { .. } => ReasonClass::Unreadable,
-            ConvertError::Unsupported(_) | ConvertError::Encode(_) => ReasonClass::Other,
+            ConvertError::Unsupported { .. } | ConvertError::Encode(_) => ReasonClass::Other,
         }
     }
 
@@ -386,7 +396,8 @@ pub struct Converted {
     pub jpeg: Vec<u8>,
     /// The format it was converted from.
     pub from: Format,
-    /// Width and height as stored in the source, before any orientation.
+    /// Width and height as stored in the source, before any EXIF
+    /// orientation (for HEIF and AVIF, the primary image's, as displayed).
     pub original: (u32, u32),
     /// Width and height of [`Converted::jpeg`], upright.
     pub output: (u32, u32),
@@ -427,9 +438,11 @@ impl Converted {
 /// allocated ([`ConvertError::TooLarge`]). Never panics, whatever the bytes.
 pub fn convert(bytes: &[u8], limits: &Limits) -> Result<Converted, ConvertError> {
     let from = sniff(bytes).ok_or(ConvertError::NotAnImage)?;
-    let format = from
-        .decoder_format()
-        .ok_or(ConvertError::Unsupported(from))?;
+    let Some(format) = from.decoder_format() else {
+        let decoded = crate::heif::decode(bytes, from, limits)?;
+        let original = (decoded.image.width(), decoded.image.height());
+        return finish(decoded.image, from, original, Orientation::NoTransforms, false);
+    };
     // Only shared references go in, and nothing is left half-updated.
     std::panic::catch_unwind(|| decode_and_encode(bytes, from, format, limits)).unwrap_or_else(
         |_| {
@@ -502,7 +515,24 @@ fn decode_and_encode(
     let first_frame_of_animation = is_animated(from, bytes);
     // For GIF, WebP and APNG, a plain decode gives the first frame.
     let decoded = DynamicImage::from_decoder(decoder).map_err(failed)?;
+    finish(
+        decoded,
+        from,
+        (width, height),
+        orientation,
+        first_frame_of_animation,
+    )
+}
 
+/// The rest of a conversion once decoded: flattened onto white, scaled to
+/// fit, turned upright and encoded as a JPEG of at most 5 MB.
+fn finish(
+    decoded: DynamicImage,
+    from: Format,
+    original: (u32, u32),
+    orientation: Orientation,
+    first_frame_of_animation: bool,
+) -> Result<Converted, ConvertError> {
     let rgb = fit(flatten_onto_white(decoded));
     let mut upright = DynamicImage::ImageRgb8(rgb);
     upright.apply_orientation(orientation);
@@ -512,7 +542,7 @@ fn decode_and_encode(
     Ok(Converted {
         jpeg: encoded.jpeg,
         from,
-        original: (width, height),
+        original,
         output: encoded.size,
         quality: encoded.quality,
         orientation_applied: orientation != Orientation::NoTransforms,
@@ -522,7 +552,7 @@ fn decode_and_encode(
 
 /// The limit a `width`×`height` canvas exceeds, if any: the pixel limit
 /// first, since it says the most about a bomb, then the side limit.
-fn exceeded_limit(limits: &Limits, width: u32, height: u32) -> Option<SizeLimit> {
+pub(crate) fn exceeded_limit(limits: &Limits, width: u32, height: u32) -> Option<SizeLimit> {
     if u64::from(width) * u64::from(height) > limits.max_pixels {
         Some(SizeLimit::Pixels(limits.max_pixels))
     } else if width.max(height) > limits.max_side {

@@ -58,6 +58,7 @@
 pub mod batch;
 pub mod cli;
 pub mod convert;
+pub mod heif;
 pub mod error;
 pub mod exit;
 pub mod labels;
