@@ -122,9 +122,9 @@ variable "reconcile_schedule" {
 }
 
 variable "image_suffixes" {
-  description = "Lower-case key suffixes that are labeled. They become the S3 notification filters (each in lower and upper case) and the dispatcher's IMAGE_SUFFIXES, so the two cannot disagree. The worker decides from the bytes: JPEG/PNG within Rekognition's limits are read by Rekognition from S3, WebP, GIF, TIFF, BMP and oversized JPEG/PNG are converted by the worker. .heic, .heif and .avif are accepted but this worker build records them FAILED (no decoder)."
+  description = "Lower-case key suffixes that are labeled. They become the S3 notification filters (each in lower and upper case) and the dispatcher's IMAGE_SUFFIXES, so the two cannot disagree. The worker decides from the bytes: JPEG/PNG within Rekognition's limits are read by Rekognition from S3, WebP, GIF, TIFF, BMP, HEIC/HEIF, AVIF and oversized JPEG/PNG are converted by the worker (HEIC/HEIF and AVIF with libheif, which the worker image carries)."
   type        = list(string)
-  default     = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"]
+  default     = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"]
 
   validation {
     condition     = length(var.image_suffixes) > 0 && alltrue([for s in var.image_suffixes : contains([".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"], s)])

@@ -5,7 +5,7 @@
 //! | `JOB_QUEUE` | required | Batch job queue (name or ARN) |
 //! | `JOB_DEFINITION` | required | Batch job definition (name, name:revision or ARN) |
 //! | `TABLE_NAME` | required | DynamoDB results table |
-//! | `IMAGE_SUFFIXES` | `.jpg,.jpeg,.png,.webp,.gif,.tif,.tiff,.bmp` | suffixes labeled, case-insensitive; others are SKIPPED. The worker decides from the bytes, not the suffix: JPEG/PNG within Rekognition's limits go to it as they are, the rest are converted ([`DEFAULT_SUFFIXES`]) |
+//! | `IMAGE_SUFFIXES` | `.jpg,.jpeg,.png,.webp,.gif,.tif,.tiff,.bmp,.heic,.heif,.avif` | suffixes labeled, case-insensitive; others are SKIPPED. The worker decides from the bytes, not the suffix: JPEG/PNG within Rekognition's limits go to it as they are, the rest are converted ([`DEFAULT_SUFFIXES`]) |
 //! | `INCLUDE_PREFIXES` | (all) | comma-separated key prefixes to accept; others are ignored |
 //! | `EXCLUDE_PREFIXES` | (none) | comma-separated key prefixes to ignore |
 //! | `MAX_OBJECT_BYTES` | `104857600` | larger objects are SKIPPED (the worker converts objects up to this size; Rekognition reads at most 15 MB itself) |
@@ -31,10 +31,9 @@ use labeler_core::job::{LabelOptions, ManifestLocation, MAX_ARRAY_SIZE};
 use std::str::FromStr;
 
 /// Suffixes labeled by default: what Rekognition reads (JPEG, PNG) and what
-/// the worker converts for it (WebP, GIF, TIFF, BMP). `.heic`, `.heif` and
-/// `.avif` may be configured, but this worker build has no decoder for them
-/// and records such images FAILED with that reason.
-pub const DEFAULT_SUFFIXES: &str = ".jpg,.jpeg,.png,.webp,.gif,.tif,.tiff,.bmp";
+/// the worker converts for it (WebP, GIF, TIFF, BMP, and HEIC/HEIF and AVIF
+/// with libheif, which the worker image carries).
+pub const DEFAULT_SUFFIXES: &str = ".jpg,.jpeg,.png,.webp,.gif,.tif,.tiff,.bmp,.heic,.heif,.avif";
 
 /// Largest object dispatched by default: the worker downloads objects it
 /// must convert (over 15 MB, or not JPEG/PNG) up to this size.
@@ -279,7 +278,10 @@ mod tests {
         let c = config(&REQUIRED).unwrap();
         assert_eq!(
             c.suffixes,
-            [".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"]
+            [
+                ".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif",
+                ".avif"
+            ]
         );
         assert_eq!(c.max_object_bytes, 100 * 1024 * 1024);
         assert_eq!(c.images_per_job, 100);

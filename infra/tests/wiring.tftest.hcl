@@ -188,7 +188,7 @@ run "queued_notifications_cover_creations_removals_and_lifecycle_expirations" {
   }
 
   assert {
-    condition     = toset(aws_s3_bucket_notification.images[0].queue[*].filter_suffix) == toset([".jpg", ".JPG", ".jpeg", ".JPEG", ".png", ".PNG", ".webp", ".WEBP", ".gif", ".GIF", ".tif", ".TIF", ".tiff", ".TIFF", ".bmp", ".BMP"])
+    condition     = toset(aws_s3_bucket_notification.images[0].queue[*].filter_suffix) == toset([".jpg", ".JPG", ".jpeg", ".JPEG", ".png", ".PNG", ".webp", ".WEBP", ".gif", ".GIF", ".tif", ".TIF", ".tiff", ".TIFF", ".bmp", ".BMP", ".heic", ".HEIC", ".heif", ".HEIF", ".avif", ".AVIF"])
     error_message = "The notification filters must be the image suffixes in lower and upper case."
   }
 

@@ -399,12 +399,18 @@ async fn a_photo_copied_to_a_new_key_is_labeled_with_the_labels_of_its_original(
     stack.down().await;
 }
 
+/// A file of the worker's test fixtures (`worker/tests/fixtures/`).
+fn worker_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(repo_root().join("worker/tests/fixtures").join(name)).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_folder_of_mixed_formats_is_labeled_and_a_file_whose_suffix_lies_fails_plainly() {
     let stack = stack(|_| {}).await;
     let photo = std::fs::read(repo_root().join("samples/sunset.jpg")).unwrap();
     // WebP, GIF, BMP and TIFF of a real picture, a JPEG named .png, a JPEG
-    // over Rekognition's 15 MB, and a text file named .gif.
+    // over Rekognition's 15 MB, a text file named .gif, and a HEIC and an
+    // AVIF (320×200, from the worker's test fixtures).
     let picture = image::load_from_memory(&photo).unwrap();
     let encode = |format: image::ImageFormat| {
         let mut out = std::io::Cursor::new(Vec::new());
@@ -425,6 +431,9 @@ async fn a_folder_of_mixed_formats_is_labeled_and_a_file_whose_suffix_lies_fails
         ("mixed/really a jpeg.png", photo.clone()),
         ("mixed/camera.jpg", oversized),
         ("mixed/notes.gif", b"not a picture at all".to_vec()),
+        // As phones name them; decoded with libheif.
+        ("mixed/IMG_0001.HEIC", worker_fixture("halves.heic")),
+        ("mixed/web.avif", worker_fixture("halves.avif")),
     ];
     for (key, body) in &files {
         upload(&stack, key, body).await;
@@ -448,6 +457,15 @@ async fn a_folder_of_mixed_formats_is_labeled_and_a_file_whose_suffix_lies_fails
         } else {
             assert!(conversion.starts_with("converted from "), "{key}: {r:?}");
             assert!(conversion.contains("320×200"), "{key}: {conversion}");
+            let from = match *key {
+                "mixed/IMG_0001.HEIC" => "HEIC/HEIF",
+                "mixed/web.avif" => "AVIF",
+                _ => "",
+            };
+            assert!(
+                conversion.starts_with(&format!("converted from {from}")),
+                "{key}: {conversion}"
+            );
         }
     }
     stack.down().await;

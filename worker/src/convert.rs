@@ -396,15 +396,15 @@ pub struct Converted {
     pub jpeg: Vec<u8>,
     /// The format it was converted from.
     pub from: Format,
-    /// Width and height as stored in the source, before any EXIF
-    /// orientation (for HEIF and AVIF, the primary image's, as displayed).
+    /// Width and height as stored in the source, before any orientation.
     pub original: (u32, u32),
     /// Width and height of [`Converted::jpeg`], upright.
     pub output: (u32, u32),
     /// The JPEG quality it was encoded at: 90, or less when that was over
     /// 5 MB.
     pub quality: u8,
-    /// The source's EXIF orientation was applied (it was not upright).
+    /// The source's EXIF orientation (for HEIF and AVIF, the file's quarter
+    /// turn) was applied: it was not stored upright.
     pub orientation_applied: bool,
     /// The source is an animation (animated GIF, WebP or PNG) and the JPEG is
     /// its first frame.
@@ -414,13 +414,16 @@ pub struct Converted {
 impl Converted {
     /// What was done, for logs and the image's record, e.g. `"converted from
     /// WebP, 4032×3024 → 3024×2268"`, followed by `", EXIF orientation
-    /// applied"` and `", first frame of an animation"` when they apply.
+    /// applied"` (`", rotation applied"` for HEIF and AVIF) and `", first frame of an animation"` when they apply.
     pub fn note(&self) -> String {
         let (ow, oh) = self.original;
         let (w, h) = self.output;
         let mut note = format!("converted from {}, {ow}×{oh} → {w}×{h}", self.from);
         if self.orientation_applied {
-            note.push_str(", EXIF orientation applied");
+            note.push_str(match self.from {
+                Format::Heif | Format::Avif => ", rotation applied",
+                _ => ", EXIF orientation applied",
+            });
         }
         if self.first_frame_of_animation {
             note.push_str(", first frame of an animation");
@@ -440,8 +443,15 @@ pub fn convert(bytes: &[u8], limits: &Limits) -> Result<Converted, ConvertError>
     let from = sniff(bytes).ok_or(ConvertError::NotAnImage)?;
     let Some(format) = from.decoder_format() else {
         let decoded = crate::heif::decode(bytes, from, limits)?;
-        let original = (decoded.image.width(), decoded.image.height());
-        return finish(decoded.image, from, original, Orientation::NoTransforms, false);
+        let mut converted = finish(
+            decoded.image,
+            from,
+            decoded.stored,
+            Orientation::NoTransforms,
+            false,
+        )?;
+        converted.orientation_applied = decoded.rotated;
+        return Ok(converted);
     };
     // Only shared references go in, and nothing is left half-updated.
     std::panic::catch_unwind(|| decode_and_encode(bytes, from, format, limits)).unwrap_or_else(

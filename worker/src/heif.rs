@@ -93,6 +93,8 @@ struct Api {
     handle_width: unsafe extern "C" fn(*const Handle) -> c_int,
     handle_height: unsafe extern "C" fn(*const Handle) -> c_int,
     handle_has_alpha: unsafe extern "C" fn(*const Handle) -> c_int,
+    handle_ispe_width: unsafe extern "C" fn(*const Handle) -> c_int,
+    handle_ispe_height: unsafe extern "C" fn(*const Handle) -> c_int,
     decode_image:
         unsafe extern "C" fn(*const Handle, *mut *mut Image, c_int, c_int, *const c_void) -> HeifError,
     image_width: unsafe extern "C" fn(*const Image, c_int) -> c_int,
@@ -151,6 +153,8 @@ impl Api {
             handle_width: function!("heif_image_handle_get_width"),
             handle_height: function!("heif_image_handle_get_height"),
             handle_has_alpha: function!("heif_image_handle_has_alpha_channel"),
+            handle_ispe_width: function!("heif_image_handle_get_ispe_width"),
+            handle_ispe_height: function!("heif_image_handle_get_ispe_height"),
             decode_image: function!("heif_decode_image"),
             image_width: function!("heif_image_get_width"),
             image_height: function!("heif_image_get_height"),
@@ -194,6 +198,12 @@ pub fn version() -> Result<String, Unavailable> {
 pub(crate) struct Decoded {
     /// 8-bit RGB, or RGBA when the image has an alpha channel.
     pub(crate) image: DynamicImage,
+    /// Width and height as coded in the file, before its rotation.
+    pub(crate) stored: (u32, u32),
+    /// The file turns the image a quarter turn (`irot`), and it was: its
+    /// stored sides are swapped. A half turn or a mirror is applied too, but
+    /// not noticed here.
+    pub(crate) rotated: bool,
 }
 
 /// Decodes the primary image of a HEIF or AVIF file with the rotation,
@@ -234,11 +244,15 @@ pub(crate) fn decode(bytes: &[u8], format: Format, limits: &Limits) -> Result<De
     let handle = HandleGuard { api, ptr: handle };
 
     // SAFETY: a valid handle.
-    let (width, height, has_alpha) = unsafe {
+    let (width, height, has_alpha, stored) = unsafe {
         (
             (api.handle_width)(handle.ptr),
             (api.handle_height)(handle.ptr),
             (api.handle_has_alpha)(handle.ptr) != 0,
+            sides(
+                (api.handle_ispe_width)(handle.ptr),
+                (api.handle_ispe_height)(handle.ptr),
+            ),
         )
     };
     let (width, height) = sides(width, height).ok_or_else(|| ConvertError::Undecodable {
@@ -320,7 +334,12 @@ pub(crate) fn decode(bytes: &[u8], format: Format, limits: &Limits) -> Result<De
         RgbImage::from_raw(out_width, out_height, samples).map(DynamicImage::ImageRgb8)
     }
     .ok_or_else(invalid)?;
-    Ok(Decoded { image })
+    let stored = stored.unwrap_or((out_width, out_height));
+    Ok(Decoded {
+        image,
+        stored,
+        rotated: stored != (out_width, out_height) && stored == (out_height, out_width),
+    })
 }
 
 /// Positive sides as `u32`, or `None`.

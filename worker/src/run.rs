@@ -322,6 +322,10 @@ pub async fn execute(
             return code;
         }
     };
+    match crate::heif::version() {
+        Ok(version) => info!(libheif = %version, "HEIC/HEIF and AVIF can be decoded"),
+        Err(e) => warn!(error = %e, "HEIC/HEIF and AVIF images will be recorded FAILED"),
+    }
     let outcome = run(&job, &chunk, clients, settings, shutdown).await;
     let code = outcome.exit_code();
     info!(

@@ -7,7 +7,11 @@
 //! - `halves-10bit.heic`: the same from a 16-bit PNG, coded at 10 bits;
 //! - `alpha.heic`, `alpha.avif`: 320×200, transparent but for an opaque
 //!   black 100×100 square in the middle (an alpha plane as an auxiliary
-//!   image).
+//!   image);
+//! - `halves-rotated.heic`: `halves.heic` with an `irot` property turning it
+//!   a quarter turn anticlockwise, as phones store portrait photos
+//!   (`python3 add-irot.py halves.heic halves-rotated.heic 1`: heif-enc
+//!   writes no rotation).
 //!
 //! These tests need libheif 1.x (`libheif.so.1`) with its HEVC and AV1
 //! decoders, as Debian's `libheif1` has; `make test` installs it.
@@ -84,6 +88,24 @@ fn an_avif_image_becomes_a_jpeg_with_the_same_colours() {
 #[test]
 fn a_10_bit_heic_is_converted_to_8_bits() {
     assert_halves("halves-10bit.heic", Format::Heif);
+}
+
+#[test]
+fn a_heic_stored_sideways_comes_out_upright() {
+    let converted = convert(&fixture("halves-rotated.heic"), &Limits::default()).unwrap();
+    assert_eq!(converted.original, (320, 200));
+    assert_eq!(converted.output, (200, 320));
+    assert!(converted.orientation_applied);
+    assert_eq!(
+        converted.note(),
+        "converted from HEIC/HEIF, 320×200 → 200×320, rotation applied"
+    );
+    // A quarter turn anticlockwise: the right (blue) half is now on top.
+    let pixels = decoded_jpeg(&converted.jpeg);
+    let top = *pixels.get_pixel(100, 40);
+    let bottom = *pixels.get_pixel(100, 280);
+    assert!(near(top, [30, 30, 220], 24), "top {top:?}");
+    assert!(near(bottom, [220, 30, 30], 24), "bottom {bottom:?}");
 }
 
 #[test]
