@@ -102,7 +102,7 @@ fetch() {
   return 1
 }
 
-count=0
+count=0 bytes=0
 while read -r a pkg version path sum; do
   [[ $a == "$arch" ]] || continue
   deb=$(fetch "$path" "$sum")
@@ -118,10 +118,12 @@ while read -r a pkg version path sum; do
   done
   ((${#libs[@]})) || { echo "image-libs: no shared object in ${path##*/}" >&2; exit 1; }
   cp -P -t "$out/usr/lib/$triplet/" "${libs[@]}"
+  for f in "${libs[@]}"; do
+    [[ -L $f ]] || bytes=$((bytes + $(stat -c %s "$f")))
+  done
   echo "image-libs: $arch $pkg $version"
   count=$((count + 1))
 done <<<"$PINS"
 ((count > 0)) || { echo "image-libs: no pins for $arch" >&2; exit 1; }
 
-bytes=$(find "$out/usr/lib/$triplet" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
-echo "image-libs: $arch: $count packages, $bytes bytes ($(awk -v b="$bytes" 'BEGIN {printf "%.1f", b / 1048576}') MiB) in $out/usr/lib/$triplet"
+echo "image-libs: $arch: $count packages, copied $bytes bytes ($(awk -v b="$bytes" 'BEGIN {printf "%.1f", b / 1048576}') MiB) in $out/usr/lib/$triplet"
