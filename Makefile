@@ -14,10 +14,10 @@ CHECKOV_VENV := .venv-checkov
 # validates and plans infra/ offline from it.
 TF_PROVIDER_MIRROR ?= /opt/tf-plugins
 
-.PHONY: help setup browser fmt fmt-check lint build warm-check lambda demo gallery up down infra-check plan deploy destroy test unit integration chaos bench clean
+.PHONY: help setup browser fmt fmt-check lint build warm-check lambda demo gallery up down image-libs-check infra-check plan deploy destroy test unit integration chaos bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -80,7 +80,10 @@ $(CHECKOV_VENV)/.installed:
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
 	touch $@
 
-infra-check: $(CHECKOV_VENV)/.installed ## terraform fmt, init/validate/test offline (TF_PROVIDER_MIRROR), checkov, infra contract tests
+image-libs-check: ## Fetch the worker image's libheif closure (arm64, amd64; cached in target/image-libs-cache) and check it is complete
+	scripts/check-worker-image-libs.sh
+
+infra-check: $(CHECKOV_VENV)/.installed image-libs-check ## terraform fmt, init/validate/test offline (TF_PROVIDER_MIRROR), checkov, infra contract tests
 	terraform fmt -check -recursive infra
 	TF_PROVIDER_MIRROR="$(TF_PROVIDER_MIRROR)" scripts/terraform-check.sh
 	$(CHECKOV_VENV)/bin/checkov -d infra --quiet --compact --skip-download

@@ -8,8 +8,10 @@
 #                                 ECR, roles, network, Batch, and the job
 #                                 definition and wiring that can exist already
 #   3. worker image               binary cross-compiled with zig, copied into
-#                                 a linux/arm64 image, pushed to ECR under an
-#                                 immutable tag (skipped when already there)
+#                                 a linux/arm64 image with libheif and its
+#                                 libraries (pinned Debian 12 packages,
+#                                 worker/image-libs.sh), pushed to ECR under
+#                                 an immutable tag (skipped when already there)
 #   4. cargo lambda build/deploy  the dispatcher function (owns code, memory,
 #                                 timeout, environment, role attachment)
 #   5. terraform apply            what waited for steps 3 and 4: the job
@@ -26,7 +28,7 @@
 #
 # Requires: terraform >= 1.9, AWS CLI v2, jq, git, a Rust toolchain, and for a
 # deploy also docker with buildx and `make setup` (cargo-lambda and zig in
-# .venv).
+# .venv); the image build downloads from deb.debian.org.
 set -euo pipefail
 
 usage() {
@@ -144,7 +146,7 @@ fi
 
 # The worker image tag: the last commit that changed what the image is built
 # from, so redeploying an unchanged worker reuses its image.
-worker_inputs=(worker core Cargo.toml Cargo.lock ':(glob)*/Cargo.toml')
+worker_inputs=(worker core Cargo.toml Cargo.lock ':(glob)*/Cargo.toml' .dockerignore)
 tag="$(git log -1 --format=%h --abbrev=12 -- "${worker_inputs[@]}")"
 if [[ -n "$(git status --porcelain -- "${worker_inputs[@]}")" ]]; then
   if [[ $allow_dirty != true && $plan_only != true ]]; then
@@ -214,7 +216,8 @@ if image_in_ecr; then
   echo "already in ECR; tags are immutable, not rebuilding"
 else
   # Cross-compiled on this host with zig, so that buildx only copies the
-  # binary into the image and emulates nothing (worker/Dockerfile).
+  # binary and unpacks libheif's pinned .deb files into the image, and
+  # emulates nothing (worker/Dockerfile).
   # --disable-optimizations: the workspace's release profile as declared,
   # without the panic = "abort" cargo-lambda adds for functions.
   cargo_lambda build --release --disable-optimizations --arm64 -p worker
