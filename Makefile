@@ -14,7 +14,7 @@ CHECKOV_VENV := .venv-checkov
 # validates and plans infra/ offline from it.
 TF_PROVIDER_MIRROR ?= /opt/tf-plugins
 
-.PHONY: help setup browser fmt fmt-check lint build warm-check lambda demo gallery up down image-libs-check infra-check plan deploy destroy test unit integration chaos bench clean
+.PHONY: help setup heif browser fmt fmt-check lint build warm-check lambda demo gallery up down image-libs-check infra-check plan deploy destroy test unit integration chaos bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ $(STAMP): requirements-dev.txt
 
 setup: $(STAMP) ## Install the pinned local tooling (moto, cargo-lambda, zig, awscli) into .venv
 	rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+
+heif: ## Install Debian's libheif1 (HEIC/HEIF and AVIF decoding) and heif-enc (needs root or sudo)
+	scripts/install-heif.sh
 
 browser: ## Install Debian's Chromium and ChromeDriver for the gallery's browser tests (needs root or sudo)
 	scripts/install-browser.sh
@@ -99,11 +102,11 @@ deploy: setup ## Deploy to your AWS account after one confirmation (AUTO_APPROVE
 destroy: ## Delete everything deployed, after confirmation
 	PATH="$(HOST_PATH)" scripts/destroy.sh
 
-unit: ## Unit, property and fault-injection tests (no local stack)
+unit: heif ## Unit, property and fault-injection tests (no local stack)
 	cargo test --workspace --exclude integration-tests --exclude labeler-cli
 	cargo test -p labeler-cli --lib --bins
 
-integration: setup browser lambda build ## Integration and end-to-end tests on moto, cargo-lambda and the local stack
+integration: setup heif browser lambda build ## Integration and end-to-end tests on moto, cargo-lambda and the local stack
 	cargo test -p integration-tests -- --test-threads=2
 	cargo test -p labeler-cli --test moto -- --test-threads=2
 
@@ -112,11 +115,11 @@ CHAOS_RUNS ?= 50
 chaos: setup ## Seeded chaos runs on moto (CHAOS_SEED=first seed, CHAOS_RUNS=how many; make test runs 4)
 	CHAOS_SEED=$(CHAOS_SEED) CHAOS_RUNS=$(CHAOS_RUNS) cargo test -p integration-tests --test chaos -- --nocapture
 
-bench: setup browser lambda ## Measure dispatcher, worker, package and gallery on loopback; writes docs/benchmarks.md
+bench: setup heif browser lambda ## Measure dispatcher, worker, package and gallery on loopback; writes docs/benchmarks.md
 	cargo build --release -p worker -p dispatcher -p labeler-cli -p bench
 	target/release/bench
 
-test: setup browser lint infra-check lambda build warm-check ## Every test: lint, unit, integration, browser, end to end, Lambda packaging
+test: setup heif browser lint infra-check lambda build warm-check ## Every test: lint, unit, integration, browser, end to end, Lambda packaging
 	cargo test --workspace --no-fail-fast -- --test-threads=2
 
 clean: ## Remove build output and the local tooling

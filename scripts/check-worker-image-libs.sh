@@ -71,6 +71,19 @@ for arch in arm64 amd64; do
   elif ! readelf -h "$lib/libheif.so.1" | grep -Eq "Machine:.*$machine\$"; then
     fail "$arch: libheif.so.1 is not an $machine ELF: $(readelf -h "$lib/libheif.so.1" | grep Machine:)"
   fi
+  # On the host's own architecture, load the copied libheif with only the
+  # copied libraries and the host's glibc/libstdc++, and ask for both decoders.
+  if [[ $(uname -m) == "${triplet%%-*}" ]] && [[ -e $lib/libheif.so.1 ]]; then
+    LD_LIBRARY_PATH=$lib python3 - "$lib/libheif.so.1" <<'PY' || fail "$arch: the copied libheif.so.1 does not load or lacks a decoder"
+import ctypes, sys
+heif = ctypes.CDLL(sys.argv[1])
+heif.heif_get_version.restype = ctypes.c_char_p
+for compression, name in ((1, "HEVC"), (4, "AV1")):
+    if not heif.heif_have_decoder_for_format(compression):
+        sys.exit(f"libheif has no {name} decoder")
+print(f"libheif {heif.heif_get_version().decode()} loads from the copied libraries and has HEVC and AV1 decoders")
+PY
+  fi
   summary+=("$(tail -n 1 "$tmp/$arch.log")")
 done
 

@@ -5,10 +5,11 @@
 //!
 //! Flags: `--quick` (smaller runs, for a smoke test), and
 //! `--worker IMAGES CONCURRENCY`, `--cap INVOCATIONS IMAGES`,
-//! `--gallery IMAGES NAVIGATIONS` and `--fleet PROCESSES CONCURRENCY IMAGES
-//! aimd|sdk-adaptive|none` (one worker run, one run against the SubmitJob
-//! cap, the gallery's first page, or one fleet, printed only; the fleet's
-//! figure goes to `target/bench/fleet-rate.svg`).
+//! `--gallery IMAGES NAVIGATIONS`, `--fleet PROCESSES CONCURRENCY IMAGES
+//! aimd|sdk-adaptive|none` and `--convert` (one worker run, one run against
+//! the SubmitJob cap, the gallery's first page, one fleet, or the
+//! conversion memory runs, printed only; the fleet's figure goes to
+//! `target/bench/fleet-rate.svg`).
 //! Expects `make lambda`, `make browser` and `cargo build --release -p worker -p dispatcher -p labeler-cli`
 //! to have run (`make bench` does both).
 
@@ -103,6 +104,13 @@ async fn main() -> anyhow::Result<()> {
             .map(|(accepted, throttled)| format!("{accepted}/{throttled}"))
             .collect();
         println!("accepted/throttled each second: {}", seconds.join(" "));
+        return Ok(());
+    }
+    if args.iter().any(|a| a == "--convert") {
+        let worker = root.join("target/release/worker");
+        for run in bench::scenario_convert::runs(&worker, &[2, 8]).await? {
+            println!("{}", serde_json::to_string(&run)?);
+        }
         return Ok(());
     }
     let machine = Machine::describe();

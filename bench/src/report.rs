@@ -273,7 +273,8 @@ pub fn rows(r: &Results) -> Vec<Row> {
     for c in &r.convert {
         rows.push(Row {
             figure: format!(
-                "worker peak RSS converting 8 large JPEGs, {} conversion{} at once",
+                "worker peak RSS converting {}, {} conversion{} at once",
+                c.chunk,
                 c.convert_concurrency,
                 if c.convert_concurrency == 1 { "" } else { "s" }
             ),
@@ -557,27 +558,31 @@ pub fn section(r: &Results) -> String {
     }
     if !r.convert.is_empty() {
         let _ = writeln!(out, "\n### Conversions and memory\n");
-        let described: Vec<String> = r.convert[0]
-            .images
+        let mut described: Vec<String> = r
+            .convert
             .iter()
-            .map(|(what, bytes, w, h)| format!("a {what} ({w}×{h}, {})", mb(*bytes as u64)))
+            .flat_map(|c| &c.images)
+            .map(|(what, bytes, w, h)| format!("a {what} is {w}×{h}, {}", mb(*bytes as u64)))
             .collect();
+        described.dedup();
         let _ = writeln!(
             out,
             "The release worker at `--concurrency 8` on 8 images Rekognition cannot read as they \
-             are (over 15 MB): 4 × {}. Each is downloaded, decoded, downscaled and re-encoded as a \
-             JPEG under 5 MB. Peak RSS (`VmHWM`) against the job definition's {} container:\n",
-            described.join(" and 4 × "),
+             are (over 15 MB, or HEIC): {}. Each is downloaded, decoded (HEIC with libheif), \
+             downscaled and re-encoded as a JPEG under 5 MB. Peak RSS (`VmHWM`) against the job \
+             definition's {} container:\n",
+            described.join("; "),
             mib(CONTAINER_BYTES)
         );
         let _ = writeln!(
             out,
-            "| `LABELER_CONVERT_CONCURRENCY` | wall | peak RSS | ratio to the container | DetectLabels calls |\n|---:|---:|---:|---:|---:|"
+            "| images | `LABELER_CONVERT_CONCURRENCY` | wall | peak RSS | ratio to the container | DetectLabels calls |\n|---|---:|---:|---:|---:|---:|"
         );
         for c in &r.convert {
             let _ = writeln!(
                 out,
-                "| {}{} | {:.1} s | {} | {:.2} | {} |",
+                "| {} | {}{} | {:.1} s | {} | {:.2} | {} |",
+                c.chunk,
                 c.convert_concurrency,
                 if c.convert_concurrency == 2 {
                     " (default)"

@@ -279,8 +279,8 @@ mod tests {
         assert_eq!(
             c.suffixes,
             [
-                ".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif",
-                ".avif"
+                ".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic",
+                ".heif", ".avif"
             ]
         );
         assert_eq!(c.max_object_bytes, 100 * 1024 * 1024);

@@ -264,12 +264,9 @@ pub fn route(format: Option<Format>, object_size: u64, dims: Option<(u32, u32)>)
                 Route::Convert
             }
         }
-        Format::Gif
-        | Format::WebP
-        | Format::Tiff
-        | Format::Bmp
-        | Format::Heif
-        | Format::Avif => Route::Convert,
+        Format::Gif | Format::WebP | Format::Tiff | Format::Bmp | Format::Heif | Format::Avif => {
+            Route::Convert
+        }
     }
 }
 

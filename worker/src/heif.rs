@@ -95,8 +95,13 @@ struct Api {
     handle_has_alpha: unsafe extern "C" fn(*const Handle) -> c_int,
     handle_ispe_width: unsafe extern "C" fn(*const Handle) -> c_int,
     handle_ispe_height: unsafe extern "C" fn(*const Handle) -> c_int,
-    decode_image:
-        unsafe extern "C" fn(*const Handle, *mut *mut Image, c_int, c_int, *const c_void) -> HeifError,
+    decode_image: unsafe extern "C" fn(
+        *const Handle,
+        *mut *mut Image,
+        c_int,
+        c_int,
+        *const c_void,
+    ) -> HeifError,
     image_width: unsafe extern "C" fn(*const Image, c_int) -> c_int,
     image_height: unsafe extern "C" fn(*const Image, c_int) -> c_int,
     plane_readonly: unsafe extern "C" fn(*const Image, c_int, *mut c_int) -> *const u8,
@@ -126,8 +131,8 @@ impl Api {
         };
         // SAFETY: loading libheif runs its initialisers, which only register
         // its codecs; nothing else in the process depends on them.
-        let lib = unsafe { libloading::Library::new(library) }
-            .map_err(|e| unavailable(e.to_string()))?;
+        let lib =
+            unsafe { libloading::Library::new(library) }.map_err(|e| unavailable(e.to_string()))?;
         macro_rules! function {
             ($name:literal) => {
                 // SAFETY: the type each field is declared with is the C
@@ -209,16 +214,27 @@ pub(crate) struct Decoded {
 /// Decodes the primary image of a HEIF or AVIF file with the rotation,
 /// mirroring and cropping the file specifies, as 8-bit RGB (RGBA when it has
 /// transparency). The canvas is checked against `limits` before decoding.
-pub(crate) fn decode(bytes: &[u8], format: Format, limits: &Limits) -> Result<Decoded, ConvertError> {
+pub(crate) fn decode(
+    bytes: &[u8],
+    format: Format,
+    limits: &Limits,
+) -> Result<Decoded, ConvertError> {
     let api = api().map_err(|e| ConvertError::Unsupported {
         format,
         why: e.to_string(),
     })?;
     if !api.can_decode(format) {
-        let codec = if format == Format::Avif { "AV1" } else { "HEVC" };
+        let codec = if format == Format::Avif {
+            "AV1"
+        } else {
+            "HEVC"
+        };
         return Err(ConvertError::Unsupported {
             format,
-            why: format!("the worker's libheif {} has no {codec} decoder", api.version),
+            why: format!(
+                "the worker's libheif {} has no {codec} decoder",
+                api.version
+            ),
         });
     }
     let context = ContextGuard::new(api);
@@ -375,7 +391,10 @@ fn message(error: &HeifError) -> String {
 /// read.
 fn refused(format: Format, error: HeifError) -> ConvertError {
     let detail = if error.subcode == HEIF_SUBERROR_SECURITY_LIMIT_EXCEEDED {
-        format!("it is beyond libheif's security limits ({})", message(&error))
+        format!(
+            "it is beyond libheif's security limits ({})",
+            message(&error)
+        )
     } else {
         format!("it is truncated or corrupt (libheif: {})", message(&error))
     };
@@ -444,7 +463,10 @@ mod tests {
         };
         assert_eq!(e.library, "libheif-that-is-not-there.so.1");
         let text = e.to_string();
-        assert!(text.starts_with("libheif-that-is-not-there.so.1 could not be loaded ("), "{text}");
+        assert!(
+            text.starts_with("libheif-that-is-not-there.so.1 could not be loaded ("),
+            "{text}"
+        );
         assert!(text.contains("cannot open shared object file"), "{text}");
         assert!(text.contains("LABELER_LIBHEIF"), "{text}");
     }

@@ -58,9 +58,9 @@
 pub mod batch;
 pub mod cli;
 pub mod convert;
-pub mod heif;
 pub mod error;
 pub mod exit;
+pub mod heif;
 pub mod labels;
 pub mod rate;
 pub mod run;

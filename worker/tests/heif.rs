@@ -71,8 +71,14 @@ fn assert_halves(name: &str, from: Format) {
     assert_eq!(pixels.dimensions(), (320, 200));
     let left = *pixels.get_pixel(40, 100);
     let right = *pixels.get_pixel(280, 100);
-    assert!(near(left, [220, 30, 30], 24), "{name}: left half is {left:?}");
-    assert!(near(right, [30, 30, 220], 24), "{name}: right half is {right:?}");
+    assert!(
+        near(left, [220, 30, 30], 24),
+        "{name}: left half is {left:?}"
+    );
+    assert!(
+        near(right, [30, 30, 220], 24),
+        "{name}: right half is {right:?}"
+    );
 }
 
 #[test]
@@ -116,7 +122,10 @@ fn transparency_in_heic_and_avif_is_flattened_onto_white() {
         let pixels = decoded_jpeg(&converted.jpeg);
         let corner = *pixels.get_pixel(10, 10);
         let centre = *pixels.get_pixel(160, 100);
-        assert!(near(corner, [255, 255, 255], 16), "{name}: corner {corner:?}");
+        assert!(
+            near(corner, [255, 255, 255], 16),
+            "{name}: corner {corner:?}"
+        );
         assert!(near(centre, [0, 0, 0], 24), "{name}: centre {centre:?}");
     }
 }

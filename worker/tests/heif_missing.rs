@@ -27,7 +27,10 @@ fn without_libheif_heic_and_avif_are_failed_naming_the_library_and_others_conver
             )),
             "{reason}"
         );
-        assert!(reason.contains("libheif1"), "says what to install: {reason}");
+        assert!(
+            reason.contains("libheif1"),
+            "says what to install: {reason}"
+        );
         assert_eq!(error.class(), worker::error::ReasonClass::Other);
     }
     assert!(worker::heif::version().is_err());
