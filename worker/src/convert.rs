@@ -47,7 +47,10 @@
 //! images take more: a 16-bit one is decoded at 6–8 bytes a pixel, then
 //! converted to an 8-bit copy. With the default [`Limits`], a 48-megapixel
 //! JPEG photo peaks near 150 MB (300 MB when it must be rotated) and the
-//! largest accepted image (120 megapixels) near 1 GB. [`Limits::max_alloc`]
+//! largest accepted image (120 megapixels) near 1 GB. A HEIF or AVIF image
+//! takes about 9 bytes a pixel while libheif decodes it (its planes, its RGB
+//! image and the copy made here): about 400 MB for 48 megapixels, measured
+//! by `make bench`. [`Limits::max_alloc`]
 //! bounds the decoded buffer of one image; the caller bounds how many
 //! conversions run at once, so that their sum fits the container's memory.
 

@@ -62,8 +62,9 @@ const HEIF_CHANNEL_INTERLEAVED: c_int = 10;
 /// that the reason names the canvas the file declares.
 const LIBHEIF_SIDE_LIMIT: c_int = 1 << 20;
 
-/// Bytes a pixel may take inside libheif while it decodes, beside the RGB(A)
-/// output: the YCbCr planes, at most 4:4:4 at 8 bits or 4:2:0 at 16 bits.
+/// Bytes a pixel may take inside libheif while it decodes, beside its RGB(A)
+/// output and this module's copy of it: the YCbCr planes, at most 4:4:4 at 8
+/// bits or 4:2:0 at 16 bits.
 const DECODER_BYTES_PER_PIXEL: u64 = 3;
 
 /// `struct heif_error`, returned by value.
@@ -285,7 +286,8 @@ pub(crate) fn decode(
     }
     let channels: u64 = if has_alpha { 4 } else { 3 };
     let pixels = u64::from(width) * u64::from(height);
-    if pixels * (channels + DECODER_BYTES_PER_PIXEL) > limits.max_alloc {
+    // libheif's planes, its RGB(A) image and the copy made below.
+    if pixels * (2 * channels + DECODER_BYTES_PER_PIXEL) > limits.max_alloc {
         return Err(too_large(SizeLimit::Memory(limits.max_alloc)));
     }
 

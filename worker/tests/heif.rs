@@ -164,8 +164,8 @@ fn an_avif_over_the_memory_limit_is_refused_before_decoding() {
         max_alloc: 1024 * 1024,
         ..Limits::default()
     };
-    // 320×200 at 3 bytes out and 3 inside libheif: 384,000 bytes, within
-    // 1 MiB; 640×640 is 2.4 MB, beyond it.
+    // 320×200 at 9 bytes a pixel (libheif's planes, its RGB image and the
+    // worker's copy): 576,000 bytes, within 1 MiB; 640×640 is 3.7 MB.
     assert!(convert(&fixture("halves.avif"), &limits).is_ok());
     let large = declaring(&fixture("halves.avif"), 640, 640);
     assert_eq!(
