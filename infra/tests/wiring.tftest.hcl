@@ -29,7 +29,7 @@ run "a_first_deploy_plans_no_wiring_for_the_function_it_has_not_deployed_yet" {
   }
 
   assert {
-    condition     = length(aws_s3_bucket_notification.images) == 1 && length(aws_s3_bucket_notification.images[0].queue) == 16
+    condition     = length(aws_s3_bucket_notification.images) == 1 && length(aws_s3_bucket_notification.images[0].queue) == 22
     error_message = "Queued mode buffers uploads in SQS from the first apply on, before the function exists."
   }
 }
@@ -152,7 +152,7 @@ run "direct_mode_lets_s3_invoke_the_function_for_creations_removals_and_expirati
       for n in aws_s3_bucket_notification.images[0].lambda_function :
       n.lambda_function_arn == "arn:aws:lambda:us-east-1:123456789012:function:image-labeler-dispatcher" &&
       n.events == toset(["s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"])
-    ]) && length(aws_s3_bucket_notification.images[0].lambda_function) == 16
+    ]) && length(aws_s3_bucket_notification.images[0].lambda_function) == 22
     error_message = "Each image suffix (lower and upper case) must notify the function of creations, removals and lifecycle expirations."
   }
 
