@@ -6,6 +6,9 @@
 use crate::scenario_fleet::FleetRun;
 use plotters::prelude::*;
 
+/// Picks accepted or throttled calls out of a second's (accepted, throttled).
+type Pick = fn((u32, u32)) -> u32;
+
 /// The figure of `runs` as an SVG document.
 pub fn fleet_rates(runs: &[FleetRun]) -> anyhow::Result<String> {
     let mut svg = String::new();
@@ -29,18 +32,16 @@ pub fn fleet_rates(runs: &[FleetRun]) -> anyhow::Result<String> {
                 .y_desc("DetectLabels calls/s")
                 .light_line_style(WHITE)
                 .draw()?;
-            let series = |pick: fn(&(u32, u32)) -> u32| -> Vec<(f64, f64)> {
-                run.per_second
+            let lines: [(&str, RGBColor, Pick); 2] = [
+                ("accepted", BLUE, |(accepted, _)| accepted),
+                ("throttled", RED, |(_, throttled)| throttled),
+            ];
+            for (name, color, pick) in lines {
+                let points = run
+                    .per_second
                     .iter()
                     .enumerate()
-                    .map(|(i, calls)| (i as f64 + 0.5, f64::from(pick(calls))))
-                    .collect()
-            };
-            let accepted = series(|&(accepted, _)| accepted);
-            let throttled = series(|&(_, throttled)| throttled);
-            for (name, color, points) in
-                [("accepted", BLUE, accepted), ("throttled", RED, throttled)]
-            {
+                    .map(|(i, &calls)| (i as f64 + 0.5, f64::from(pick(calls))));
                 chart
                     .draw_series(LineSeries::new(points, color.stroke_width(2)))?
                     .label(name)
