@@ -100,7 +100,9 @@ async fn main() -> anyhow::Result<()> {
             bench::plot::fleet_rates(std::slice::from_ref(&run))?,
         )?;
         println!("{}", report::fleet_table(&run));
-        let seconds: Vec<String> = (run.per_second.iter())
+        let seconds: Vec<String> = run
+            .per_second
+            .iter()
             .map(|(accepted, throttled)| format!("{accepted}/{throttled}"))
             .collect();
         println!("accepted/throttled each second: {}", seconds.join(" "));

@@ -473,36 +473,11 @@ pub fn section(r: &Results) -> String {
     }
 
     if !r.fleet.is_empty() {
-        let _ = writeln!(out, "\n### A fleet sharing one DetectLabels quota\n");
-        let f = &r.fleet[0];
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "N release workers started together, each on its chunk of one manifest (as the \
-             children of one array job, `AWS_BATCH_JOB_ARRAY_INDEX=i`), `LABELER_REUSE_LABELS=false`, \
-             against one stand-in whose DetectLabels answers in {} ms and accepts {:.0} calls a \
-             second from all of them together (token bucket, burst {:.0}), answering the rest HTTP \
-             400 `ProvisionedThroughputExceededException`. Each worker gets `LABELER_FLEET_RATE={:.0}`, \
-             `LABELER_FLEET_SIZE=N` and `LABELER_RATE_CONTROL`; the baseline gets none of them. \
-             Figures: the **accepted rate** is (n − 1) accepted calls over the time from the first \
-             accepted call to the last, and the median of the accepted calls in each whole second \
-             of that span; **throttled** is throttled calls over all DetectLabels calls; statuses \
-             are read from the stand-in's records after the last process exits; **drain** is from \
-             starting the processes to the last exit, against the ideal images / limit. Targets: \
-             accepted rate ≥ {RATE_TARGET:.2} of the limit, throttled ≤ {:.0}%, no image FAILED, \
-             every image LABELED, every process exiting 0.\n",
-            s.detect_labels_latency_ms,
-            f.limit_per_s,
-            f.burst,
-            f.limit_per_s,
-            THROTTLED_TARGET * 100.0
+            "\n{}",
+            fleet_section(&r.fleet, s.detect_labels_latency_ms)
         );
-        let _ = writeln!(
-            out,
-            "![Accepted and throttled DetectLabels calls per second, per fleet run]({FLEET_PLOT})\n"
-        );
-        for f in &r.fleet {
-            let _ = writeln!(out, "{}", fleet_table(f));
-        }
     }
 
     let _ = writeln!(out, "\n### Lambda package and start-up\n");
@@ -665,6 +640,47 @@ fn exit_counts(codes: &[Option<i32>]) -> String {
         .join(", ")
 }
 
+/// The fleet runs' part of the generated section: method, figure and a
+/// table per run.
+pub fn fleet_section(runs: &[FleetRun], detect_latency_ms: f64) -> String {
+    let mut out = String::new();
+    let Some(f) = runs.first() else {
+        return out;
+    };
+    let _ = writeln!(out, "### A fleet sharing one DetectLabels quota\n");
+    let _ = writeln!(
+        out,
+        "N release workers started together, each on its chunk of one manifest (as the \
+         children of one array job, `AWS_BATCH_JOB_ARRAY_INDEX=i`), `LABELER_REUSE_LABELS=false`, \
+         against one stand-in whose DetectLabels answers in {detect_latency_ms} ms and accepts \
+         {:.0} calls a second from all of them together (token bucket, burst {:.0}: one second's \
+         worth, as Rekognition documents none), answering the rest HTTP 400 \
+         `ProvisionedThroughputExceededException`. Each worker gets `LABELER_FLEET_RATE={:.0}`, \
+         `LABELER_FLEET_SIZE=N` and `LABELER_RATE_CONTROL`; the baseline gets none of them.\n\n\
+         The **accepted rate** is (n − 1) accepted calls over the time from the first accepted \
+         call to the last (the burst can lift it a little above the limit), and the median of \
+         the accepted calls in each whole second of that span (a long tail of backed-off retries \
+         pulls it down); **throttled** is throttled calls over all DetectLabels calls; statuses \
+         are read from the stand-in's records after the last process exits; **drain** is from \
+         starting the processes to the last exit, against the ideal images / limit (not \
+         drained while images are left unlabeled). Targets: \
+         accepted rate ≥ {RATE_TARGET:.2} of the limit, throttled ≤ {:.0}%, no image FAILED, \
+         every image LABELED, every process exiting 0.\n",
+        f.limit_per_s,
+        f.burst,
+        f.limit_per_s,
+        THROTTLED_TARGET * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "![Accepted and throttled DetectLabels calls per second, per fleet run]({FLEET_PLOT})\n"
+    );
+    for f in runs {
+        let _ = writeln!(out, "{}", fleet_table(f));
+    }
+    out
+}
+
 /// One fleet run's figures against its targets, in Markdown.
 pub fn fleet_table(f: &FleetRun) -> String {
     let mut out = String::new();
@@ -733,10 +749,14 @@ pub fn fleet_table(f: &FleetRun) -> String {
         ),
         (
             "drain: start to the last exit".to_owned(),
-            format!(
-                "{:.1} s (ideal / measured = {:.2})",
-                f.drain_s, f.drain_ratio
-            ),
+            if f.not_labeled == 0 {
+                format!(
+                    "{:.1} s (ideal / measured = {:.2})",
+                    f.drain_s, f.drain_ratio
+                )
+            } else {
+                format!("{:.1} s, not drained", f.drain_s)
+            },
             format!("{:.1} s = images / limit", f.ideal_drain_s),
             "",
         ),
@@ -811,6 +831,17 @@ mod tests {
     }
 
     #[test]
+    fn the_fleet_section_embeds_the_figure_and_a_table_per_run() {
+        let runs = [FleetRun::example(), FleetRun::example()];
+
+        let text = fleet_section(&runs, 50.0);
+
+        assert!(text.contains(&format!("]({FLEET_PLOT})")), "{text}");
+        assert_eq!(text.matches("#### aimd, 4 processes").count(), 2);
+        assert!(fleet_section(&[], 50.0).is_empty());
+    }
+
+    #[test]
     fn a_missed_fleet_target_is_marked_plainly() {
         let run = FleetRun {
             throttled: 900,
@@ -829,6 +860,7 @@ mod tests {
         );
         assert!(table.contains("| 150 of 200 | 0 | **missed** |"), "{table}");
         assert!(table.contains("1 killed, 1 × 0, 2 × 3"), "{table}");
+        assert!(table.contains("4.2 s, not drained"), "{table}");
         assert!(table.contains("ignored the fleet settings"), "{table}");
     }
 }
