@@ -24,8 +24,7 @@
 //! Every line has the one dimension `Table`; the per-class `ImagesFailed`
 //! lines add `ReasonClass`.
 
-use crate::error::ReasonClass;
-use crate::run::Outcome;
+use crate::outcome::Outcome;
 use labeler_core::emf::{MetricLine, Unit};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -182,12 +181,11 @@ impl Flusher {
     }
 }
 
-/// Classes with a count, for [`Outcome::failed_by_class`].
-pub type ClassCounts = std::collections::BTreeMap<ReasonClass, usize>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ReasonClass;
+    use crate::outcome::ClassCounts;
     use labeler_core::emf::check;
     use serde_json::Value;
 
