@@ -189,6 +189,24 @@ impl MetricLine {
     }
 }
 
+/// Writes `lines` to stdout, one line (one log event) each, and flushes:
+/// Lambda and the Batch job's `awslogs` driver send stdout to CloudWatch
+/// Logs, where each line becomes a log event and its metrics.
+///
+/// Write errors are ignored: a closed stdout loses metrics, never the work
+/// they count.
+pub fn emit(lines: &[String]) {
+    emit_to(&mut std::io::stdout().lock(), lines);
+}
+
+/// [`emit`] to any writer.
+fn emit_to(out: &mut impl std::io::Write, lines: &[String]) {
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+}
+
 /// How a line breaks the embedded metric format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Violation {
@@ -478,5 +496,12 @@ mod tests {
             check("plain text"),
             Err(Violation::NotAnObject(_))
         ));
+    }
+
+    #[test]
+    fn emit_writes_one_line_each() {
+        let mut out = Vec::new();
+        emit_to(&mut out, &["{\"a\":1}".to_owned(), "{\"b\":2}".to_owned()]);
+        assert_eq!(String::from_utf8(out).unwrap(), "{\"a\":1}\n{\"b\":2}\n");
     }
 }

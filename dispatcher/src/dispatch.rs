@@ -160,7 +160,7 @@ pub async fn handle(
         now,
     )
     .await;
-    telemetry::emit(&telemetry::lines(
+    labeler_core::emf::emit(&telemetry::lines(
         &cfg.table,
         Clock::now().unix_millis,
         &telemetry::Counts::from(&run.summary),

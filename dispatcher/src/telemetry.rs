@@ -23,7 +23,6 @@
 //! Every line has the one dimension `Table`.
 
 use labeler_core::emf::{MetricLine, Unit};
-use std::io::Write;
 use std::time::Duration;
 
 /// What one invocation did, in the terms of its metrics (the dispatch
@@ -97,16 +96,6 @@ pub fn lines(table: &str, at_millis: u64, counts: &Counts, took: Duration) -> Ve
             .count("ReconcileFailed", reconciled.failed);
     }
     line.render()
-}
-
-/// Writes lines to stdout, one log event each.
-pub fn emit(lines: &[String]) {
-    let mut out = std::io::stdout().lock();
-    for line in lines {
-        // A closed stdout loses metrics, never images.
-        let _ = writeln!(out, "{line}");
-    }
-    let _ = out.flush();
 }
 
 #[cfg(test)]

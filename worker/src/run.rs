@@ -12,6 +12,7 @@ use crate::telemetry::{self, Flusher, Telemetry};
 use aws_sdk_rekognition::operation::detect_labels::DetectLabelsOutput;
 use aws_sdk_rekognition::types::Image;
 use futures::{stream, StreamExt};
+use labeler_core::emf;
 use labeler_core::job::{select_chunk, ImageSource, Manifest, ManifestRef};
 use labeler_core::labeling::{self, Attempt};
 use labeler_core::reuse::{self, ContentKey};
@@ -338,13 +339,13 @@ pub async fn run(
             }
             _ = flush_every.tick() => {
                 let flush = flusher.flush(&outcome, telemetry, pace.rate(), None);
-                telemetry::emit(&telemetry::lines(&job.table, Clock::now().unix_millis, flush));
+                emf::emit(&telemetry::lines(&job.table, Clock::now().unix_millis, flush));
             }
         }
     }
     outcome.unfinished = chunk.len() - outcome.finished();
     let flush = flusher.flush(&outcome, telemetry, pace.rate(), Some(started.elapsed()));
-    telemetry::emit(&telemetry::lines(
+    emf::emit(&telemetry::lines(
         &job.table,
         Clock::now().unix_millis,
         flush,

@@ -26,7 +26,6 @@
 
 use crate::outcome::Outcome;
 use labeler_core::emf::{MetricLine, Unit};
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -143,16 +142,6 @@ pub fn lines(table: &str, at_millis: u64, flush: Flush) -> Vec<String> {
         );
     }
     out
-}
-
-/// Writes lines to stdout, one event each.
-pub fn emit(lines: &[String]) {
-    let mut out = std::io::stdout().lock();
-    for line in lines {
-        // A closed stdout loses metrics, never labels.
-        let _ = writeln!(out, "{line}");
-    }
-    let _ = out.flush();
 }
 
 /// Keeps the run's outcome as of the last flush, to write differences.
