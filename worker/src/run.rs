@@ -613,14 +613,10 @@ async fn detect(
 /// Exponential backoff with full jitter for throttled calls of a process
 /// without a limiter: up to 0.2 s × 2^(n−1), capped at 20 s.
 fn backoff(throttles: u32) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
     let ceiling = Duration::from_millis(200)
         .saturating_mul(1 << throttles.saturating_sub(1).min(7))
         .min(Duration::from_secs(20));
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(throttles);
-    let fraction = (hasher.finish() % 1_000) as f64 / 1_000.0;
-    ceiling.mul_f64(fraction)
+    ceiling.mul_f64(fastrand::f64())
 }
 
 /// The image's outcome from its result write's: `done` when written.
@@ -691,5 +687,18 @@ mod tests {
             Decision::NotOurs { newer: None }
         );
         assert_eq!(decide(&image(), None), Decision::NotOurs { newer: None });
+    }
+
+    #[test]
+    fn a_backoff_stays_under_its_doubling_ceiling_of_at_most_twenty_seconds() {
+        for throttles in 0u32..12 {
+            let ceiling = Duration::from_millis(200)
+                .saturating_mul(1 << throttles.saturating_sub(1).min(7))
+                .min(Duration::from_secs(20));
+            for _ in 0..50 {
+                assert!(backoff(throttles) < ceiling);
+            }
+        }
+        assert!(backoff(30) < Duration::from_secs(20));
     }
 }
