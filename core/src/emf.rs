@@ -163,11 +163,12 @@ impl MetricLine {
         let definitions: Vec<Value> = metrics
             .iter()
             .map(|(m, values)| {
+                let number = |v: &f64| number(m.unit, *v);
                 root.insert(
                     m.name.to_owned(),
                     match values {
-                        [one] => json!(one),
-                        many => json!(many),
+                        [one] => number(one),
+                        many => Value::Array(many.iter().map(number).collect()),
                     },
                 );
                 json!({ "Name": m.name, "Unit": m.unit.as_str() })
@@ -187,6 +188,36 @@ impl MetricLine {
         );
         Value::Object(root).to_string()
     }
+}
+
+/// A metric value as JSON: a count that is a whole number prints as an
+/// integer (`5`, not `5.0`); anything else as a float.
+fn number(unit: Unit, value: f64) -> Value {
+    /// Past 2^53 an f64 no longer holds every integer.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if unit == Unit::Count && value.fract() == 0.0 && value.abs() <= EXACT {
+        Value::from(value as i64)
+    } else {
+        json!(value)
+    }
+}
+
+/// Writes `lines` to stdout, one line (one log event) each, and flushes:
+/// Lambda and the Batch job's `awslogs` driver send stdout to CloudWatch
+/// Logs, where each line becomes a log event and its metrics.
+///
+/// Write errors are ignored: a closed stdout loses metrics, never the work
+/// they count.
+pub fn emit(lines: &[String]) {
+    emit_to(&mut std::io::stdout().lock(), lines);
+}
+
+/// [`emit`] to any writer.
+fn emit_to(out: &mut impl std::io::Write, lines: &[String]) {
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
 }
 
 /// How a line breaks the embedded metric format.
@@ -478,5 +509,32 @@ mod tests {
             check("plain text"),
             Err(Violation::NotAnObject(_))
         ));
+    }
+
+    #[test]
+    fn emit_writes_one_line_each() {
+        let mut out = Vec::new();
+        emit_to(&mut out, &["{\"a\":1}".to_owned(), "{\"b\":2}".to_owned()]);
+        assert_eq!(String::from_utf8(out).unwrap(), "{\"a\":1}\n{\"b\":2}\n");
+    }
+
+    #[test]
+    fn whole_counts_print_as_integers_and_other_values_as_floats() {
+        let line = MetricLine::new(AT, "t")
+            .count("Images", 5)
+            .value("Half", Unit::Count, 2.5)
+            .values("Counts", Unit::Count, vec![1.0, 2.0])
+            .value("Took", Unit::Seconds, 3.0)
+            .render()
+            .remove(0);
+
+        check(&line).unwrap();
+        assert!(
+            line.contains("\"Images\":5,") || line.contains("\"Images\":5}"),
+            "{line}"
+        );
+        assert!(line.contains("\"Counts\":[1,2]"), "{line}");
+        assert!(line.contains("\"Half\":2.5"), "{line}");
+        assert!(line.contains("\"Took\":3.0"), "{line}");
     }
 }

@@ -26,6 +26,7 @@
 use crate::config::Config;
 use crate::event::{recognise, Delivery, JobEnded, Notice, ObjectChange};
 use crate::plan::{self, Decision};
+use crate::telemetry;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use aws_sdk_batch::types::ArrayProperties;
 use futures::{stream, StreamExt};
@@ -93,6 +94,49 @@ pub struct Summary {
     pub reconciled: Option<crate::reconcile::Report>,
 }
 
+impl From<&Summary> for telemetry::Counts {
+    /// The summary's metrics. `summary` is taken apart with no `..`: a new
+    /// field does not compile until it is given a metric or left out here.
+    fn from(summary: &Summary) -> Self {
+        let Summary {
+            jobs_submitted,
+            images_queued,
+            duplicates,
+            superseded: _,
+            skipped,
+            removed,
+            failed_by_batch,
+            ignored: _,
+            failed_to_submit,
+            jobs_adopted: _,
+            unreadable: _,
+            failed_deliveries,
+            array_children_submitted,
+            submit_retries,
+            submit_throttles,
+            reconciled,
+        } = summary;
+        Self {
+            images_queued: *images_queued,
+            skipped: *skipped,
+            duplicates: *duplicates,
+            removed: *removed,
+            jobs_submitted: *jobs_submitted,
+            array_children_submitted: *array_children_submitted,
+            submit_retries: *submit_retries,
+            submit_throttles: *submit_throttles,
+            failed_deliveries: *failed_deliveries,
+            failed_by_batch: *failed_by_batch,
+            failed_to_submit: *failed_to_submit,
+            reconciled: reconciled.as_ref().map(|report| telemetry::Reconciled {
+                oldest_queued_secs: report.oldest_queued_secs,
+                redispatched: report.redispatched,
+                failed: report.failed + report.gave_up,
+            }),
+        }
+    }
+}
+
 /// Handles one invocation payload.
 ///
 /// `claim` identifies this invocation in the records it claims (the Lambda
@@ -116,10 +160,10 @@ pub async fn handle(
         now,
     )
     .await;
-    crate::telemetry::emit(&crate::telemetry::lines(
+    labeler_core::emf::emit(&telemetry::lines(
         &cfg.table,
         Clock::now().unix_millis,
-        &run.summary,
+        &telemetry::Counts::from(&run.summary),
         started.elapsed(),
     ));
     if invocation.from_sqs {
@@ -920,5 +964,44 @@ async fn live_job_named(clients: &Clients, cfg: &Config, name: &str) -> Option<S
             warn!(job_name = name, error = %describe(&e), "could not look for a job of the same name");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::Report;
+
+    #[test]
+    fn a_summary_gives_its_metrics_and_a_reconciler_pass_counts_both_kinds_of_failure() {
+        let summary = Summary {
+            images_queued: 7,
+            jobs_submitted: 2,
+            jobs_adopted: 1,
+            submit_throttles: 1,
+            reconciled: Some(Report {
+                oldest_queued_secs: 5400,
+                redispatched: 2,
+                failed: 1,
+                gave_up: 1,
+                ..Report::default()
+            }),
+            ..Summary::default()
+        };
+
+        assert_eq!(
+            telemetry::Counts::from(&summary),
+            telemetry::Counts {
+                images_queued: 7,
+                jobs_submitted: 2,
+                submit_throttles: 1,
+                reconciled: Some(telemetry::Reconciled {
+                    oldest_queued_secs: 5400,
+                    redispatched: 2,
+                    failed: 2,
+                }),
+                ..telemetry::Counts::default()
+            }
+        );
     }
 }

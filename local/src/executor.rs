@@ -22,6 +22,11 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 use worker::batch::{resolve_command, EvaluateOnExit, RetryAction, RetryStrategy};
 
+/// Containers the local executor runs at once unless told otherwise: the
+/// local stack's Batch capacity, and so the fleet size its job definition
+/// gives the workers (`LABELER_FLEET_SIZE`).
+pub const DEFAULT_PARALLEL: usize = 2;
+
 /// What one attempt of one container ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -53,7 +58,8 @@ pub struct Executor {
     pub worker_bin: PathBuf,
     /// Environment every container gets (AWS endpoint and credentials).
     pub base_env: Vec<(String, String)>,
-    /// Containers running at once.
+    /// Containers running at once ([`DEFAULT_PARALLEL`] in the local stack
+    /// unless told otherwise).
     pub parallel: usize,
     /// Where FAILED job-state events go.
     pub notify: Notify,

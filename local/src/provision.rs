@@ -90,7 +90,7 @@ pub fn local_template_vars(names: &Names) -> HashMap<&'static str, String> {
         // What Terraform renders for us-east-1: the documented default
         // DetectLabels quota, shared by the containers the executor runs.
         ("fleet_rate", "50".to_owned()),
-        ("fleet_size", crate::stack::DEFAULT_PARALLEL.to_string()),
+        ("fleet_size", crate::executor::DEFAULT_PARALLEL.to_string()),
     ])
 }
 

@@ -3,7 +3,7 @@
 //! deploy` and served by `cargo lambda watch`, the SQS → dispatcher event
 //! source, and the local Batch executor running the worker binary.
 
-use crate::executor::Executor;
+use crate::executor::{Executor, DEFAULT_PARALLEL};
 use crate::lambda::{self, Invoker, Watch};
 use crate::moto::{free_port, repo_root, Moto, ACCOUNT, REGION};
 use crate::provision::{provision, Names, Provisioned};
@@ -80,11 +80,6 @@ pub struct Stack {
     moto: Moto,
     deployed: bool,
 }
-
-/// Containers the local executor runs at once unless told otherwise: the
-/// local stack's Batch capacity, and so the fleet size its job definition
-/// gives the workers (`LABELER_FLEET_SIZE`).
-pub const DEFAULT_PARALLEL: usize = 2;
 
 /// How often the local stack asks the dispatcher for a reconciler pass, as
 /// the EventBridge schedule does on AWS.

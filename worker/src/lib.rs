@@ -48,6 +48,7 @@
 //! FAILED, so every image still ends with a terminal record.
 //!
 //! Modules: [`cli`] (flags and settings), [`mod@run`] (the labeling run),
+//! [`outcome`] (what a run did, image by image and summed up),
 //! [`labels`] (DetectLabels output → stored labels), [`error`] (errors and
 //! their classification), [`rate`] (client-side rate limit), [`shutdown`]
 //! (SIGTERM), [`batch`] (the job definition template and how Batch resolves
@@ -62,6 +63,7 @@ pub mod error;
 pub mod exit;
 pub mod heif;
 pub mod labels;
+pub mod outcome;
 pub mod rate;
 pub mod run;
 pub mod shutdown;
@@ -70,7 +72,8 @@ pub mod telemetry;
 
 pub use error::WorkerError;
 pub use exit::ExitCode;
-pub use run::{execute, load_job, run, Clients, Fleet, JobRequest, Outcome, RateControl, Settings};
+pub use outcome::Outcome;
+pub use run::{execute, load_job, run, Clients, Fleet, JobRequest, RateControl, Settings};
 pub use shutdown::Shutdown;
 
 use aws_config::retry::RetryConfig;

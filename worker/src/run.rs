@@ -1,23 +1,24 @@
 //! One labeling run: resolve the job's chunk, label its images with bounded
 //! concurrency, and sum up what happened.
 
-use crate::error::{classify, full_chain, Fault, Refusal, WorkerError};
+use crate::error::{classify, full_chain, Fault, WorkerError};
 use crate::exit::ExitCode;
 use crate::labels::stored_labels;
+use crate::outcome::{ImageOutcome, Outcome};
 use crate::rate::{Aimd, RateLimiter};
 use crate::shutdown::Shutdown;
 use crate::source::{self, Conversions, ConvertSettings, Prepared};
-use crate::telemetry::{self, ClassCounts, Flusher, Telemetry};
+use crate::telemetry::{self, Flusher, Telemetry};
 use aws_sdk_rekognition::operation::detect_labels::DetectLabelsOutput;
 use aws_sdk_rekognition::types::Image;
 use futures::{stream, StreamExt};
+use labeler_core::emf;
 use labeler_core::job::{select_chunk, ImageSource, Manifest, ManifestRef};
 use labeler_core::labeling::{self, Attempt};
 use labeler_core::reuse::{self, ContentKey};
 use labeler_core::schema::attr;
 use labeler_core::store::{self, Clock, WriteOutcome};
 use labeler_core::{ImageRef, JobSpec, Revision, Status};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -128,176 +129,6 @@ pub struct JobRequest {
     pub array_index: Option<usize>,
     /// Refuse a job for any other table.
     pub expect_table: Option<String>,
-}
-
-/// What happened to one image.
-#[derive(Debug)]
-pub enum ImageOutcome {
-    /// Labels stored; the record is LABELED.
-    Labeled {
-        /// Labels stored.
-        labels: usize,
-        /// The image whose labels were reused (same content): no
-        /// DetectLabels call was made for this one.
-        reused_from: Option<String>,
-    },
-    /// The image cannot be labeled for good; the record is FAILED.
-    Failed(Refusal),
-    /// The record already had a terminal status for this upload: nothing
-    /// done (a Batch retry or a duplicate job).
-    AlreadyDone {
-        /// The status found.
-        status: Option<Status>,
-    },
-    /// A newer upload owns the record, or it is gone (the object was
-    /// deleted): nothing done.
-    Superseded {
-        /// The newer upload, when there is one.
-        newer: Option<Revision>,
-    },
-    /// Another job took the image first (a duplicate job), or its record
-    /// is no longer this upload's QUEUED record: nothing done, no
-    /// Rekognition call.
-    TakenElsewhere,
-    /// A transient fault outlasted the retries: the image stays QUEUED.
-    Retryable(WorkerError),
-}
-
-/// What a run did, image by image, summed up.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Outcome {
-    /// Images in the chunk.
-    pub images: usize,
-    /// Images labeled by this run.
-    pub labeled: usize,
-    /// Of those, images labeled with the labels of an image with the same
-    /// content, without a DetectLabels call.
-    pub reused: usize,
-    /// Images recorded FAILED by this run.
-    pub failed: usize,
-    /// Of those, how many per class of reason.
-    #[serde(skip)]
-    pub failed_by_class: ClassCounts,
-    /// Images that already had a terminal record for their upload.
-    pub already_done: usize,
-    /// Images owned by a newer upload, or whose record is gone.
-    pub superseded: usize,
-    /// Images left QUEUED by transient faults.
-    pub retryable: usize,
-    /// Images never started or abandoned because of a shutdown.
-    pub unfinished: usize,
-}
-
-impl Outcome {
-    /// Images whose run ended, one way or another.
-    pub fn finished(&self) -> usize {
-        self.labeled + self.failed + self.already_done + self.superseded + self.retryable
-    }
-
-    /// What happened since `earlier`, an outcome of the same run.
-    pub fn since(&self, earlier: &Outcome) -> Outcome {
-        Outcome {
-            images: self.images,
-            labeled: self.labeled - earlier.labeled,
-            reused: self.reused - earlier.reused,
-            failed: self.failed - earlier.failed,
-            failed_by_class: self
-                .failed_by_class
-                .iter()
-                .map(|(class, n)| {
-                    (
-                        *class,
-                        n - earlier.failed_by_class.get(class).copied().unwrap_or(0),
-                    )
-                })
-                .filter(|(_, n)| *n > 0)
-                .collect(),
-            already_done: self.already_done - earlier.already_done,
-            superseded: self.superseded - earlier.superseded,
-            retryable: self.retryable - earlier.retryable,
-            unfinished: self.unfinished - earlier.unfinished,
-        }
-    }
-
-    /// [`ExitCode::Success`] when every image has its terminal record (or
-    /// is someone else's), [`ExitCode::Retryable`] otherwise.
-    pub fn exit_code(&self) -> ExitCode {
-        if self.retryable > 0 || self.unfinished > 0 {
-            ExitCode::Retryable
-        } else {
-            ExitCode::Success
-        }
-    }
-
-    fn add(&mut self, image: &ImageRef, outcome: ImageOutcome) {
-        let (bucket, key, revision) = (&image.bucket, &image.key, image.revision.as_str());
-        match outcome {
-            ImageOutcome::Labeled {
-                labels,
-                reused_from: None,
-            } => {
-                info!(bucket, key, revision, labels, "labeled");
-                self.labeled += 1;
-            }
-            ImageOutcome::Labeled {
-                labels,
-                reused_from: Some(from),
-            } => {
-                info!(
-                    bucket,
-                    key,
-                    revision,
-                    labels,
-                    reused_from = from.as_str(),
-                    "labeled with the labels of the same content"
-                );
-                self.labeled += 1;
-                self.reused += 1;
-            }
-            ImageOutcome::Failed(refusal) => {
-                let (reason, class) = (refusal.reason.as_str(), refusal.class.as_str());
-                warn!(bucket, key, revision, reason, class, "failed for good");
-                self.failed += 1;
-                *self.failed_by_class.entry(refusal.class).or_default() += 1;
-            }
-            ImageOutcome::AlreadyDone { status } => {
-                let status = status.map(Status::as_str);
-                info!(
-                    bucket,
-                    key, revision, status, "already done for this upload; nothing to do"
-                );
-                self.already_done += 1;
-            }
-            ImageOutcome::Superseded { newer } => {
-                let newer = newer.as_ref().map(Revision::as_str);
-                info!(
-                    bucket,
-                    key,
-                    revision,
-                    newer,
-                    "a newer upload or a delete owns the record; nothing to do"
-                );
-                self.superseded += 1;
-            }
-            ImageOutcome::TakenElsewhere => {
-                info!(
-                    bucket,
-                    key,
-                    revision,
-                    "another job owns this image, or it is no longer queued; nothing to do"
-                );
-                self.superseded += 1;
-            }
-            ImageOutcome::Retryable(e) => {
-                let error = full_chain(&e);
-                error!(
-                    bucket,
-                    key, revision, error, "left queued for the next attempt"
-                );
-                self.retryable += 1;
-            }
-        }
-    }
 }
 
 /// Runs a job from its request: parses and checks the spec, loads the chunk
@@ -512,13 +343,13 @@ pub async fn run(
             }
             _ = flush_every.tick() => {
                 let flush = flusher.flush(&outcome, telemetry, pace.rate(), None);
-                telemetry::emit(&telemetry::lines(&job.table, Clock::now().unix_millis, flush));
+                emf::emit(&telemetry::lines(&job.table, Clock::now().unix_millis, flush));
             }
         }
     }
     outcome.unfinished = chunk.len() - outcome.finished();
     let flush = flusher.flush(&outcome, telemetry, pace.rate(), Some(started.elapsed()));
-    telemetry::emit(&telemetry::lines(
+    emf::emit(&telemetry::lines(
         &job.table,
         Clock::now().unix_millis,
         flush,
@@ -786,14 +617,10 @@ async fn detect(
 /// Exponential backoff with full jitter for throttled calls of a process
 /// without a limiter: up to 0.2 s × 2^(n−1), capped at 20 s.
 fn backoff(throttles: u32) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
     let ceiling = Duration::from_millis(200)
         .saturating_mul(1 << throttles.saturating_sub(1).min(7))
         .min(Duration::from_secs(20));
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(throttles);
-    let fraction = (hasher.finish() % 1_000) as f64 / 1_000.0;
-    ceiling.mul_f64(fraction)
+    ceiling.mul_f64(fastrand::f64())
 }
 
 /// The image's outcome from its result write's: `done` when written.
@@ -867,24 +694,15 @@ mod tests {
     }
 
     #[test]
-    fn any_unfinished_image_asks_for_a_retry() {
-        let done = Outcome {
-            images: 3,
-            labeled: 1,
-            failed: 1,
-            superseded: 1,
-            ..Outcome::default()
-        };
-        assert_eq!(done.exit_code(), ExitCode::Success);
-        let interrupted = Outcome {
-            unfinished: 1,
-            ..done.clone()
-        };
-        assert_eq!(interrupted.exit_code(), ExitCode::Retryable);
-        let transient = Outcome {
-            retryable: 1,
-            ..done
-        };
-        assert_eq!(transient.exit_code(), ExitCode::Retryable);
+    fn a_backoff_stays_under_its_doubling_ceiling_of_at_most_twenty_seconds() {
+        for throttles in 0u32..12 {
+            let ceiling = Duration::from_millis(200)
+                .saturating_mul(1 << throttles.saturating_sub(1).min(7))
+                .min(Duration::from_secs(20));
+            for _ in 0..50 {
+                assert!(backoff(throttles) < ceiling);
+            }
+        }
+        assert!(backoff(30) < Duration::from_secs(20));
     }
 }

@@ -24,10 +24,8 @@
 //! Every line has the one dimension `Table`; the per-class `ImagesFailed`
 //! lines add `ReasonClass`.
 
-use crate::error::ReasonClass;
-use crate::run::Outcome;
+use crate::outcome::Outcome;
 use labeler_core::emf::{MetricLine, Unit};
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -146,16 +144,6 @@ pub fn lines(table: &str, at_millis: u64, flush: Flush) -> Vec<String> {
     out
 }
 
-/// Writes lines to stdout, one event each.
-pub fn emit(lines: &[String]) {
-    let mut out = std::io::stdout().lock();
-    for line in lines {
-        // A closed stdout loses metrics, never labels.
-        let _ = writeln!(out, "{line}");
-    }
-    let _ = out.flush();
-}
-
 /// Keeps the run's outcome as of the last flush, to write differences.
 #[derive(Debug, Default)]
 pub struct Flusher {
@@ -182,12 +170,11 @@ impl Flusher {
     }
 }
 
-/// Classes with a count, for [`Outcome::failed_by_class`].
-pub type ClassCounts = std::collections::BTreeMap<ReasonClass, usize>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ReasonClass;
+    use crate::outcome::ClassCounts;
     use labeler_core::emf::check;
     use serde_json::Value;
 
