@@ -37,7 +37,7 @@ use std::sync::OnceLock;
 
 use image::{DynamicImage, RgbImage, RgbaImage};
 
-use crate::convert::{exceeded_limit, ConvertError, Format, Limits, SizeLimit};
+use crate::formats::{exceeded_limit, ConvertError, Format, Limits, SizeLimit};
 
 /// The environment variable naming the libheif to load instead of
 /// [`DEFAULT_LIBRARY`], e.g. `/opt/libheif/lib/libheif.so.1`.

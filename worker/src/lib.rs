@@ -61,6 +61,7 @@ pub mod cli;
 pub mod convert;
 pub mod error;
 pub mod exit;
+mod formats;
 pub mod heif;
 pub mod labels;
 pub mod outcome;
