@@ -51,13 +51,17 @@ resource "aws_cloudwatch_log_group" "worker" {
 locals {
   fargate = contains(["FARGATE", "FARGATE_SPOT"], var.compute_type)
 
-  # The job queue's compute environments and their order: compute_type first,
-  # then (Fargate Spot only) on-demand Fargate, which Batch uses once the Spot
-  # environment runs max_vcpus.
-  compute_environments = merge(
-    { (var.compute_type) = 1 },
-    var.compute_type == "FARGATE_SPOT" && var.fargate_on_demand_fallback ? { FARGATE = 2 } : {},
+  # The job queue's compute environments, in the queue's order: compute_type
+  # first, then (Fargate Spot only) on-demand Fargate, which Batch uses once
+  # the Spot environment runs max_vcpus. A list, because Batch returns the
+  # queue's environments sorted by order, and blocks emitted in any other
+  # order (a map's key order puts FARGATE before FARGATE_SPOT) would show a
+  # diff on every plan.
+  compute_environment_names = concat(
+    [var.compute_type],
+    var.compute_type == "FARGATE_SPOT" && var.fargate_on_demand_fallback ? ["FARGATE"] : [],
   )
+  compute_environments = { for i, name in local.compute_environment_names : name => i + 1 }
 
   # Fargate's valid memory sizes per vCPU count, [min, max, step] in MiB
   # (0.25 vCPU also takes 512), read by the worker_memory_mib validation.
@@ -129,11 +133,11 @@ resource "aws_batch_job_queue" "this" {
   priority = 1
 
   dynamic "compute_environment_order" {
-    for_each = local.compute_environments
+    for_each = local.compute_environment_names
 
     content {
-      order               = compute_environment_order.value
-      compute_environment = aws_batch_compute_environment.this[compute_environment_order.key].arn
+      order               = local.compute_environments[compute_environment_order.value]
+      compute_environment = aws_batch_compute_environment.this[compute_environment_order.value].arn
     }
   }
 
