@@ -16,6 +16,21 @@ data "aws_caller_identity" "current" {}
 
 data "aws_partition" "current" {}
 
+# The regions that offer Rekognition, from AWS's public parameters. Without
+# it the worker's DetectLabels calls fail (no endpoint), and Rekognition reads
+# images only from buckets in its own region, so the stack cannot simply call
+# another region: the plan refuses the region instead.
+data "aws_ssm_parameters_by_path" "rekognition_regions" {
+  path = "/aws/service/global-infrastructure/services/rekognition/regions"
+
+  lifecycle {
+    postcondition {
+      condition     = contains([for n in self.names : basename(n)], var.region)
+      error_message = "Amazon Rekognition is not available in ${var.region}, and the worker labels images with it in the stack's own region. Choose one of: ${join(", ", sort([for n in self.names : basename(n)]))}."
+    }
+  }
+}
+
 # Whether `cargo lambda deploy` has created the dispatcher. Read from the
 # account on every plan rather than remembered in a variable, so that a
 # function deleted by hand or by an interrupted destroy takes its wiring with

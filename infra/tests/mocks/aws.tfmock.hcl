@@ -30,6 +30,22 @@ mock_data "aws_lambda_functions" {
   }
 }
 
+# Regions that offer Rekognition (a sample of AWS's public parameters under
+# this path); runs about other regions override it.
+mock_data "aws_ssm_parameters_by_path" {
+  defaults = {
+    names = [
+      "/aws/service/global-infrastructure/services/rekognition/regions/ap-northeast-1",
+      "/aws/service/global-infrastructure/services/rekognition/regions/ap-south-1",
+      "/aws/service/global-infrastructure/services/rekognition/regions/eu-central-1",
+      "/aws/service/global-infrastructure/services/rekognition/regions/eu-west-1",
+      "/aws/service/global-infrastructure/services/rekognition/regions/us-east-1",
+      "/aws/service/global-infrastructure/services/rekognition/regions/us-east-2",
+      "/aws/service/global-infrastructure/services/rekognition/regions/us-west-2",
+    ]
+  }
+}
+
 mock_data "aws_availability_zones" {
   defaults = {
     names    = ["us-east-1a", "us-east-1b", "us-east-1c"]
