@@ -23,7 +23,7 @@ data "aws_iam_policy_document" "lambda_assume" {
 }
 
 resource "aws_iam_role" "dispatcher" {
-  name                 = "${var.name_prefix}-dispatcher"
+  name                 = "${local.global_name_prefix}-dispatcher"
   description          = "image-labeler dispatcher Lambda: submits Batch jobs, claims and records images, writes manifests"
   assume_role_policy   = data.aws_iam_policy_document.lambda_assume.json
   max_session_duration = 3600
@@ -149,7 +149,7 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
 }
 
 resource "aws_iam_role" "job" {
-  name                 = "${var.name_prefix}-worker-job"
+  name                 = "${local.global_name_prefix}-worker-job"
   description          = "image-labeler worker container: reads images and manifests, calls DetectLabels, writes results"
   assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_assume.json
   max_session_duration = 3600
@@ -204,7 +204,7 @@ resource "aws_iam_role_policy" "job" {
 ################################################################################
 
 resource "aws_iam_role" "execution" {
-  name                 = "${var.name_prefix}-worker-execution"
+  name                 = "${local.global_name_prefix}-worker-execution"
   description          = "image-labeler worker task execution: pulls the worker image, writes its logs"
   assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_assume.json
   max_session_duration = 3600
@@ -256,6 +256,8 @@ data "aws_iam_policy_document" "ec2_assume" {
 resource "aws_iam_role" "ecs_instance" {
   count = local.ec2_compute ? 1 : 0
 
+  # name_prefix gets a unique suffix, so no region is needed (nor fits: IAM
+  # allows 38 characters of prefix).
   name_prefix          = "${var.name_prefix}-instance-"
   description          = "image-labeler Batch container instances (EC2/SPOT compute only)"
   assume_role_policy   = data.aws_iam_policy_document.ec2_assume.json
@@ -308,7 +310,7 @@ data "aws_iam_policy_document" "flow_logs_assume" {
 resource "aws_iam_role" "flow_logs" {
   count = local.create_vpc ? 1 : 0
 
-  name                 = "${var.name_prefix}-flow-logs"
+  name                 = "${local.global_name_prefix}-flow-logs"
   description          = "image-labeler VPC flow logs delivery to CloudWatch Logs"
   assume_role_policy   = data.aws_iam_policy_document.flow_logs_assume.json
   max_session_duration = 3600
@@ -363,7 +365,7 @@ data "aws_iam_policy_document" "viewer" {
 }
 
 resource "aws_iam_policy" "viewer" {
-  name        = "${var.name_prefix}-viewer"
+  name        = "${local.global_name_prefix}-viewer"
   description = "image-labeler: read the results table and open the images (labeler get, find, status, export, serve); writes nothing"
   policy      = data.aws_iam_policy_document.viewer.json
 }

@@ -42,6 +42,11 @@ locals {
   partition  = data.aws_partition.current.partition
   region     = var.region
 
+  # IAM roles and policies and CloudWatch dashboards are named account-wide,
+  # not per region: their names carry the region, so that stacks of the same
+  # name_prefix in two regions neither collide nor overwrite each other.
+  global_name_prefix = "${var.name_prefix}-${local.region}"
+
   bucket_name         = "${var.name_prefix}-images-${local.account_id}-${local.region}"
   table_name          = "${var.name_prefix}-labels"
   function_name       = "${var.name_prefix}-dispatcher"

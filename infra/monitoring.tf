@@ -38,7 +38,8 @@ locals {
   alarm_topic_arn = var.alarm_topic_arn != null ? var.alarm_topic_arn : one(aws_sns_topic.alarms[*].arn)
   alarm_actions   = var.alarm_topic_arn != null || var.alarm_email != null ? [local.alarm_topic_arn] : []
 
-  dashboard_name = "${var.name_prefix}-pipeline"
+  # Dashboards are global to the account, whichever region creates them.
+  dashboard_name = "${local.global_name_prefix}-pipeline"
   console_host = {
     aws          = "${local.region}.console.aws.amazon.com"
     "aws-cn"     = "console.amazonaws.cn"

@@ -3,7 +3,7 @@
 ################################################################################
 
 variable "name_prefix" {
-  description = "Prefix of every resource name. The dispatcher function is named \"<name_prefix>-dispatcher\", known before it exists."
+  description = "Prefix of every resource name. The dispatcher function is named \"<name_prefix>-dispatcher\", known before it exists; names that AWS keeps account-wide (IAM roles and policies, the dashboard) are \"<name_prefix>-<region>-...\", so one name_prefix can be deployed in several regions."
   type        = string
   default     = "image-labeler"
 
@@ -21,6 +21,13 @@ variable "region" {
   validation {
     condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
     error_message = "region must look like an AWS region code, e.g. eu-west-1."
+  }
+
+  # IAM role names, which carry the region (they are account-wide), are at
+  # most 64 characters; the longest is "<name_prefix>-<region>-worker-execution".
+  validation {
+    condition     = length("${var.name_prefix}-${var.region}-worker-execution") <= 64
+    error_message = "name_prefix \"${var.name_prefix}\" and region ${var.region} make the IAM role name \"${var.name_prefix}-${var.region}-worker-execution\", longer than IAM's 64 characters: shorten name_prefix to at most ${max(3, 64 - length("--worker-execution") - length(var.region))} characters."
   }
 }
 

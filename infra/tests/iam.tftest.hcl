@@ -38,7 +38,7 @@ run "the_dispatcher_role_grants_its_calls_on_the_stack_resources_in_queued_mode"
   }
 
   assert {
-    condition     = aws_iam_role_policy.dispatcher.role == aws_iam_role.dispatcher.id && aws_iam_role.dispatcher.name == "image-labeler-dispatcher"
+    condition     = aws_iam_role_policy.dispatcher.role == aws_iam_role.dispatcher.id && aws_iam_role.dispatcher.name == "image-labeler-us-east-1-dispatcher"
     error_message = "The dispatcher policy must be attached to the role cargo lambda deploy is given."
   }
 }
@@ -153,7 +153,7 @@ run "the_viewer_policy_reads_results_and_images_and_writes_nothing" {
   }
 
   assert {
-    condition     = aws_iam_policy.viewer.name == "image-labeler-viewer"
-    error_message = "The viewer policy is named after the stack."
+    condition     = aws_iam_policy.viewer.name == "image-labeler-us-east-1-viewer"
+    error_message = "The viewer policy is named after the stack and its region."
   }
 }

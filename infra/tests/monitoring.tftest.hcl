@@ -127,7 +127,7 @@ run "the_dashboard_shows_every_pipeline_metric_for_the_stacks_table" {
   }
 
   assert {
-    condition     = output.dashboard_name == "image-labeler-pipeline" && output.dashboard_url == "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards/dashboard/image-labeler-pipeline"
+    condition     = output.dashboard_name == "image-labeler-us-east-1-pipeline" && output.dashboard_url == "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards/dashboard/image-labeler-us-east-1-pipeline"
     error_message = "The dashboard outputs must name it and link to it in the stack's region."
   }
 }
