@@ -28,12 +28,18 @@ locals {
   failure_reason_classes = ["not_an_image", "too_large", "unreadable", "rekognition_refused", "access_denied", "other"]
 
   # How often the reconciler reports OldestQueuedAgeSeconds: the rate() of
-  # reconcile_schedule; a cron() schedule is taken to run at least hourly.
+  # reconcile_schedule; a cron() schedule runs every hour (the variable's
+  # validation), so an hour bounds its gaps.
   reconcile_rate             = regexall("^rate\\(([0-9]+) (minute|hour|day)s?\\)$", var.reconcile_schedule)
   reconcile_interval_seconds = length(local.reconcile_rate) > 0 ? tonumber(local.reconcile_rate[0][0]) * { minute = 60, hour = 3600, day = 86400 }[local.reconcile_rate[0][1]] : 3600
-  # One alarm period per pass, within CloudWatch's limit of one day for all
-  # evaluated periods together.
-  backlog_alarm_period = min(local.reconcile_interval_seconds, 43200)
+  # A missing datapoint counts as breaching, so the alarm fires only when
+  # every evaluated period is empty or old: the periods must span two passes,
+  # or one late pass would page. Periods of at most a day; CloudWatch
+  # evaluates at most 7 days of periods, 1 day when a period is under an
+  # hour (PutMetricAlarm), which reconcile_schedule's validation enforces.
+  backlog_alarm_period             = min(local.reconcile_interval_seconds, 86400)
+  backlog_alarm_evaluation_periods = ceil(2 * local.reconcile_interval_seconds / local.backlog_alarm_period)
+  backlog_alarm_window_limit       = local.backlog_alarm_period < 3600 ? 86400 : 604800
 
   alarm_topic_arn = var.alarm_topic_arn != null ? var.alarm_topic_arn : one(aws_sns_topic.alarms[*].arn)
   alarm_actions   = var.alarm_topic_arn != null || var.alarm_email != null ? [local.alarm_topic_arn] : []
@@ -137,21 +143,23 @@ resource "aws_cloudwatch_metric_alarm" "backlog_age" {
   dimensions         = { Table = local.metrics_table }
   statistic          = "Maximum"
   period             = local.backlog_alarm_period
-  evaluation_periods = 2
+  evaluation_periods = local.backlog_alarm_evaluation_periods
 
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.backlog_alarm_seconds
-  datapoints_to_alarm = 2
+  datapoints_to_alarm = local.backlog_alarm_evaluation_periods
   # Every reconciler pass reports the age, 0 when nothing is old, so a
   # period without a datapoint means no pass ran: the reconciler is what
   # makes every image converge, and it not running is as urgent as a stuck
-  # image. Two periods in a row are required so that a pass that lands late
-  # does not page anyone. (Right after a first apply, before the dispatcher
-  # is deployed, this alarm fires for that reason until the first pass.)
+  # image.
   treat_missing_data = "breaching"
 
-  alarm_actions = local.alarm_actions
-  ok_actions    = local.alarm_actions
+  # Without the dispatcher no pass can run (before the first deploy, after a
+  # half-finished one, during a destroy), and the alarm would page for that
+  # alone; it notifies once the function exists.
+  actions_enabled = local.function_exists
+  alarm_actions   = local.alarm_actions
+  ok_actions      = local.alarm_actions
 }
 
 resource "aws_cloudwatch_metric_alarm" "failed_rate" {

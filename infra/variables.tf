@@ -118,13 +118,34 @@ variable "images_per_job" {
 }
 
 variable "reconcile_schedule" {
-  description = "How often EventBridge invokes the dispatcher's reconciler, which finds images QUEUED longer than their lease, asks Batch about their jobs and re-dispatches or fails them. Events make the pipeline fast; this schedule makes it converge when an event is lost. A rate() or cron() expression."
+  description = "How often EventBridge invokes the dispatcher's reconciler, which finds images QUEUED longer than their lease, asks Batch about their jobs and re-dispatches or fails them. Events make the pipeline fast; this schedule makes it converge when an event is lost. A rate() of at most 84 hours, or a cron() that runs every hour: the backlog alarm must see two passes within CloudWatch's 7-day evaluation limit."
   type        = string
   default     = "rate(5 minutes)"
 
   validation {
     condition     = can(regex("^(rate\\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\\)|cron\\([^()]+\\))$", var.reconcile_schedule))
     error_message = "reconcile_schedule must be an EventBridge schedule expression such as \"rate(5 minutes)\", \"rate(1 hour)\" (singular unit for 1, plural otherwise) or \"cron(0/10 * * * ? *)\"."
+  }
+
+  # The backlog alarm counts a period without a pass as breaching, so it must
+  # know the longest gap between passes: a cron() schedule qualifies when it
+  # runs every hour of every day.
+  validation {
+    condition     = !startswith(var.reconcile_schedule, "cron(") || can(regex("^cron\\(\\S+ \\* [*?] \\* [*?]( \\*)?\\)$", var.reconcile_schedule))
+    error_message = "reconcile_schedule = ${var.reconcile_schedule} does not run every hour, and the backlog alarm, which fires when no reconciler pass reports, cannot follow it: use a cron() whose hour, day and month fields are * or ? (e.g. \"cron(0/10 * * * ? *)\"), or a rate()."
+  }
+
+  # The backlog alarm's window, as monitoring.tf sizes it (a validation may
+  # not use locals derived from its own variable): periods of min(interval,
+  # 1 day) spanning two intervals, within CloudWatch's limit.
+  validation {
+    condition = alltrue(flatten([
+      for m in regexall("^rate\\(([0-9]+) (minute|hour|day)s?\\)$", var.reconcile_schedule) : [
+        for i in [tonumber(m[0]) * { minute = 60, hour = 3600, day = 86400 }[m[1]]] :
+        min(i, 86400) * ceil(2 * i / min(i, 86400)) <= (i < 3600 ? 86400 : 604800)
+      ]
+    ]))
+    error_message = "reconcile_schedule = ${var.reconcile_schedule} is slower than the backlog alarm can follow: it must evaluate two reconciler periods, and CloudWatch evaluates an alarm over at most 7 days. Use at most rate(84 hours)."
   }
 }
 

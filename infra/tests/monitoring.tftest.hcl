@@ -257,7 +257,7 @@ run "a_cron_reconcile_schedule_is_taken_as_hourly_for_the_backlog_alarm" {
   }
 }
 
-run "a_daily_reconcile_schedule_stays_within_cloudwatchs_one_day_of_evaluation" {
+run "a_daily_reconcile_schedule_is_evaluated_over_two_daily_periods" {
   command = plan
 
   variables {
@@ -265,8 +265,126 @@ run "a_daily_reconcile_schedule_stays_within_cloudwatchs_one_day_of_evaluation" 
   }
 
   assert {
-    condition     = aws_cloudwatch_metric_alarm.backlog_age.period * aws_cloudwatch_metric_alarm.backlog_age.evaluation_periods <= 86400
-    error_message = "CloudWatch evaluates at most one day of periods."
+    condition = (
+      aws_cloudwatch_metric_alarm.backlog_age.period == 86400 &&
+      aws_cloudwatch_metric_alarm.backlog_age.evaluation_periods == 2 &&
+      aws_cloudwatch_metric_alarm.backlog_age.datapoints_to_alarm == 2
+    )
+    error_message = "A daily reconciler needs two daily periods, all breaching, before the alarm fires."
+  }
+}
+
+run "a_three_day_reconcile_schedule_is_evaluated_over_six_daily_periods_within_cloudwatchs_seven_days" {
+  command = plan
+
+  variables {
+    reconcile_schedule = "rate(3 days)"
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.backlog_age.period == 86400 &&
+      aws_cloudwatch_metric_alarm.backlog_age.evaluation_periods == 6 &&
+      aws_cloudwatch_metric_alarm.backlog_age.datapoints_to_alarm == 6 &&
+      aws_cloudwatch_metric_alarm.backlog_age.period * aws_cloudwatch_metric_alarm.backlog_age.evaluation_periods <= 604800
+    )
+    error_message = "The alarm must span two 3-day passes in daily periods, within CloudWatch's 7 days."
+  }
+}
+
+run "an_hourly_schedule_of_seven_hours_spans_two_passes" {
+  command = plan
+
+  variables {
+    reconcile_schedule    = "rate(7 hours)"
+    backlog_alarm_seconds = 86400
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.backlog_age.period * aws_cloudwatch_metric_alarm.backlog_age.evaluation_periods >= 2 * 7 * 3600 &&
+      aws_cloudwatch_metric_alarm.backlog_age.datapoints_to_alarm == aws_cloudwatch_metric_alarm.backlog_age.evaluation_periods
+    )
+    error_message = "The backlog alarm's window must cover two reconciler periods, every one of them breaching."
+  }
+}
+
+run "the_slowest_schedule_the_backlog_alarm_can_follow_is_accepted" {
+  command = plan
+
+  variables {
+    reconcile_schedule = "rate(84 hours)"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.backlog_age.period * aws_cloudwatch_metric_alarm.backlog_age.evaluation_periods == 604800
+    error_message = "rate(84 hours) is two passes in exactly CloudWatch's 7 days."
+  }
+}
+
+run "a_reconcile_schedule_of_four_days_is_refused_as_slower_than_the_backlog_alarm_can_follow" {
+  command = plan
+
+  variables {
+    reconcile_schedule = "rate(4 days)"
+  }
+
+  expect_failures = [var.reconcile_schedule]
+}
+
+run "a_reconcile_schedule_of_85_hours_is_refused_as_slower_than_the_backlog_alarm_can_follow" {
+  command = plan
+
+  variables {
+    reconcile_schedule = "rate(85 hours)"
+  }
+
+  expect_failures = [var.reconcile_schedule]
+}
+
+run "a_daily_cron_schedule_is_refused_because_the_backlog_alarm_cannot_know_its_gaps" {
+  command = plan
+
+  variables {
+    reconcile_schedule = "cron(0 3 * * ? *)"
+  }
+
+  expect_failures = [var.reconcile_schedule]
+}
+
+run "before_the_dispatcher_exists_the_backlog_alarm_notifies_no_one" {
+  command = plan
+
+  variables {
+    alarm_email = "oncall@example.com"
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.backlog_age.actions_enabled == false &&
+      aws_cloudwatch_metric_alarm.dead_letters.actions_enabled != false &&
+      aws_cloudwatch_metric_alarm.failed_rate.actions_enabled != false &&
+      aws_cloudwatch_metric_alarm.dispatcher_errors.actions_enabled != false
+    )
+    error_message = "Without the dispatcher no reconciler pass can run: the backlog alarm must not page for that, and the other alarms keep notifying."
+  }
+}
+
+run "once_the_dispatcher_exists_the_backlog_alarm_notifies" {
+  command = plan
+
+  variables {
+    alarm_email = "oncall@example.com"
+  }
+
+  override_data {
+    target = data.aws_lambda_functions.all
+    values = { function_names = ["image-labeler-dispatcher"] }
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.backlog_age.actions_enabled && aws_cloudwatch_metric_alarm.backlog_age.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:image-labeler-alarms"])
+    error_message = "With the dispatcher deployed, the backlog alarm must notify the topic."
   }
 }
 

@@ -1167,23 +1167,31 @@ fn every_variable_is_typed_described_and_every_output_described() {
 
 /// Resources created only once something outside Terraform exists: the image
 /// (`var.worker_image_tag`) or the dispatcher function
-/// (`local.function_exists`), as `resource_type.name[0]`.
+/// (`local.function_exists`), as `resource_type.name[0]`; and resources that
+/// change when the function appears (an alarm whose `actions_enabled` follows
+/// it), as `resource_type.name`.
 fn deferred_resources(blocks: &[Block]) -> BTreeSet<String> {
-    blocks
-        .iter()
-        .filter(|b| b.identifier() == "resource")
+    let refers = |b: &Block, key: &str, to: &[&str]| {
+        b.body()
+            .attributes()
+            .find(|a| a.key() == key)
+            .and_then(|a| hcl::format::to_string(a.expr()).ok())
+            .is_some_and(|expr| to.iter().any(|t| expr.contains(t)))
+    };
+    let resources = || blocks.iter().filter(|b| b.identifier() == "resource");
+    let created = resources()
         .filter(|b| {
-            b.body()
-                .attributes()
-                .find(|a| a.key() == "count")
-                .and_then(|a| hcl::format::to_string(a.expr()).ok())
-                .is_some_and(|count| {
-                    count.contains("local.function_exists")
-                        || count.contains("var.worker_image_tag")
-                })
+            refers(
+                b,
+                "count",
+                &["local.function_exists", "var.worker_image_tag"],
+            )
         })
-        .map(|b| format!("{}.{}[0]", labels(b)[0], labels(b)[1]))
-        .collect()
+        .map(|b| format!("{}.{}[0]", labels(b)[0], labels(b)[1]));
+    let changed = resources()
+        .filter(|b| refers(b, "actions_enabled", &["local.function_exists"]))
+        .map(|b| format!("{}.{}", labels(b)[0], labels(b)[1]));
+    created.chain(changed).collect()
 }
 
 #[test]
@@ -1205,7 +1213,8 @@ fn the_deploy_applies_unconfirmed_only_what_waits_for_the_image_or_the_function(
     let deferred = deferred_resources(&blocks);
     assert!(
         deferred.contains("aws_batch_job_definition.worker[0]")
-            && deferred.contains("aws_lambda_event_source_mapping.events[0]"),
+            && deferred.contains("aws_lambda_event_source_mapping.events[0]")
+            && deferred.contains("aws_cloudwatch_metric_alarm.backlog_age"),
         "the gating expressions changed: {deferred:?}"
     );
     assert_eq!(followups, deferred);
