@@ -164,7 +164,7 @@ resource "aws_cloudwatch_metric_alarm" "backlog_age" {
 
 resource "aws_cloudwatch_metric_alarm" "failed_rate" {
   alarm_name        = "${var.name_prefix}-failed-rate"
-  alarm_description = "More than ${var.failed_rate_alarm_percent}% of the images that finished in the last 15 minutes ended FAILED (worker failures, images of failed Batch jobs, images that could not be submitted). The dashboard ${local.dashboard_name} splits them by reason class: not_an_image or too_large are the uploads themselves; access_denied and rekognition_refused point at roles, bucket policy or quotas; failures by Batch or at submission point at the job queue ${local.job_queue_name} and the log group ${aws_cloudwatch_log_group.dispatcher.name}. labeler status lists the reasons; after a fix, labeler retry --failed labels them again."
+  alarm_description = "More than ${var.failed_rate_alarm_percent}% of the images that finished in the last 15 minutes ended FAILED (worker failures, images of failed Batch jobs, images that could not be submitted, images the reconciler recorded FAILED). The dashboard ${local.dashboard_name} splits them by reason class: not_an_image or too_large are the uploads themselves; access_denied and rekognition_refused point at roles, bucket policy or quotas; failures by Batch, at submission or by the reconciler point at the job queue ${local.job_queue_name} and the log group ${aws_cloudwatch_log_group.dispatcher.name}. labeler status lists the reasons; after a fix, labeler retry --failed labels them again."
 
   metric_query {
     id          = "rate"
@@ -176,7 +176,7 @@ resource "aws_cloudwatch_metric_alarm" "failed_rate" {
   metric_query {
     id          = "failures"
     label       = "FAILED images"
-    expression  = "FILL(failed, 0) + FILL(failed_by_batch, 0) + FILL(failed_to_submit, 0)"
+    expression  = "FILL(failed, 0) + FILL(failed_by_batch, 0) + FILL(failed_to_submit, 0) + FILL(reconcile_failed, 0)"
     return_data = false
   }
 
@@ -185,6 +185,9 @@ resource "aws_cloudwatch_metric_alarm" "failed_rate" {
       failed           = "ImagesFailed"
       failed_by_batch  = "ImagesFailedByBatch"
       failed_to_submit = "ImagesFailedToSubmit"
+      # The reconciler's FAILED images (job failed unreported, or too many
+      # dispatches) are in no other count.
+      reconcile_failed = "ReconcileFailed"
       labeled          = "ImagesLabeled"
     }
 

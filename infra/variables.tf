@@ -482,7 +482,7 @@ variable "backlog_alarm_seconds" {
 }
 
 variable "failed_rate_alarm_percent" {
-  description = "Alarm when more than this percentage of the images that finished in 15 minutes ended FAILED (worker failures, images of failed Batch jobs and images that could not be submitted, against those plus the labeled ones)."
+  description = "Alarm when more than this percentage of the images that finished in 15 minutes ended FAILED (worker failures, images of failed Batch jobs, images that could not be submitted and images the reconciler recorded FAILED, against those plus the labeled ones)."
   type        = number
   default     = 5
 

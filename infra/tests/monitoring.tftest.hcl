@@ -193,9 +193,10 @@ run "the_alarms_watch_the_dead_letters_the_backlog_the_failures_and_the_dispatch
       failed           = ["ImageLabeler", "ImagesFailed", "image-labeler-labels", "Sum", "900"]
       failed_by_batch  = ["ImageLabeler", "ImagesFailedByBatch", "image-labeler-labels", "Sum", "900"]
       failed_to_submit = ["ImageLabeler", "ImagesFailedToSubmit", "image-labeler-labels", "Sum", "900"]
+      reconcile_failed = ["ImageLabeler", "ReconcileFailed", "image-labeler-labels", "Sum", "900"]
       labeled          = ["ImageLabeler", "ImagesLabeled", "image-labeler-labels", "Sum", "900"]
     }
-    error_message = "The failure rate must sum the three kinds of failure and the labeled images of the stack's table over 15 minutes."
+    error_message = "The failure rate must sum the four kinds of failure (the reconciler's included) and the labeled images of the stack's table over 15 minutes."
   }
 
   assert {
@@ -208,8 +209,8 @@ run "the_alarms_watch_the_dead_letters_the_backlog_the_failures_and_the_dispatch
   assert {
     condition = [
       for q in aws_cloudwatch_metric_alarm.failed_rate.metric_query : q.expression if q.id == "failures"
-    ] == ["FILL(failed, 0) + FILL(failed_by_batch, 0) + FILL(failed_to_submit, 0)"]
-    error_message = "Failures are the worker's, the failed jobs' and the failed submissions' images."
+    ] == ["FILL(failed, 0) + FILL(failed_by_batch, 0) + FILL(failed_to_submit, 0) + FILL(reconcile_failed, 0)"]
+    error_message = "Failures are the worker's, the failed jobs', the failed submissions' and the reconciler's FAILED images."
   }
 
   assert {
@@ -468,5 +469,20 @@ run "the_failure_rate_threshold_is_the_variable" {
   assert {
     condition     = aws_cloudwatch_metric_alarm.failed_rate.threshold == 12.5
     error_message = "The failure-rate alarm must use failed_rate_alarm_percent."
+  }
+}
+
+run "the_failure_rate_counts_the_images_the_reconciler_recorded_failed" {
+  command = plan
+
+  assert {
+    condition = length([
+      for q in aws_cloudwatch_metric_alarm.failed_rate.metric_query : q.id
+      if length(q.metric) > 0 && try(q.metric[0].metric_name, "") == "ReconcileFailed"
+      ]) == 1 && alltrue([
+      for q in aws_cloudwatch_metric_alarm.failed_rate.metric_query :
+      strcontains(q.expression, "reconcile_failed") if q.id == "failures"
+    ])
+    error_message = "The failure rate must read ReconcileFailed and add it to the failures."
   }
 }
