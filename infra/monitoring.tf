@@ -113,8 +113,11 @@ resource "aws_sns_topic_subscription" "alarm_email" {
 ################################################################################
 
 resource "aws_cloudwatch_metric_alarm" "dead_letters" {
-  alarm_name        = "${var.name_prefix}-dead-letters"
-  alarm_description = "Events the dispatcher could not handle after its retries are waiting in the dead-letter queue ${aws_sqs_queue.dlq.name}. Read them (aws sqs receive-message --queue-url ${aws_sqs_queue.dlq.url} --max-number-of-messages 10) and the log group ${aws_cloudwatch_log_group.dispatcher.name} around their time to find the cause. Once it is fixed, S3 events that came from the events queue go back with aws sqs start-message-move-task --source-arn ${aws_sqs_queue.dlq.arn}; for the rest, labeler backfill s3://${aws_s3_bucket.images.id}/<prefix> re-dispatches the images they named. Then purge the queue: the alarm clears when it is empty."
+  alarm_name = "${var.name_prefix}-dead-letters"
+  # No message move task: what Lambda's on-failure destination and
+  # EventBridge put here has no source queue to move back to. Reconciler
+  # ticks and Batch failures need no replay, the next pass covers them.
+  alarm_description = "Events the dispatcher could not handle after its retries wait in the dead-letter queue ${aws_sqs_queue.dlq.name}: S3 events, Batch job failures or reconciler ticks. Read them (aws sqs receive-message --queue-url ${aws_sqs_queue.dlq.url} --max-number-of-messages 10) and the log group ${aws_cloudwatch_log_group.dispatcher.name} around their time to find the cause. Once it is fixed: labeler backfill s3://${aws_s3_bucket.images.id}/<prefix> re-dispatches the images S3 events named; reconciler ticks and Batch job failures need no replay, as every scheduled pass re-checks QUEUED images and their jobs (labeler reconcile runs one now). Then purge the queue (aws sqs purge-queue --queue-url ${aws_sqs_queue.dlq.url}): the alarm clears when it is empty."
 
   namespace   = "AWS/SQS"
   metric_name = "ApproximateNumberOfMessagesVisible"
@@ -217,7 +220,7 @@ resource "aws_cloudwatch_metric_alarm" "failed_rate" {
 
 resource "aws_cloudwatch_metric_alarm" "dispatcher_errors" {
   alarm_name        = "${var.name_prefix}-dispatcher-errors"
-  alarm_description = "The dispatcher ${local.function_name} returned errors, crashed or timed out. Lambda retries it (SQS redelivery, or two asynchronous retries) and then sends the event to the dead-letter queue ${aws_sqs_queue.dlq.name}. Read the errors in the log group ${aws_cloudwatch_log_group.dispatcher.name}; a timeout means raising the timeout in dispatcher/Cargo.toml and running make deploy. The reconciler re-dispatches images left QUEUED once the cause is fixed."
+  alarm_description = "The dispatcher ${local.function_name} returned errors, crashed or timed out in each of the last three 5-minute periods. Lambda retries it (SQS redelivery, or two asynchronous retries) and then sends the event to the dead-letter queue ${aws_sqs_queue.dlq.name}. Read the errors in the log group ${aws_cloudwatch_log_group.dispatcher.name}; a timeout means raising the timeout in dispatcher/Cargo.toml and running make deploy. The reconciler re-dispatches images left QUEUED once the cause is fixed."
 
   namespace   = "AWS/Lambda"
   metric_name = "Errors"
@@ -225,9 +228,15 @@ resource "aws_cloudwatch_metric_alarm" "dispatcher_errors" {
   statistic   = "Sum"
   period      = 300
 
+  # Errors in three 5-minute periods in a row: one failed event and its
+  # retries (two async retries within about 3 minutes, or SQS redeliveries
+  # a visibility timeout apart) cannot fill them, and what exhausts its
+  # retries reaches the dead-letter alarm anyway. A failing reconciler or
+  # steady traffic that keeps failing does.
   comparison_operator = "GreaterThanThreshold"
   threshold           = 0
-  evaluation_periods  = 1
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
   # Lambda publishes nothing for periods without invocations.
   treat_missing_data = "notBreaching"
 

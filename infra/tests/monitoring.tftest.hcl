@@ -486,3 +486,31 @@ run "the_failure_rate_counts_the_images_the_reconciler_recorded_failed" {
     error_message = "The failure rate must read ReconcileFailed and add it to the failures."
   }
 }
+
+run "one_failed_event_and_its_retries_do_not_page_only_errors_sustained_for_fifteen_minutes_do" {
+  command = plan
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.dispatcher_errors.period == 300 &&
+      aws_cloudwatch_metric_alarm.dispatcher_errors.evaluation_periods == 3 &&
+      aws_cloudwatch_metric_alarm.dispatcher_errors.datapoints_to_alarm == 3 &&
+      aws_cloudwatch_metric_alarm.dispatcher_errors.treat_missing_data == "notBreaching"
+    )
+    error_message = "The dispatcher alarm must need errors in three 5-minute periods in a row: one event's async retries (about 3 minutes) or SQS redeliveries (a visibility timeout apart) cannot fill them."
+  }
+}
+
+run "the_dead_letter_runbook_replays_only_what_can_be_replayed_and_never_a_move_task" {
+  command = plan
+
+  assert {
+    condition = (
+      !strcontains(aws_cloudwatch_metric_alarm.dead_letters.alarm_description, "move-task") &&
+      strcontains(aws_cloudwatch_metric_alarm.dead_letters.alarm_description, "labeler reconcile") &&
+      strcontains(aws_cloudwatch_metric_alarm.dead_letters.alarm_description, "labeler backfill s3://") &&
+      strcontains(aws_cloudwatch_metric_alarm.dead_letters.alarm_description, "aws sqs purge-queue --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/image-labeler-queue")
+    )
+    error_message = "Reconciler ticks and Batch events in the dead-letter queue have no source queue: the runbook must re-run the reconciler or backfill, then purge, never start a message move task."
+  }
+}
