@@ -3,6 +3,8 @@
 # object (all versions) in the images bucket, the worker images, the results
 # table and the rest of the Terraform stack. Asks for the bucket's name as
 # confirmation unless --yes is given. Labels and images are gone afterwards.
+# Safe to run again after a destroy that stopped halfway: names are read from
+# what the Terraform state still holds (tested by scripts/tests/destroy-test.sh).
 #
 # Requires: terraform, AWS CLI v2, jq.
 set -euo pipefail
@@ -51,17 +53,54 @@ step() { printf '\n==> %s\n' "$*"; }
 tf() { terraform -chdir="$infra" "$@"; }
 
 terraform_init "$infra"
-if ! tf output -raw bucket_name >/dev/null 2>&1; then
-  echo "destroy: no deployed stack in infra/ (no Terraform outputs); nothing to do" >&2
+
+# Names come from the state, not from `terraform output` alone: a destroy that
+# stopped halfway has already removed the outputs but left resources behind.
+# Outputs first; else the stack's name (the Stack tag every resource carries)
+# and region (from any ARN), from which infra/main.tf derives every name; else
+# infra/terraform.tfvars.
+state="$(tf show -json 2>/dev/null || true)"
+[[ -n $state ]] || state='{}'
+resources="$(jq '[.values.root_module.resources[]? | select(.mode == "managed")] | length' <<<"$state")"
+if [[ "$(jq '.values.outputs // {} | length' <<<"$state")" -eq 0 && $resources -eq 0 ]]; then
+  echo "destroy: no deployed stack in infra/ (nothing in the Terraform state); nothing to do" >&2
   exit 1
 fi
-region="$(tf output -raw region)"
-bucket="$(tf output -raw bucket_name)"
-table="$(tf output -raw table_name)"
-function_name="$(tf output -raw function_name)"
-repository="$(tf output -raw ecr_repository_url)"
-repository_name="${repository#*/}"
+output() { jq -r --arg name "$1" '.values.outputs[$name].value // empty' <<<"$state"; }
+tfvar() {
+  local file
+  for file in "$infra/terraform.tfvars" "$infra"/*.auto.tfvars; do
+    [[ -f $file ]] || continue
+    sed -nE "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"([^\"]*)\".*/\1/p" "$file" | tail -1
+  done | tail -1
+}
+
+stack="$(output function_name)"
+stack="${stack%-dispatcher}"
+[[ -n $stack ]] || stack="$(jq -r '[.values.root_module.resources[]?.values.tags_all.Stack? // empty] | first // empty' <<<"$state")"
+[[ -n $stack ]] || stack="$(tfvar name_prefix)"
+region="$(output region)"
+[[ -n $region ]] || region="$(jq -r '[.values.root_module.resources[]?.values.arn? // empty
+  | capture("^arn:[^:]+:[^:]+:(?<r>[a-z0-9-]+):").r] | first // empty' <<<"$state")"
+[[ -n $region ]] || region="$(tfvar region)"
+if [[ -z $stack || -z $region ]]; then
+  missing="$([[ -n $stack ]] || printf 'name_prefix ')$([[ -n $region ]] || printf 'region')"
+  echo "destroy: infra/ still has $resources resources in its Terraform state, but neither its outputs, nor those resources, nor infra/terraform.tfvars give the stack's ${missing% }; nothing deleted." >&2
+  echo "destroy: review them with 'terraform -chdir=infra state list' and remove them with 'terraform -chdir=infra destroy'." >&2
+  exit 1
+fi
+
 account="$(aws sts get-caller-identity --query Account --output text)"
+bucket="$(output bucket_name)"
+bucket="${bucket:-$stack-images-$account-$region}"
+table="$(output table_name)"
+table="${table:-$stack-labels}"
+function_name="$(output function_name)"
+function_name="${function_name:-$stack-dispatcher}"
+repository="$(output ecr_repository_url)"
+repository_name="${repository#*/}"
+repository_name="${repository_name:-$stack-worker}"
+backlog_alarm="$stack-backlog-age"
 
 cat <<EOF
 This permanently deletes, in AWS account $account, region $region:
@@ -72,12 +111,16 @@ This permanently deletes, in AWS account $account, region $region:
   - the rest of the Terraform stack in infra/
 EOF
 if [[ $assume_yes != true ]]; then
-  read -r -p "Type the bucket name to confirm: " answer
+  read -r -p "Type the bucket name to confirm: " answer || answer=""
   if [[ $answer != "$bucket" ]]; then
     echo "destroy: not confirmed; nothing deleted" >&2
     exit 1
   fi
 fi
+
+step "backlog alarm notifications off (without the function no reconciler pass reports)"
+aws cloudwatch disable-alarm-actions --region "$region" --alarm-names "$backlog_alarm" >/dev/null 2>&1 || true
+echo "$backlog_alarm notifies no one"
 
 step "dispatcher function (first, so that emptying the bucket triggers nothing)"
 if aws lambda get-function --region "$region" --function-name "$function_name" >/dev/null 2>&1; then
