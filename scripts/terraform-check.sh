@@ -55,6 +55,6 @@ tf init -backend=false -lockfile=readonly -no-color >"$work/init.log" 2>&1 || {
   echo "terraform-check: terraform init from $mirror failed" >&2
   exit 1
 }
-echo "terraform init: $(grep -o 'hashicorp/aws v[0-9.]*' "$work/init.log" | head -1) from $mirror"
+echo "terraform init: $(grep -o -m1 'hashicorp/aws v[0-9.]*' "$work/init.log") from $mirror"
 tf validate -no-color
 tf test -no-color
