@@ -14,7 +14,7 @@ CHECKOV_VENV := .venv-checkov
 # validates and plans infra/ offline from it.
 TF_PROVIDER_MIRROR ?= /opt/tf-plugins
 
-.PHONY: help setup heif browser fmt fmt-check lint build warm-check lambda demo gallery up down image-libs-check infra-check plan deploy destroy test unit integration chaos bench clean
+.PHONY: help setup heif browser image-tools fmt fmt-check lint build warm-check lambda image test-image demo gallery up down image-lock image-libs-check infra-check plan deploy destroy test unit integration chaos bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -25,13 +25,18 @@ $(STAMP): requirements-dev.txt
 	touch $@
 
 setup: $(STAMP) ## Install the pinned local tooling (moto, cargo-lambda, zig, awscli) into .venv
-	rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	@# Captured, not piped into grep -q: under pipefail a pipe fails when grep exits first.
+	@installed="$$(rustup target list --installed)"; \
+	  [[ $$'\n'"$$installed"$$'\n' == *$$'\n'aarch64-unknown-linux-gnu$$'\n'* ]] || rustup target add aarch64-unknown-linux-gnu
 
 heif: ## Install Debian's libheif1 (HEIC/HEIF and AVIF decoding) and heif-enc (needs root or sudo)
-	scripts/install-heif.sh
+	scripts/install-debian-packages.sh "HEIC/HEIF and AVIF decoding" libheif1 libheif-examples
 
 browser: ## Install Debian's Chromium and ChromeDriver for the gallery's browser tests (needs root or sudo)
-	scripts/install-browser.sh
+	scripts/install-debian-packages.sh "the gallery's browser tests" chromium chromium-driver
+
+image-tools: ## Install umoci, skopeo, podman, runc and qemu-user-static (arm64 through binfmt_misc) (needs root or sudo)
+	scripts/install-image-tools.sh
 
 fmt: ## Format the code
 	cargo fmt --all
@@ -52,6 +57,13 @@ lambda: setup ## Build the dispatcher Lambda zip for arm64 (provided.al2023)
 	cargo lambda build --profile lambda-zip --arm64 --output-format zip -p dispatcher
 	@python3 scripts/check_lambda_zip.py $(LAMBDA_ZIP)
 
+IMAGE_ARCHES ?= arm64 amd64
+image: setup image-tools ## Build the worker image for $(IMAGE_ARCHES) into target/worker-image/oci, with no Docker daemon
+	scripts/build-worker-image.sh $(IMAGE_ARCHES)
+
+test-image: setup image-tools ## The arm64 worker image that `make test` runs under qemu
+	scripts/build-worker-image.sh arm64
+
 demo: setup lambda build ## Run the whole pipeline locally on sample images and show the labels
 	target/debug/labeler-local demo
 
@@ -59,7 +71,7 @@ GALLERY_BIND ?= 127.0.0.1:8080
 gallery: setup lambda build ## The demo, then its labels in the web gallery at http://$(GALLERY_BIND)/ until Ctrl-C
 	target/debug/labeler-local demo --serve $(GALLERY_BIND)
 
-up: setup lambda build ## Start the local stack in the background (UP_FLAGS=--no-events: no event delivery); exports go to .local/stack.env
+up: setup lambda build ## Start the local stack in the background (UP_FLAGS=--no-events: no event delivery; --worker-image: run the worker image, after make image); exports go to .local/stack.env
 	@mkdir -p .local
 	@if [ -f .local/stack.pid ] && kill -0 $$(cat .local/stack.pid) 2>/dev/null; then \
 	  echo "already running (pid $$(cat .local/stack.pid))"; exit 0; fi
@@ -83,14 +95,17 @@ $(CHECKOV_VENV)/.installed:
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
 	touch $@
 
-image-libs-check: ## Fetch the worker image's libheif closure (arm64, amd64; cached in target/image-libs-cache) and check it is complete
-	scripts/check-worker-image-libs.sh
+image-lock: ## Resolve the worker image's Debian packages from apt's signed indices into worker/image/packages.lock
+	python3 scripts/worker_image.py lock
+
+image-libs-check: ## Fail if worker/image/packages.lock is behind Debian's signed indices or an image library lacks a dependency
+	python3 scripts/worker_image.py check
+	python3 -m unittest discover -s scripts/tests
 
 infra-check: $(CHECKOV_VENV)/.installed image-libs-check ## terraform fmt, init/validate/test offline (TF_PROVIDER_MIRROR), checkov, infra contract tests
 	terraform fmt -check -recursive infra
 	TF_PROVIDER_MIRROR="$(TF_PROVIDER_MIRROR)" scripts/terraform-check.sh
 	$(CHECKOV_VENV)/bin/checkov -d infra --quiet --compact --skip-download
-	$(CHECKOV_VENV)/bin/checkov -f worker/Dockerfile --framework dockerfile --quiet --compact --skip-download
 	cargo test -p integration-tests --test infra_contract
 
 plan: ## Show what `make deploy` would change in your AWS account (credentials required; applies nothing)
@@ -106,7 +121,7 @@ unit: heif ## Unit, property and fault-injection tests (no local stack)
 	cargo test --workspace --exclude integration-tests --exclude labeler-cli
 	cargo test -p labeler-cli --lib --bins
 
-integration: setup heif browser lambda build ## Integration and end-to-end tests on moto, cargo-lambda and the local stack
+integration: setup heif browser image-tools lambda test-image build ## Integration and end-to-end tests on moto, cargo-lambda and the local stack
 	cargo test -p integration-tests -- --test-threads=2
 	cargo test -p labeler-cli --test moto -- --test-threads=2
 
@@ -119,7 +134,7 @@ bench: setup heif browser lambda ## Measure dispatcher, worker, package and gall
 	cargo build --release -p worker -p dispatcher -p labeler-cli -p bench
 	target/release/bench
 
-test: setup heif browser lint infra-check lambda build warm-check ## Every test: lint, unit, integration, browser, end to end, Lambda packaging
+test: setup heif browser image-tools lint infra-check lambda test-image build warm-check ## Every test: lint, unit, integration, browser, end to end, Lambda packaging, the arm64 image
 	cargo test --workspace --no-fail-fast -- --test-threads=2
 
 clean: ## Remove build output and the local tooling

@@ -7,11 +7,12 @@
 #   2. terraform apply            exactly that plan: bucket, table, queues,
 #                                 ECR, roles, network, Batch, and the job
 #                                 definition and wiring that can exist already
-#   3. worker image               binary cross-compiled with zig, copied into
-#                                 a linux/arm64 image with libheif and its
-#                                 libraries (pinned Debian 12 packages,
-#                                 worker/image-libs.sh), pushed to ECR under
-#                                 an immutable tag (skipped when already there)
+#   3. worker image               `make image` for arm64 (no Docker daemon):
+#                                 the binary cross-compiled with zig over the
+#                                 locked Debian 12 packages
+#                                 (worker/image/packages.lock), the same image
+#                                 `make test` runs; pushed to ECR by skopeo
+#                                 under an immutable tag (skipped when there)
 #   4. cargo lambda build/deploy  the dispatcher function (owns code, memory,
 #                                 timeout, environment, role attachment)
 #   5. terraform apply            what waited for steps 3 and 4: the job
@@ -27,8 +28,9 @@
 # instead of undoing it. Your own settings go in infra/terraform.tfvars.
 #
 # Requires: terraform >= 1.9, AWS CLI v2, jq, git, a Rust toolchain, and for a
-# deploy also docker with buildx and `make setup` (cargo-lambda and zig in
-# .venv); the image build downloads from deb.debian.org.
+# deploy also `make setup` (cargo-lambda and zig in .venv) and `make
+# image-tools` (umoci, skopeo); the image build downloads Debian packages
+# through apt's signed indices from deb.debian.org.
 set -euo pipefail
 
 usage() {
@@ -83,7 +85,8 @@ need jq "https://jqlang.github.io/jq/"
 need git "git"
 need cargo "a Rust toolchain (rustup)"
 if [[ $plan_only != true ]]; then
-  need docker "Docker with buildx"
+  need umoci "run 'make image-tools' (Debian's umoci assembles the worker image)"
+  need skopeo "run 'make image-tools' (Debian's skopeo pushes the worker image to ECR)"
   [[ -x $root/.venv/bin/cargo-lambda ]] || {
     echo "deploy: cargo-lambda is required: run 'make setup'" >&2
     exit 1
@@ -146,7 +149,7 @@ fi
 
 # The worker image tag: the last commit that changed what the image is built
 # from, so redeploying an unchanged worker reuses its image.
-worker_inputs=(worker core Cargo.toml Cargo.lock ':(glob)*/Cargo.toml' .dockerignore)
+worker_inputs=(worker core Cargo.toml Cargo.lock ':(glob)*/Cargo.toml' scripts/worker_image.py scripts/build-worker-image.sh)
 tag="$(git log -1 --format=%h --abbrev=12 -- "${worker_inputs[@]}")"
 if [[ -n "$(git status --porcelain -- "${worker_inputs[@]}")" ]]; then
   if [[ $allow_dirty != true && $plan_only != true ]]; then
@@ -215,26 +218,14 @@ step "3/5 worker image $repository:$tag (linux/arm64)"
 if image_in_ecr; then
   echo "already in ECR; tags are immutable, not rebuilding"
 else
-  # Cross-compiled on this host with zig, so that buildx only copies the
-  # binary and unpacks libheif's pinned .deb files into the image, and
-  # emulates nothing (worker/Dockerfile).
-  # --disable-optimizations: the workspace's release profile as declared,
-  # without the panic = "abort" cargo-lambda adds for functions.
-  cargo_lambda build --release --disable-optimizations --arm64 -p worker
-  mkdir -p target/worker-image/arm64
-  cp target/aarch64-unknown-linux-gnu/release/worker target/worker-image/arm64/worker
+  # The image `make image` builds and `make test` runs under qemu: the
+  # worker cross-compiled with zig, over the locked Debian packages.
+  scripts/build-worker-image.sh arm64
+  # One single-platform OCI manifest, copied as built (same digest): what
+  # Fargate pulls and what the repository's lifecycle policy counts.
   aws ecr get-login-password --region "$region" |
-    docker login --username AWS --password-stdin "${repository%%/*}"
-  # One single-platform manifest (no attestations): what Fargate pulls and
-  # what the repository's lifecycle policy counts.
-  docker buildx build \
-    --platform linux/arm64 \
-    --provenance=false \
-    --sbom=false \
-    --file worker/Dockerfile \
-    --tag "$repository:$tag" \
-    --push \
-    .
+    skopeo login --username AWS --password-stdin "${repository%%/*}"
+  skopeo copy --quiet oci:target/worker-image/oci:arm64 "docker://$repository:$tag"
 fi
 
 step "4/5 dispatcher: cargo lambda build and deploy"

@@ -12,6 +12,7 @@
 //! When a job or array child finally fails, the executor sends the same
 //! "Batch Job State Change" event EventBridge would send to the dispatcher.
 
+use crate::container::Worker;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -54,8 +55,8 @@ pub struct Executor {
     pub batch: aws_sdk_batch::Client,
     /// Queue to take jobs from.
     pub job_queue: String,
-    /// The locally built worker binary.
-    pub worker_bin: PathBuf,
+    /// The worker binary or image each attempt runs.
+    pub worker: Worker,
     /// Environment every container gets (AWS endpoint and credentials).
     pub base_env: Vec<(String, String)>,
     /// Containers running at once ([`DEFAULT_PARALLEL`] in the local stack
@@ -267,20 +268,22 @@ impl Executor {
         index: Option<usize>,
         attempt: u32,
     ) -> Attempt {
-        let mut cmd = tokio::process::Command::new(&self.worker_bin);
-        cmd.args(argv)
-            .envs(self.base_env.iter().cloned())
-            .envs(def.environment.iter().cloned())
-            .env(
-                "AWS_BATCH_JOB_ID",
-                match index {
-                    Some(i) => format!("{job_id}:{i}"),
-                    None => job_id.to_owned(),
-                },
-            )
-            .env("AWS_BATCH_JOB_ATTEMPT", attempt.to_string())
-            .env("AWS_BATCH_JQ_NAME", &self.job_queue)
-            .kill_on_drop(true);
+        let mut env = self.base_env.clone();
+        env.extend(def.environment.iter().cloned());
+        env.push((
+            "AWS_BATCH_JOB_ID".into(),
+            match index {
+                Some(i) => format!("{job_id}:{i}"),
+                None => job_id.to_owned(),
+            },
+        ));
+        env.push(("AWS_BATCH_JOB_ATTEMPT".into(), attempt.to_string()));
+        env.push(("AWS_BATCH_JQ_NAME".into(), self.job_queue.clone()));
+        if let Some(i) = index {
+            env.push(("AWS_BATCH_JOB_ARRAY_INDEX".into(), i.to_string()));
+        }
+        let mut cmd = self.worker.command(argv, &env);
+        cmd.kill_on_drop(true);
         match std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -294,9 +297,6 @@ impl Executor {
                 }
             }
             Err(e) => warn!(log = %self.log.display(), error = %e, "container output not captured"),
-        }
-        if let Some(i) = index {
-            cmd.env("AWS_BATCH_JOB_ARRAY_INDEX", i.to_string());
         }
         let mut child = match cmd.spawn() {
             Ok(c) => c,

@@ -10,10 +10,13 @@
 //! * [`pump`]: S3 notifications (moto → SQS) delivered to the dispatcher in
 //!   batches, honouring `batchItemFailures`.
 //! * [`executor`]: a local AWS Batch compute environment that runs the
-//!   worker binary per job and array child, and reports failed jobs to the
+//!   worker per job and array child, and reports failed jobs to the
 //!   dispatcher as Batch "Job State Change" events.
+//! * [`container`]: what it runs: the worker binary, or the worker image
+//!   under podman (arm64 through qemu).
 //! * [`stack`] composes them; [`demo`] is `make demo`.
 
+pub mod container;
 pub mod demo;
 pub mod executor;
 pub mod lambda;

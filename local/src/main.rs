@@ -1,6 +1,7 @@
 //! `labeler-local`: run image-labeler's whole pipeline on this machine.
 
 use clap::{Parser, Subcommand};
+use labeler_local::container::{self, Image, Worker};
 use labeler_local::stack::{Options, Stack};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,12 @@ struct Cli {
         env = "LABELER_WORKER_BIN"
     )]
     worker_bin: PathBuf,
+    /// Run the worker's container image (`make image`) under podman instead
+    /// of the binary: an OCI reference, by default the arm64 image, which
+    /// runs through qemu on an amd64 host.
+    #[arg(long, global = true, value_name = "OCI_REF", num_args = 0..=1,
+          default_missing_value = container::DEFAULT_IMAGE, env = "LABELER_WORKER_IMAGE")]
+    worker_image: Option<String>,
     /// Skip exercising `cargo lambda deploy` into moto.
     #[arg(long, global = true)]
     no_deploy: bool,
@@ -68,10 +75,20 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let worker = match &cli.worker_image {
+        None => Worker::Binary(cli.worker_bin),
+        Some(reference) => match Image::load(reference) {
+            Ok(image) => Worker::Image(image),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let opts = Options {
         state_dir: cli.state_dir,
         moto_port: cli.moto_port,
-        worker_bin: cli.worker_bin,
+        worker,
         deploy: !cli.no_deploy,
         deliver_events: !cli.no_events,
         aws_endpoint: cli.aws_endpoint,

@@ -3,6 +3,7 @@
 //! deploy` and served by `cargo lambda watch`, the SQS → dispatcher event
 //! source, and the local Batch executor running the worker binary.
 
+use crate::container::Worker;
 use crate::executor::{Executor, DEFAULT_PARALLEL};
 use crate::lambda::{self, Invoker, Watch};
 use crate::moto::{free_port, repo_root, Moto, ACCOUNT, REGION};
@@ -25,8 +26,8 @@ pub struct Options {
     pub moto_port: u16,
     /// The Runtime API emulator's port (0 picks a free one).
     pub lambda_port: u16,
-    /// The worker binary the executor runs.
-    pub worker_bin: PathBuf,
+    /// The worker binary or image the executor runs.
+    pub worker: Worker,
     /// Containers run at once.
     pub parallel: usize,
     /// Whether to exercise `cargo lambda deploy` into moto first.
@@ -51,7 +52,7 @@ impl Default for Options {
             state_dir: root.join(".local"),
             moto_port: 0,
             lambda_port: 0,
-            worker_bin: root.join("target/debug/worker"),
+            worker: Worker::Binary(root.join("target/debug/worker")),
             parallel: DEFAULT_PARALLEL,
             deploy: true,
             images_per_job: 25,
@@ -113,11 +114,7 @@ impl Stack {
     /// Starts everything and returns once the dispatcher answers.
     pub async fn up(opts: &Options) -> anyhow::Result<Stack> {
         std::fs::create_dir_all(&opts.state_dir)?;
-        anyhow::ensure!(
-            opts.worker_bin.exists(),
-            "{} is missing: run `cargo build -p worker`",
-            opts.worker_bin.display()
-        );
+        opts.worker.check()?;
         let moto = match &opts.aws_endpoint {
             Some(url) => Moto::attach(url)?,
             None => Moto::start(opts.moto_port, &opts.state_dir.join("moto.log"))?,
@@ -181,7 +178,7 @@ impl Stack {
         let executor = Executor {
             batch: aws_sdk_batch::Client::new(&sdk),
             job_queue: names.job_queue.clone(),
-            worker_bin: opts.worker_bin.clone(),
+            worker: opts.worker.clone(),
             base_env: worker_env,
             parallel: opts.parallel,
             notify: Arc::new(move |event| Box::pin(invoker.invoke(event))),

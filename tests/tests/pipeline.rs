@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{drain_as_lambda_event, repo_root, s3_client};
 use labeler_core::schema::attr;
 use labeler_core::Status;
+use labeler_local::container::{Image, Worker, DEFAULT_IMAGE};
 use labeler_local::executor::job_ids;
 use labeler_local::stack::{Options, Stack};
 use std::collections::HashMap;
@@ -293,7 +294,7 @@ async fn a_job_whose_worker_is_killed_ends_with_its_images_failed_with_a_reason(
     )
     .unwrap();
     std::fs::set_permissions(&crash, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let stack = stack(|o| o.worker_bin = crash.clone()).await;
+    let stack = stack(|o| o.worker = Worker::Binary(crash.clone())).await;
     upload(&stack, "doomed/one.png", &sample("forest.png")).await;
     upload(&stack, "doomed/two.png", &sample("forest.png")).await;
 
@@ -468,5 +469,45 @@ async fn a_folder_of_mixed_formats_is_labeled_and_a_file_whose_suffix_lies_fails
             );
         }
     }
+    stack.down().await;
+}
+
+/// What ships: the worker's arm64 container image (`make image`), started
+/// by podman as Batch starts it (its entrypoint and user, the job
+/// definition's command), every instruction emulated by qemu, its glibc and
+/// libheif from the Debian packages in the image.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_arm64_worker_image_labels_a_jpeg_and_a_heic_under_qemu() {
+    let image = Image::load(DEFAULT_IMAGE)
+        .unwrap_or_else(|e| panic!("the arm64 worker image is needed (make image): {e:#}"));
+    let arch = std::process::Command::new("podman")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Architecture}}",
+            &image.id,
+        ])
+        .output()
+        .expect("podman image inspect");
+    assert_eq!(String::from_utf8_lossy(&arch.stdout).trim(), "arm64");
+    let stack = stack(|o| o.worker = Worker::Image(image)).await;
+    let files = [
+        ("arm64/sunset.jpg", sample("sunset.jpg")),
+        ("arm64/IMG_0002.HEIC", worker_fixture("halves.heic")),
+    ];
+    for (key, body) in &files {
+        upload(&stack, key, body).await;
+    }
+    let keys: Vec<String> = files.iter().map(|(k, _)| k.to_string()).collect();
+
+    let records = terminal(&stack, &keys, Duration::from_secs(300)).await;
+
+    for (key, r) in keys.iter().zip(&records) {
+        assert_eq!(status(r), Some(Status::Labeled), "{key}: {r:?}");
+        assert!(r.contains_key(attr::LABELS), "{key}: {r:?}");
+    }
+    let heic = text(&records[1], attr::CONVERSION);
+    assert!(heic.starts_with("converted from HEIC/HEIF"), "{heic}");
     stack.down().await;
 }
