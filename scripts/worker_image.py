@@ -342,11 +342,8 @@ def missing_libraries(rootfs: Path) -> list[str]:
     provided: set[str] = set()
     needs: list[tuple[Path, list[str]]] = []
     for path in sorted(rootfs.rglob("*")):
-        if path.is_symlink() or not path.is_file():
+        if path.is_symlink() or not path.is_file() or not is_elf(path):
             continue
-        with path.open("rb") as f:
-            if f.read(4) != b"\x7fELF":
-                continue
         soname, needed = elf_dependencies(run("readelf", "-d", path))
         provided.add(soname or path.name)
         needs.append((path, needed))
@@ -354,6 +351,45 @@ def missing_libraries(rootfs: Path) -> list[str]:
     return [f"{path.relative_to(rootfs)} needs {lib}"
             for path, needed in needs for lib in needed
             if lib not in provided and lib not in names]
+
+
+def undeclared(rootfs: Path, entries: list[Locked]) -> list[str]:
+    """What a scanner reading status.d would miss or misreport.
+
+    Every package of the lock needs an entry with its version, and every ELF
+    file (libraries, the loader) must be listed in some package's md5sums,
+    which is how scanners tie a file to a package.
+    """
+    status = rootfs / "var/lib/dpkg/status.d"
+    problems = []
+    for e in entries:
+        entry = status / e.package
+        version = parse_stanza(entry.read_text()).get("Version") if entry.exists() else None
+        if version != e.version:
+            problems.append(f"{e.package}: status.d says {version}, the lock {e.version}")
+    listed = {line.split(maxsplit=1)[1].strip() for sums in status.glob("*.md5sums")
+              for line in sums.read_text().splitlines() if line.strip()}
+    for path in sorted(rootfs.rglob("*")):
+        if path.is_file() and not path.is_symlink() and is_elf(path):
+            if str(path.relative_to(rootfs)) not in listed:
+                problems.append(f"{path.relative_to(rootfs)}: in no package's md5sums")
+    return problems
+
+
+def is_elf(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
+def verified_rootfs(arch: str, entries: list[Locked]) -> Path:
+    """The rootfs of one architecture, after checking it is complete and declared."""
+    rootfs = WORK / f"rootfs-{arch}"
+    rootfs_for(arch, entries, rootfs)
+    problems = [f"missing library: {m}" for m in missing_libraries(rootfs)]
+    problems += undeclared(rootfs, [e for e in entries if e.arch == arch])
+    if problems:
+        raise ImageError(f"{arch}: the image is not right:\n  " + "\n  ".join(problems))
+    return rootfs
 
 
 def rootfs_for(arch: str, entries: list[Locked], rootfs: Path) -> None:
@@ -460,21 +496,14 @@ def command_check(args) -> None:
                          + "\nrun `make image-lock`, then rebuild and redeploy the image (`make image`, `make deploy`)")
     print(f"worker image: {lock.relative_to(ROOT) if lock.is_relative_to(ROOT) else lock} matches the signed indices")
     for arch in ARCHES:
-        rootfs = WORK / f"rootfs-{arch}"
-        rootfs_for(arch, parse_lock(lock.read_text()), rootfs)
-        missing = missing_libraries(rootfs)
-        if missing:
-            raise ImageError(f"{arch}: libraries missing from the image:\n  " + "\n  ".join(missing))
+        rootfs = verified_rootfs(arch, parse_lock(lock.read_text()))
         packages = len([p for p in (rootfs / "var/lib/dpkg/status.d").iterdir() if p.suffix != ".md5sums"])
-        print(f"worker image: {arch}: {packages} packages, every NEEDED library present, {tree_size(rootfs) / 2**20:.1f} MiB")
+        print(f"worker image: {arch}: {packages} packages, each declared in status.d; every NEEDED library present; "
+              f"{tree_size(rootfs) / 2**20:.1f} MiB")
 
 
 def command_build(args) -> None:
-    rootfs = WORK / f"rootfs-{args.arch}"
-    rootfs_for(args.arch, parse_lock(LOCK.read_text()), rootfs)
-    missing = missing_libraries(rootfs)
-    if missing:
-        raise ImageError(f"{args.arch}: libraries missing from the image:\n  " + "\n  ".join(missing))
+    rootfs = verified_rootfs(args.arch, parse_lock(LOCK.read_text()))
     digest = oci_image(args.arch, rootfs, Path(args.binary), source_date_epoch())
     print(f"worker image: {WORK.relative_to(ROOT)}/oci:{args.arch} {digest}")
 

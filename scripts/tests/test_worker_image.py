@@ -3,6 +3,7 @@ Packages entries, and the stale-lock check against Debian's signed indices."""
 
 import subprocess
 import sys
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -112,6 +113,26 @@ class ImageFiles(unittest.TestCase):
                    " 0x0000000000000001 (NEEDED)             Shared library: [libc.so.6]\n"
                    " 0x000000000000000e (SONAME)             Library soname: [libheif.so.1]\n")
         self.assertEqual(wi.elf_dependencies(dynamic), ("libheif.so.1", ["libde265.so.0", "libc.so.6"]))
+
+
+class Declared(unittest.TestCase):
+    def test_an_elf_file_no_package_lists_and_a_version_that_differs_are_reported(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            rootfs = Path(tmp)
+            status = rootfs / "var/lib/dpkg/status.d"
+            status.mkdir(parents=True)
+            (status / "libheif1").write_text("Package: libheif1\nStatus: install ok installed\nVersion: 1.15.1-1+deb12u2\n")
+            (status / "libheif1.md5sums").write_text("0123  usr/lib/x/libheif.so.1.15.1\n")
+            (rootfs / "usr/lib/x").mkdir(parents=True)
+            (rootfs / "usr/lib/x/libheif.so.1.15.1").write_bytes(b"\x7fELF listed")
+            (rootfs / "usr/lib/x/libstray.so.1").write_bytes(b"\x7fELF not listed")
+            (rootfs / "usr/lib/x/notes.txt").write_text("not an ELF file")
+            locked = [wi.Locked("arm64", "libheif1", "1.15.1-1+deb12u2", "aa", "bookworm-security"),
+                      wi.Locked("arm64", "zlib1g", "1:1.2.13.dfsg-1+deb12u1", "bb", "bookworm-security")]
+            self.assertEqual(wi.undeclared(rootfs, locked), [
+                "zlib1g: status.d says None, the lock 1:1.2.13.dfsg-1+deb12u1",
+                "usr/lib/x/libstray.so.1: in no package's md5sums",
+            ])
 
 
 class SignedIndex(unittest.TestCase):
