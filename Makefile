@@ -105,6 +105,7 @@ image-libs-check: ## Fail if worker/image/packages.lock is behind Debian's signe
 infra-check: $(CHECKOV_VENV)/.installed image-libs-check ## terraform fmt, init/validate/test offline (TF_PROVIDER_MIRROR), checkov, infra contract tests
 	terraform fmt -check -recursive infra
 	TF_PROVIDER_MIRROR="$(TF_PROVIDER_MIRROR)" scripts/terraform-check.sh
+	scripts/tests/destroy-test.sh
 	$(CHECKOV_VENV)/bin/checkov -d infra --quiet --compact --skip-download
 	cargo test -p integration-tests --test infra_contract
 

@@ -133,6 +133,7 @@ followup_resources=(
   'aws_cloudwatch_event_rule.reconcile[0]'
   'aws_lambda_permission.reconcile[0]'
   'aws_cloudwatch_event_target.reconcile[0]'
+  'aws_cloudwatch_metric_alarm.backlog_age'
 )
 
 # Addresses of the managed resources a saved plan changes.
@@ -213,6 +214,19 @@ if [[ $image_ready == true ]]; then
 fi
 region="$(tf_out region)"
 repository="$(tf_out ecr_repository_url)"
+# A dispatcher role step 2 replaced (renamed, as region-qualified names did)
+# is already deleted: move an existing function to the new one now rather
+# than after the image build of step 3.
+function_name="$(tf_out function_name)"
+role_arn="$(tf_out dispatcher_role_arn)"
+current_role="$(aws lambda get-function-configuration --region "$region" \
+  --function-name "$function_name" --query Role --output text 2>/dev/null || true)"
+if [[ -n $current_role && $current_role != "$role_arn" ]]; then
+  echo "the dispatcher's role was replaced: moving $function_name to $role_arn"
+  aws lambda update-function-configuration --region "$region" \
+    --function-name "$function_name" --role "$role_arn" >/dev/null
+  aws lambda wait function-updated-v2 --region "$region" --function-name "$function_name"
+fi
 
 step "3/5 worker image $repository:$tag (linux/arm64)"
 if image_in_ecr; then
