@@ -463,6 +463,12 @@ def manifest_digest(layout: Path, tag: str) -> str:
     raise ImageError(f"{layout} has no tag {tag}")
 
 
+def layer_sizes(layout: Path, digest: str) -> list[int]:
+    import json
+    manifest = json.loads((layout / "blobs" / digest.replace(":", "/")).read_text())
+    return [layer["size"] for layer in manifest["layers"]]
+
+
 def source_date_epoch() -> int:
     if os.environ.get("SOURCE_DATE_EPOCH"):
         return int(os.environ["SOURCE_DATE_EPOCH"])
@@ -505,7 +511,8 @@ def command_check(args) -> None:
 def command_build(args) -> None:
     rootfs = verified_rootfs(args.arch, parse_lock(LOCK.read_text()))
     digest = oci_image(args.arch, rootfs, Path(args.binary), source_date_epoch())
-    print(f"worker image: {WORK.relative_to(ROOT)}/oci:{args.arch} {digest}")
+    layers = ", ".join(f"{size / 2**20:.1f}" for size in layer_sizes(WORK / "oci", digest))
+    print(f"worker image: {WORK.relative_to(ROOT)}/oci:{args.arch} {digest}; compressed layers {layers} MiB")
 
 
 def tree_size(tree: Path) -> int:
