@@ -12,12 +12,15 @@ cd "$(dirname "$0")/.."
 (($#)) || { echo "usage: $0 arm64|amd64..." >&2; exit 2; }
 for arch in "$@"; do
   case "$arch" in
-    arm64) flag=--arm64 triple=aarch64-unknown-linux-gnu ;;
-    amd64) flag=--x86-64 triple=x86_64-unknown-linux-gnu ;;
+    arm64) flag=--arm64 ;;
+    amd64) flag=--x86-64 ;;
     *) echo "build-worker-image: unknown architecture $arch (arm64, amd64)" >&2; exit 2 ;;
   esac
   # --disable-optimizations: the release profile as declared, without the
   # panic = "abort" cargo-lambda adds for functions.
-  PATH="$PWD/.venv/bin:$PATH" cargo lambda build --release --disable-optimizations "$flag" -p worker
-  python3 scripts/worker_image.py build "$arch" "target/$triple/release/worker"
+  # cargo-lambda moves the binary to <lambda-dir>/worker/bootstrap.
+  bin_dir=target/worker-image/bin-$arch
+  PATH="$PWD/.venv/bin:$PATH" cargo lambda build --release --disable-optimizations "$flag" \
+    --lambda-dir "$bin_dir" -p worker
+  python3 scripts/worker_image.py build "$arch" "$bin_dir/worker/bootstrap"
 done

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// Name of the function.
 pub const FUNCTION: &str = "dispatcher";
 
+/// The function's memory, as `make deploy` sets it (dispatcher/Cargo.toml).
+pub const MEMORY_MB: u32 = 256;
+
 /// `cargo lambda` from the project's virtualenv, run at the repository root.
 pub fn cargo_lambda() -> anyhow::Result<Command> {
     let bin = venv_bin("cargo-lambda")?;
@@ -193,13 +196,13 @@ impl RuntimeApi {
     /// The variables the Lambda service gives a function process: where the
     /// Runtime API is (this emulator's route for [`FUNCTION`]), the
     /// function's name, version and memory size in MB.
-    pub fn function_env(&self, memory_mb: u32) -> Vec<(String, String)> {
+    pub fn function_env(&self) -> Vec<(String, String)> {
         let api = format!("http://127.0.0.1:{}/.rt/{FUNCTION}", self.port);
         [
             ("AWS_LAMBDA_RUNTIME_API", api),
             ("AWS_LAMBDA_FUNCTION_NAME", FUNCTION.to_owned()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", MEMORY_MB.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -302,7 +305,6 @@ impl Emulated {
     pub fn start(
         bootstrap: &Bootstrap,
         api: &RuntimeApi,
-        memory_mb: u32,
         env: &[(String, String)],
         log: &Path,
     ) -> anyhow::Result<Emulated> {
@@ -322,7 +324,7 @@ impl Emulated {
             .arg(&bootstrap.path)
             .current_dir(&bootstrap.dir)
             .env_clear()
-            .envs(api.function_env(memory_mb))
+            .envs(api.function_env())
             .envs(env.iter().cloned())
             .env("LAMBDA_TASK_ROOT", &bootstrap.dir)
             .stdin(Stdio::null())
@@ -404,7 +406,7 @@ pub fn deploy(
         "--timeout",
         "120",
         "--memory",
-        "256",
+        &MEMORY_MB.to_string(),
     ])
     .args(["--env-var", &vars.join(",")])
     .arg(FUNCTION)

@@ -13,9 +13,6 @@ use labeler_local::executor::job_ids;
 use labeler_local::lambda::{Bootstrap, Emulated, RuntimeApi};
 use serde_json::Value;
 
-/// Memory size the function is deployed with (`lambda::deploy`).
-const MEMORY_MB: u32 = 256;
-
 fn fixture(name: &str) -> Value {
     let path = repo_root().join("dispatcher/tests/fixtures").join(name);
     let text = std::fs::read_to_string(&path).unwrap();
@@ -40,7 +37,7 @@ async fn the_arm64_bootstrap_from_the_zip_dispatches_an_s3_event_under_qemu() {
     let (api, _function) = tokio::task::spawn_blocking(move || {
         let api = RuntimeApi::start(port, &logs.join(format!("runtime-api-{port}.log")))?;
         let log = logs.join(format!("dispatcher-arm64-{port}.log"));
-        let function = Emulated::start(&bootstrap, &api, MEMORY_MB, &env, &log)?;
+        let function = Emulated::start(&bootstrap, &api, &env, &log)?;
         anyhow::Ok((api, (function, bootstrap)))
     })
     .await
