@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Installs what builds and runs the worker image without a Docker daemon,
 # and runs arm64 binaries on an amd64 host: Debian's umoci (assembles the
-# OCI image), skopeo (copies it to ECR or into podman), podman and crun (run
-# it), qemu-user-static with binfmt-support (arm64 emulation), and
-# libc6-arm64-cross (an arm64 glibc for running the Lambda's bootstrap
-# outside a container). Then registers qemu-aarch64 with the kernel's
+# OCI image), skopeo (copies it to ECR), podman and runc (run it; Debian 12's
+# crun refuses hybrid cgroups), qemu-user-static with binfmt-support (arm64
+# emulation), and libc6-arm64-cross (an arm64 glibc for running the Lambda's
+# bootstrap outside a container). Then registers qemu-aarch64 with the kernel's
 # binfmt_misc, mounting it first if needed, and runs an arm64 program to
 # prove it. Needs root, or sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-debian-packages.sh "worker image and arm64 emulation" \
-  umoci skopeo podman crun qemu-user-static binfmt-support libc6-arm64-cross binutils
+  umoci skopeo podman runc qemu-user-static binfmt-support libc6-arm64-cross binutils
 
 [[ $(uname -m) == aarch64 ]] && exit 0
 run=()
