@@ -106,6 +106,7 @@ infra-check: $(CHECKOV_VENV)/.installed image-libs-check ## terraform fmt, init/
 	terraform fmt -check -recursive infra
 	TF_PROVIDER_MIRROR="$(TF_PROVIDER_MIRROR)" scripts/terraform-check.sh
 	scripts/tests/destroy-test.sh
+	scripts/tests/deploy-test.sh
 	$(CHECKOV_VENV)/bin/checkov -d infra --quiet --compact --skip-download
 	cargo test -p integration-tests --test infra_contract
 
