@@ -56,6 +56,32 @@ impl From<&labeler_local::stack::Stack> for Stack {
     }
 }
 
+/// What the dispatcher must have done with the committed fixture
+/// `dispatcher/tests/fixtures/s3-put.json`, given its answer `summary`: one
+/// job in the stack's queue and a QUEUED record under the decoded key.
+pub async fn assert_dispatched_s3_put(
+    config: &SdkConfig,
+    stack: &Stack,
+    summary: &serde_json::Value,
+) {
+    assert_eq!(summary["jobs_submitted"], 1, "{summary}");
+    let jobs =
+        labeler_local::executor::job_ids(&aws_sdk_batch::Client::new(config), &stack.job_queue)
+            .await
+            .unwrap();
+    assert_eq!(jobs.len(), 1);
+    let record = labeler_core::store::get_image(
+        &aws_sdk_dynamodb::Client::new(config),
+        &stack.table,
+        "photos-bucket",
+        "holiday/beach day+sun.jpg",
+    )
+    .await
+    .unwrap()
+    .expect("QUEUED record under the decoded key");
+    assert_eq!(record["status"].as_s().unwrap(), "QUEUED");
+}
+
 /// Provisions moto exactly as the local stack does.
 pub async fn provision(config: &SdkConfig) -> Stack {
     let names = Names::default();

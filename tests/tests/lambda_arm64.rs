@@ -7,9 +7,7 @@
 //!
 //! A missing zip (`make lambda`), QEMU or AArch64 sysroot fails the test.
 
-use integration_tests::{free_port, provision, repo_root, Moto};
-use labeler_core::store;
-use labeler_local::executor::job_ids;
+use integration_tests::{assert_dispatched_s3_put, free_port, provision, repo_root, Moto};
 use labeler_local::lambda::{Bootstrap, Emulated, RuntimeApi};
 use serde_json::Value;
 
@@ -50,19 +48,5 @@ async fn the_arm64_bootstrap_from_the_zip_dispatches_an_s3_event_under_qemu() {
         .await
         .unwrap_or_else(|e| panic!("invoking the arm64 dispatcher: {e:#}"));
 
-    assert_eq!(summary["jobs_submitted"], 1, "{summary}");
-    let jobs = job_ids(&aws_sdk_batch::Client::new(&sdk), &stack.job_queue)
-        .await
-        .unwrap();
-    assert_eq!(jobs.len(), 1);
-    let record = store::get_image(
-        &aws_sdk_dynamodb::Client::new(&sdk),
-        &stack.table,
-        "photos-bucket",
-        "holiday/beach day+sun.jpg",
-    )
-    .await
-    .unwrap()
-    .expect("QUEUED record under the decoded key");
-    assert_eq!(record["status"].as_s().unwrap(), "QUEUED");
+    assert_dispatched_s3_put(&sdk, &stack, &summary).await;
 }

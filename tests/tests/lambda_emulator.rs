@@ -3,9 +3,7 @@
 //! `cargo lambda invoke`, talking to moto through the standard
 //! `AWS_ENDPOINT_URL`.
 
-use integration_tests::{free_port, provision, repo_root, Moto};
-use labeler_core::store;
-use labeler_local::executor::job_ids;
+use integration_tests::{assert_dispatched_s3_put, free_port, provision, repo_root, Moto};
 use labeler_local::lambda::{cargo_lambda, Watch};
 use serde_json::Value;
 use std::process::Output;
@@ -49,21 +47,7 @@ async fn dispatcher_answers_under_cargo_lambda_watch_and_submits_to_moto() {
         String::from_utf8_lossy(&out.stderr)
     );
     let summary: Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
-    assert_eq!(summary["jobs_submitted"], 1, "{summary}");
-    let jobs = job_ids(&aws_sdk_batch::Client::new(&sdk), &stack.job_queue)
-        .await
-        .unwrap();
-    assert_eq!(jobs.len(), 1);
-    let record = store::get_image(
-        &aws_sdk_dynamodb::Client::new(&sdk),
-        &stack.table,
-        "photos-bucket",
-        "holiday/beach day+sun.jpg",
-    )
-    .await
-    .unwrap()
-    .expect("QUEUED record under the decoded key");
-    assert_eq!(record["status"].as_s().unwrap(), "QUEUED");
+    assert_dispatched_s3_put(&sdk, &stack, &summary).await;
 
     let test_event = invoke(port, "s3-test-event.json");
     assert!(test_event.status.success());
