@@ -28,7 +28,9 @@ in the image.
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -341,9 +343,7 @@ def missing_libraries(rootfs: Path) -> list[str]:
     """Every NEEDED entry of every ELF file under rootfs no file in it provides."""
     provided: set[str] = set()
     needs: list[tuple[Path, list[str]]] = []
-    for path in sorted(rootfs.rglob("*")):
-        if path.is_symlink() or not path.is_file() or not is_elf(path):
-            continue
+    for path in elf_files(rootfs):
         soname, needed = elf_dependencies(run("readelf", "-d", path))
         provided.add(soname or path.name)
         needs.append((path, needed))
@@ -369,16 +369,21 @@ def undeclared(rootfs: Path, entries: list[Locked]) -> list[str]:
             problems.append(f"{e.package}: status.d says {version}, the lock {e.version}")
     listed = {line.split(maxsplit=1)[1].strip() for sums in status.glob("*.md5sums")
               for line in sums.read_text().splitlines() if line.strip()}
-    for path in sorted(rootfs.rglob("*")):
-        if path.is_file() and not path.is_symlink() and is_elf(path):
-            if str(path.relative_to(rootfs)) not in listed:
-                problems.append(f"{path.relative_to(rootfs)}: in no package's md5sums")
+    for path in elf_files(rootfs):
+        if str(path.relative_to(rootfs)) not in listed:
+            problems.append(f"{path.relative_to(rootfs)}: in no package's md5sums")
     return problems
 
 
-def is_elf(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(4) == b"\x7fELF"
+def elf_files(tree: Path) -> list[Path]:
+    """The regular ELF files under tree (not symlinks), sorted."""
+    found = []
+    for path in sorted(tree.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as f:
+                if f.read(4) == b"\x7fELF":
+                    found.append(path)
+    return found
 
 
 def verified_rootfs(arch: str, entries: list[Locked]) -> Path:
@@ -450,12 +455,10 @@ def oci_image(arch: str, rootfs: Path, binary: Path, epoch: int) -> str:
 
 
 def iso(epoch: int) -> str:
-    import datetime
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def manifest_digest(layout: Path, tag: str) -> str:
-    import json
     index = json.loads((layout / "index.json").read_text())
     for m in index["manifests"]:
         if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
@@ -464,7 +467,6 @@ def manifest_digest(layout: Path, tag: str) -> str:
 
 
 def layer_sizes(layout: Path, digest: str) -> list[int]:
-    import json
     manifest = json.loads((layout / "blobs" / digest.replace(":", "/")).read_text())
     return [layer["size"] for layer in manifest["layers"]]
 
