@@ -120,6 +120,9 @@ pub struct Stored {
     pub owner: Option<String>,
     /// S3 version id.
     pub version_id: Option<String>,
+    /// When this upload was first queued (Unix milliseconds); re-dispatches
+    /// keep it.
+    pub queued_at: Option<u64>,
 }
 
 impl Stored {
@@ -137,6 +140,9 @@ impl Stored {
             job_id: text(attr::JOB_ID),
             owner: text(attr::OWNER),
             version_id: text(attr::VERSION_ID),
+            queued_at: text(attr::QUEUED_AT)
+                .as_deref()
+                .and_then(crate::schema::parse_rfc3339_millis),
         }
     }
 }

@@ -82,7 +82,7 @@ pub mod attr {
     /// for labeling; only that job calls DetectLabels for this upload.
     pub const OWNER: &str = "owner";
     /// How many times the image was dispatched for its upload (the first
-    /// dispatch is 1); bounds the reconciler's re-dispatches.
+    /// dispatch is 1); the reconciler waits longer after each one.
     pub const DISPATCHES: &str = "dispatches";
     /// Unix seconds after which DynamoDB's TTL deletes the item (tombstones,
     /// content entries).

@@ -384,6 +384,12 @@ pub async fn redispatch(
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
     let mut item = queued_item(image, claim, dispatches, now);
+    // The upload's first dispatch stays its `queued_at`: the reconciler
+    // gives up on elapsed time since then, never on a count.
+    if let Some(first) = seen.queued_at {
+        let first = Clock { unix_millis: first };
+        item.insert(attr::QUEUED_AT.into(), s(first.rfc3339()));
+    }
     let seen_claim = seen.claim.clone().unwrap_or_default();
     let mut request = client
         .put_item()

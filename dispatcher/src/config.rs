@@ -21,7 +21,7 @@
 //! | `CLAIM_LEASE_SECONDS` | `900` | after this, a claim that produced no job can be retaken (keep it above the function timeout) |
 //! | `TOMBSTONE_TTL_DAYS` | `30` | how long a delete's tombstone outlives it (late events older than this could recreate a record) |
 //! | `RECONCILE_AFTER_SECONDS` | `900` | the reconciler looks at records QUEUED for longer than this |
-//! | `RECONCILE_MAX_DISPATCHES` | `3` | dispatches per upload before the reconciler records it FAILED |
+//! | `RECONCILE_GIVE_UP_SECONDS` | `86400` | an upload still not labeled this long after its first dispatch is recorded FAILED; until then the reconciler dispatches it again with a doubling delay |
 //! | `RECONCILE_LIMIT` | `1000` | most QUEUED records one reconciler pass examines |
 //!
 //! AWS endpoints, region and credentials come from the SDK's standard
@@ -101,8 +101,8 @@ pub struct Config {
 pub struct ReconcileSettings {
     /// Records QUEUED for longer than this (seconds) are examined.
     pub after_secs: u64,
-    /// Dispatches per upload before it is recorded FAILED.
-    pub max_dispatches: u32,
+    /// Seconds after an upload's first dispatch when it is recorded FAILED.
+    pub give_up_secs: u64,
     /// Most records examined per pass.
     pub limit: usize,
 }
@@ -111,7 +111,7 @@ impl Default for ReconcileSettings {
     fn default() -> Self {
         Self {
             after_secs: 900,
-            max_dispatches: 3,
+            give_up_secs: 86_400,
             limit: 1000,
         }
     }
@@ -205,11 +205,11 @@ impl Config {
             submit_concurrency: positive("SUBMIT_CONCURRENCY", 4)?,
             write_concurrency: positive("WRITE_CONCURRENCY", 16)?,
             max_attempts: positive("MAX_ATTEMPTS", 8)? as u32,
-            claim_lease_secs: parse(&get, "CLAIM_LEASE_SECONDS", 900)?,
+            claim_lease_secs: positive("CLAIM_LEASE_SECONDS", 900)? as u64,
             tombstone_ttl_secs: positive("TOMBSTONE_TTL_DAYS", 30)? as u64 * 86_400,
             reconcile: ReconcileSettings {
                 after_secs: parse(&get, "RECONCILE_AFTER_SECONDS", 900)?,
-                max_dispatches: positive("RECONCILE_MAX_DISPATCHES", 3)? as u32,
+                give_up_secs: positive("RECONCILE_GIVE_UP_SECONDS", 86_400)? as u64,
                 limit: positive("RECONCILE_LIMIT", 1000)?,
             },
         })
@@ -326,6 +326,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("MAX_OBJECT_BYTES"));
+    }
+
+    /// A zero lease would let any redelivery take over a claim whose
+    /// dispatcher is still submitting; a zero give-up would fail every
+    /// image the reconciler looks at.
+    #[test]
+    fn a_zero_lease_or_give_up_time_is_refused_by_name() {
+        for name in ["CLAIM_LEASE_SECONDS", "RECONCILE_GIVE_UP_SECONDS"] {
+            let mut vars = REQUIRED.to_vec();
+            vars.push((name, "0"));
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains("at least 1"), "{err}");
+        }
+        let c = config(&REQUIRED).unwrap();
+        assert_eq!(
+            (c.claim_lease_secs, c.reconcile.give_up_secs),
+            (900, 86_400)
+        );
     }
 
     #[test]

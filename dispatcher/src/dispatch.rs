@@ -25,6 +25,7 @@
 
 use crate::config::Config;
 use crate::event::{recognise, Delivery, JobEnded, Notice, ObjectChange};
+use crate::failure::Cause;
 use crate::plan::{self, Decision};
 use crate::telemetry;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
@@ -73,6 +74,9 @@ pub struct Summary {
     pub removed: usize,
     /// Images marked FAILED because their Batch job died.
     pub failed_by_batch: usize,
+    /// Failed Batch jobs whose images were left QUEUED because the cause
+    /// was an outage, not the images ([`crate::failure`]).
+    pub left_to_reconciler: usize,
     /// Notices ignored (test events, other event types, filtered prefixes).
     pub ignored: usize,
     /// Images recorded FAILED because their job could never be submitted.
@@ -106,6 +110,7 @@ impl From<&Summary> for telemetry::Counts {
             skipped,
             removed,
             failed_by_batch,
+            left_to_reconciler: _,
             ignored: _,
             failed_to_submit,
             jobs_adopted: _,
@@ -480,6 +485,11 @@ impl Run<'_> {
             self.summary.ignored += 1;
             return Ok(());
         }
+        if job.failure.cause() == Cause::Outage {
+            warn!(job_id = %job.job_id, failure = %job.failure, "job failed for a cause outside its images; they stay QUEUED and the reconciler dispatches them again");
+            self.summary.left_to_reconciler += 1;
+            return Ok(());
+        }
         let spec = JobSpec::from_parameter(raw).map_err(|e| e.to_string())?;
         let chunks = match &spec.images {
             ImageSource::Inline(chunks) => chunks.clone(),
@@ -505,7 +515,7 @@ impl Run<'_> {
             }
         };
         let parent = plan::parent_job_id(&job.job_id);
-        let reason = plan::job_failed_reason(&job.job_name, &job.job_id, &job.reason);
+        let reason = plan::job_failed_reason(&job.job_name, &job.job_id, &job.failure);
         let images: Vec<&ImageRef> = plan::chunks_of_ended_job(&chunks, job.array_index)
             .into_iter()
             .flat_map(|(_, c)| c.iter())

@@ -20,6 +20,7 @@
 //! Keys in notifications are form-URL-encoded and are decoded exactly;
 //! EventBridge delivers keys as they are and they are taken verbatim.
 
+use crate::failure::JobFailure;
 use aws_lambda_events::event::sqs::SqsEvent;
 use labeler_core::key::{decode_event_key, validate_key};
 use labeler_core::revision::Revision;
@@ -70,8 +71,8 @@ pub struct JobEnded {
     pub job_queue: String,
     /// `SUCCEEDED` or `FAILED`.
     pub status: String,
-    /// Batch's `statusReason`, plus the container's reason and exit code.
-    pub reason: String,
+    /// Batch's account of the failure.
+    pub failure: JobFailure,
     /// Job parameters (ours carry the job spec).
     pub parameters: HashMap<String, String>,
     /// Array index, for array children.
@@ -388,11 +389,11 @@ fn parse_batch(payload: &Value) -> Result<Vec<Notice>, String> {
             d.job_id, d.status
         ))]);
     }
-    let reason = batch_reason(
-        d.status_reason.as_deref(),
-        d.container.as_ref().and_then(|c| c.reason.as_deref()),
-        d.container.as_ref().and_then(|c| c.exit_code),
-    );
+    let failure = JobFailure {
+        status_reason: d.status_reason,
+        container_reason: d.container.as_ref().and_then(|c| c.reason.clone()),
+        exit_code: d.container.as_ref().and_then(|c| c.exit_code),
+    };
     let (array_index, array_size) = match d.array_properties {
         Some(a) => (a.index, a.size.filter(|_| a.index.is_none())),
         None => (None, None),
@@ -402,30 +403,9 @@ fn parse_batch(payload: &Value) -> Result<Vec<Notice>, String> {
         job_name: d.job_name,
         job_queue: d.job_queue,
         status: d.status,
-        reason,
+        failure,
         parameters: d.parameters,
         array_index,
         array_size,
     })])
-}
-
-/// Batch's account of a failure: its `statusReason` (or "no reason given"),
-/// the container's reason and its exit code, as events and `DescribeJobs`
-/// both report them.
-pub fn batch_reason(
-    status_reason: Option<&str>,
-    container_reason: Option<&str>,
-    exit_code: Option<i64>,
-) -> String {
-    let mut reason = status_reason
-        .filter(|r| !r.is_empty())
-        .unwrap_or("no reason given")
-        .to_owned();
-    if let Some(r) = container_reason.filter(|r| !r.is_empty()) {
-        reason.push_str(&format!("; container: {r}"));
-    }
-    if let Some(code) = exit_code {
-        reason.push_str(&format!("; exit code {code}"));
-    }
-    reason
 }

@@ -13,6 +13,7 @@ pub mod aws;
 pub mod config;
 pub mod dispatch;
 pub mod event;
+pub mod failure;
 pub mod plan;
 pub mod reconcile;
 pub mod telemetry;

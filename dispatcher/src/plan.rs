@@ -183,6 +183,10 @@ pub fn is_our_queue(queue: &str, configured: &str) -> bool {
 }
 
 /// The reason recorded on an image whose Batch job failed.
-pub fn job_failed_reason(job_name: &str, job_id: &str, batch_reason: &str) -> String {
+pub fn job_failed_reason(
+    job_name: &str,
+    job_id: &str,
+    batch_reason: &impl std::fmt::Display,
+) -> String {
     format!("Batch job {job_name} ({job_id}) failed: {batch_reason}")
 }

@@ -141,8 +141,10 @@ fn batch_failure_events_carry_reason_and_job() {
         panic!("not a job event: {notices:?}")
     };
     assert_eq!(job.status, "FAILED");
-    assert!(job.reason.contains("OutOfMemoryError"), "{}", job.reason);
-    assert!(job.reason.contains("exit code 137"));
+    let reason = job.failure.to_string();
+    assert!(reason.contains("OutOfMemoryError"), "{reason}");
+    assert!(reason.contains("exit code 137"), "{reason}");
+    assert_eq!(job.failure.exit_code, Some(137));
     assert!(job.parameters.contains_key("job"));
     assert!(plan::is_our_queue(&job.job_queue, "image-labeler"));
 

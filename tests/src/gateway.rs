@@ -12,6 +12,9 @@
 //!   then answered 500), or the calling process **killed** at that call
 //!   (before or after the service acted: the gateway never answers and
 //!   signals [`Gateway::killed`], and the test drops the caller's future).
+//! * It plays **outages** ([`Gateway::outage`]): while one is on, every
+//!   call to that service is answered 503 without reaching it, as in a
+//!   regional brownout, until the test ends it.
 //! * It counts Rekognition `DetectLabels` calls per object key at the
 //!   endpoint, and whether their answers reached the caller.
 //! * It plays the images' bytes: the chaos suite's uploads are events
@@ -42,6 +45,34 @@ pub enum Fault {
     KillAfter,
 }
 
+/// A service the gateway can take down ([`Gateway::outage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Amazon Rekognition.
+    Rekognition,
+    /// Amazon DynamoDB.
+    DynamoDb,
+    /// Amazon S3.
+    S3,
+    /// AWS Batch.
+    Batch,
+}
+
+impl Service {
+    /// Which service a request is for, from its JSON target or its path.
+    fn of(target: &str, path: &str) -> Service {
+        if target.starts_with("RekognitionService.") {
+            Service::Rekognition
+        } else if target.starts_with("DynamoDB_") {
+            Service::DynamoDb
+        } else if path.starts_with("/v1/") {
+            Service::Batch
+        } else {
+            Service::S3
+        }
+    }
+}
+
 /// A fault waiting for the `nth` call (0 = the next one) of the armed run.
 #[derive(Debug, Clone, Copy)]
 struct Armed {
@@ -66,6 +97,8 @@ pub struct Job {
     pub status: String,
     /// Why it failed.
     pub reason: String,
+    /// The container's exit code, when it ran to an exit.
+    pub exit_code: Option<i64>,
     /// Attempts made.
     pub attempts: u32,
 }
@@ -78,6 +111,8 @@ struct State {
     next_job: u64,
     detect_calls: BTreeMap<String, DetectCount>,
     killed: bool,
+    outage: Option<Service>,
+    outage_calls: usize,
 }
 
 /// DetectLabels calls for one key.
@@ -152,6 +187,17 @@ impl Gateway {
         std::mem::take(&mut st.killed)
     }
 
+    /// Takes `service` down (every call answered 503 without reaching it)
+    /// until the next call of this method; `None` ends the outage.
+    pub fn outage(&self, service: Option<Service>) {
+        self.state().outage = service;
+    }
+
+    /// Calls answered 503 by outages so far.
+    pub fn outage_calls(&self) -> usize {
+        self.state().outage_calls
+    }
+
     /// Resolves when an armed kill fires.
     pub async fn killed(&self) {
         self.killed.notified().await
@@ -172,13 +218,15 @@ impl Gateway {
         self.state().jobs.values().cloned().collect()
     }
 
-    /// Sets a job's status (the test plays the compute environment); a job
-    /// set RUNNING starts its next attempt.
-    pub fn set_status(&self, id: &str, status: &str, reason: &str) {
+    /// Sets a job's status, Batch's reason and the container's exit code
+    /// (the test plays the compute environment); a job set RUNNING starts
+    /// its next attempt.
+    pub fn set_status(&self, id: &str, status: &str, reason: &str, exit_code: Option<i64>) {
         let mut st = self.state();
         if let Some(job) = st.jobs.get_mut(id) {
             job.status = status.to_owned();
             job.reason = reason.to_owned();
+            job.exit_code = exit_code;
             if status == "RUNNING" {
                 job.attempts += 1;
             }
@@ -228,6 +276,13 @@ impl Gateway {
         };
         let fault = {
             let mut st = self.state();
+            if st.outage == Some(Service::of(&target, &path)) {
+                st.outage_calls += 1;
+                return json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"__type": "ServiceUnavailableException", "message": "brownout"}),
+                );
+            }
             match st.armed.as_mut() {
                 Some(a) if a.countdown == 0 => {
                     let fault = a.fault;
@@ -308,6 +363,7 @@ impl Gateway {
             array_size: None,
             status: "SUBMITTED".into(),
             reason: String::new(),
+            exit_code: None,
             attempts: 0,
         };
         if let Some(n) = array_size {
@@ -338,6 +394,7 @@ impl Gateway {
                     "jobArn": format!("arn:aws:batch:us-east-1:123456789012:job/{}", j.id),
                     "jobName": j.name, "jobId": j.id, "jobQueue": j.queue,
                     "status": j.status, "statusReason": j.reason,
+                    "container": {"exitCode": j.exit_code},
                     "createdAt": 1, "startedAt": 1,
                     "jobDefinition": "arn:aws:batch:us-east-1:123456789012:job-definition/worker:1",
                     "parameters": j.parameters

@@ -21,7 +21,7 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use dispatcher::config::Config;
 use dispatcher::dispatch::{handle, Clients as DispatchClients};
-use integration_tests::gateway::{DetectCount, Fault, Gateway};
+use integration_tests::gateway::{DetectCount, Fault, Gateway, Service};
 use integration_tests::{provision, Moto, Stack};
 use labeler_core::labeling::Attempt;
 use labeler_core::store::Clock;
@@ -158,6 +158,10 @@ struct Run {
     /// Extra DetectLabels answers a key may have: calls answered to a worker
     /// that was killed before it could store the result.
     allowance: BTreeMap<String, u32>,
+    /// The service down now, and for how many more steps of the storm.
+    outage: Option<(Service, u32)>,
+    /// Storm steps during which some service was down.
+    outage_steps: u32,
 }
 
 const KILL_OR_LOSE: [Fault; 3] = [Fault::LoseResponse, Fault::KillBefore, Fault::KillAfter];
@@ -184,7 +188,7 @@ impl Run {
                 "IMAGES_PER_JOB" => "2".into(),
                 "WRITE_CONCURRENCY" | "SUBMIT_CONCURRENCY" => "1".into(),
                 "MAX_ATTEMPTS" => "3".into(),
-                "RECONCILE_MAX_DISPATCHES" => "6".into(),
+
                 _ => return None,
             })
         })
@@ -210,7 +214,32 @@ impl Run {
             now: Clock::now(),
             history: BTreeMap::new(),
             allowance: BTreeMap::new(),
+            outage: None,
+            outage_steps: 0,
         }
+    }
+
+    /// One step of weather: a running outage goes on or ends; a new one
+    /// (of Rekognition, DynamoDB, S3 or Batch, for 2–6 steps) starts with
+    /// probability `p`. Every call to the service down is answered 503.
+    fn weather(&mut self, p: f64) {
+        const SERVICES: [Service; 4] = [
+            Service::Rekognition,
+            Service::DynamoDb,
+            Service::S3,
+            Service::Batch,
+        ];
+        self.outage = match self.outage.take() {
+            Some((service, left)) if left > 1 => Some((service, left - 1)),
+            Some(_) => None,
+            None if self.rng.f64() < p => {
+                let service = SERVICES[self.rng.usize(0..SERVICES.len())];
+                Some((service, self.rng.u32(2..=6)))
+            }
+            None => None,
+        };
+        self.outage_steps += u32::from(self.outage.is_some());
+        self.gateway.outage(self.outage.map(|(service, _)| service));
     }
 
     fn note(&mut self, key: &str, what: String) {
@@ -268,7 +297,7 @@ impl Run {
                 None => (job.id.clone(), None),
             };
             let attempt = job.attempts + 1;
-            self.gateway.set_status(&job.id, "RUNNING", "");
+            self.gateway.set_status(&job.id, "RUNNING", "", None);
             let request = JobRequest {
                 job: job.parameters.get("job").cloned().unwrap_or_default(),
                 array_index: index,
@@ -297,7 +326,7 @@ impl Run {
             };
             self.gateway.disarm();
             let after = self.gateway.detect_calls();
-            let (status, reason) = match &ran {
+            let (status, reason, exit_code) = match &ran {
                 None => {
                     for (key, count) in &after {
                         let was = before.get(key).copied().unwrap_or_default();
@@ -306,17 +335,20 @@ impl Run {
                             *self.allowance.entry(key.clone()).or_default() += extra;
                         }
                     }
-                    (
-                        "FAILED",
-                        "OutOfMemoryError: Container killed due to memory usage; exit code 137",
-                    )
+                    // A process killed mid-call is a host taken away
+                    // (Spot, a scale-in): an outage, not the images.
+                    ("FAILED", "Host EC2 (instance i-0c4a05) terminated.", None)
                 }
-                Some(None) => ("FAILED", "the job's spec could not be loaded; exit code 4"),
+                Some(None) => ("FAILED", "Essential container in task exited", Some(4)),
                 Some(Some((_, outcome))) if outcome.exit_code() == worker::ExitCode::Success => {
-                    ("SUCCEEDED", "")
+                    ("SUCCEEDED", "", None)
                 }
-                Some(Some(_)) if attempt < 2 => ("SUBMITTED", ""),
-                Some(Some(_)) => ("FAILED", "Essential container in task exited; exit code 3"),
+                Some(Some(_)) if attempt < 2 => ("SUBMITTED", "", None),
+                Some(Some((_, outcome))) => (
+                    "FAILED",
+                    "Essential container in task exited",
+                    Some(i64::from(outcome.exit_code().code())),
+                ),
             };
             if let Some(Some((chunk, _))) = &ran {
                 for image in chunk {
@@ -327,7 +359,7 @@ impl Run {
                     );
                 }
             }
-            self.gateway.set_status(&job.id, status, reason);
+            self.gateway.set_status(&job.id, status, reason, exit_code);
             if status == "FAILED" {
                 if self.rng.f64() < drop_events {
                     continue;
@@ -339,7 +371,7 @@ impl Run {
                         "status": "FAILED", "statusReason": reason,
                         "parameters": job.parameters,
                         "arrayProperties": index.map(|i| json!({"index": i})),
-                        "container": {"exitCode": 137}
+                        "container": {"exitCode": exit_code}
                     }
                 });
                 self.invoke(&event, faults).await;
@@ -452,16 +484,37 @@ async fn chaos_run(seed: u64) {
     // The storm: deliveries with faults, Batch running jobs with faults,
     // state events dropped. A failed or killed invocation is delivered again
     // (Lambda's retries, SQS's visibility timeout) up to three times.
+    // Regional outages come and go meanwhile. A delivery that fails four
+    // times goes to the dead-letter queue, which the operator redrives
+    // once the storm is over (the README's remedy).
+    let mut dead_letters = Vec::new();
     while let Some((records, tries)) = queue.pop_front() {
+        run.weather(0.15);
         let payload = json!({ "Records": records });
-        if !run.invoke(&payload, 0.6).await && tries < 3 {
-            queue.push_back((records, tries + 1));
+        if !run.invoke(&payload, 0.6).await {
+            if tries < 3 {
+                queue.push_back((records, tries + 1));
+            } else {
+                dead_letters.push(payload);
+            }
         }
         if run.rng.f64() < 0.5 {
             run.compute(0.5, 0.4).await;
         }
     }
+    run.weather(0.0);
     run.compute(0.5, 0.4).await;
+    run.outage = None;
+    run.gateway.outage(None);
+    for payload in &dead_letters {
+        for key in keys_of(payload) {
+            run.note(&key, "redriven from the dead-letter queue".into());
+        }
+        assert!(
+            run.invoke(payload, 0.0).await,
+            "a redriven delivery is handled"
+        );
+    }
 
     // Calm: time passes, jobs run, the reconciler runs to quiescence.
     let mut quiet = false;
@@ -521,18 +574,6 @@ async fn chaos_run(seed: u64) {
         match (expected, record) {
             ("DELETED", None) => {}
             ("DELETED", Some(r)) if status == "DELETED" && text(r, "revision") == revision.as_str() => {}
-            ("LABELED", Some(r)) if status == "FAILED" && !text(r, "reason").is_empty() => {
-                // A job killed for good ends FAILED with Batch's reason: a
-                // terminal record with a reason, as invariant 1 allows. Not
-                // a verdict on the image itself: every image is readable.
-                let reason = text(r, "reason");
-                if reason.starts_with("not an image") || reason.starts_with("the object cannot be read") {
-                    run.fail(key, format!("a readable image FAILED for its bytes: {reason}"));
-                }
-                if text(r, "revision") != revision.as_str() {
-                    run.fail(key, format!("FAILED record is for {} not the newest upload {}", text(r, "revision"), revision.as_str()));
-                }
-            }
             (want, Some(r)) if status == want && text(r, "revision") == revision.as_str() => {
                 if want == "SKIPPED" && text(r, "reason").is_empty() {
                     run.fail(key, "SKIPPED without a reason".into());
@@ -601,10 +642,13 @@ async fn chaos_run(seed: u64) {
     let charged: u32 = calls.values().map(|c| c.charged).sum();
     let faults = run.gateway.fault_log().len();
     eprintln!(
-        "chaos seed {seed}: {} changes of {} keys ({}), {faults} faults fired, {charged} DetectLabels calls; every key converged",
+        "chaos seed {seed}: {} changes of {} keys ({}), {faults} faults fired, {} storm steps in an outage ({} calls refused), {} deliveries redriven, {charged} DetectLabels calls; every key converged",
         ops.len(),
         newest.len(),
         if versioned { "versioned bucket" } else { "plain bucket" },
+        run.outage_steps,
+        run.gateway.outage_calls(),
+        dead_letters.len(),
     );
 }
 

@@ -485,11 +485,12 @@ mod reconciler {
     }
 
     /// A job Batch has no trace of, or one that SUCCEEDED without a result
-    /// (moto reports every job SUCCEEDED at once): dispatched again until
-    /// the bound, then FAILED with the reason in plain words.
+    /// (moto reports every job SUCCEEDED at once): dispatched again with a
+    /// doubling delay, keeping the first dispatch's time, and FAILED with
+    /// the reason in plain words only when the give-up time has passed.
     #[tokio::test]
     async fn a_queued_image_whose_job_ended_without_a_result_is_retried_then_given_up() {
-        let w = world(&[("RECONCILE_MAX_DISPATCHES", "2")]).await;
+        let w = world(&[("RECONCILE_GIVE_UP_SECONDS", "7000")]).await;
         let then = Clock::now();
         claim_at(&w, "lost.jpg", "c1", then).await;
         let submission = store::Submission {
@@ -507,26 +508,33 @@ mod reconciler {
         )
         .await
         .unwrap();
+        let pass =
+            |secs| dispatcher::dispatch::reconcile_now(&w.clients, &w.cfg, then.plus_secs(secs));
 
-        let first = dispatcher::dispatch::reconcile_now(&w.clients, &w.cfg, then.plus_secs(1000))
-            .await
-            .unwrap();
+        let first = pass(1000).await.unwrap();
         assert_eq!(first.redispatched, 1, "{first:?}");
-        let second = dispatcher::dispatch::reconcile_now(&w.clients, &w.cfg, then.plus_secs(3000))
-            .await
-            .unwrap();
+        let queued_at = text(&w.record("lost.jpg").await.unwrap(), "queued_at");
+        assert_eq!(
+            queued_at,
+            then.rfc3339(),
+            "the first dispatch's time is kept"
+        );
+        let early = pass(2000).await.unwrap();
+        assert_eq!((early.backing_off, early.redispatched), (1, 0), "{early:?}");
+        let second = pass(2900).await.unwrap();
+        assert_eq!(second.redispatched, 1, "{second:?}");
 
-        assert_eq!(second.gave_up, 1, "{second:?}");
+        let last = pass(7000).await.unwrap();
+        assert_eq!(last.gave_up, 1, "{last:?}");
         let record = w.record("lost.jpg").await.unwrap();
         assert_eq!(text(&record, "status"), "FAILED");
+        let reason = text(&record, "reason");
         assert!(
-            text(&record, "reason").contains("gave up after 2 dispatches"),
-            "{record:?}"
+            reason.contains("gave up after 116 minutes and 3 dispatches"),
+            "{reason}"
         );
-        let third = dispatcher::dispatch::reconcile_now(&w.clients, &w.cfg, then.plus_secs(5000))
-            .await
-            .unwrap();
-        assert_eq!(third.examined, 0, "{third:?}");
+        let after = pass(9000).await.unwrap();
+        assert_eq!(after.examined, 0, "{after:?}");
     }
 
     #[tokio::test]
@@ -581,6 +589,21 @@ mod reconciler {
 }
 
 fn batch_failure_event(job: &aws_sdk_batch::types::JobDetail, array_index: Option<usize>) -> Value {
+    let container = json!({"exitCode": 137, "reason": "OutOfMemoryError: Container killed due to memory usage"});
+    batch_event_failed_so(
+        job,
+        array_index,
+        "Essential container in task exited",
+        container,
+    )
+}
+
+fn batch_event_failed_so(
+    job: &aws_sdk_batch::types::JobDetail,
+    array_index: Option<usize>,
+    status_reason: &str,
+    container: Value,
+) -> Value {
     let mut detail = json!({
         "jobArn": job.job_arn(),
         "jobName": job.job_name(),
@@ -590,9 +613,9 @@ fn batch_failure_event(job: &aws_sdk_batch::types::JobDetail, array_index: Optio
         },
         "jobQueue": job.job_queue(),
         "status": "FAILED",
-        "statusReason": "Essential container in task exited",
+        "statusReason": status_reason,
         "parameters": job.parameters(),
-        "container": {"exitCode": 137, "reason": "OutOfMemoryError: Container killed due to memory usage"},
+        "container": container,
     });
     if let Some(i) = array_index {
         detail["arrayProperties"] = json!({"index": i});
@@ -640,6 +663,50 @@ async fn a_failed_batch_job_marks_its_still_queued_images_failed() {
 
     let again = w.deliver(&batch_failure_event(&job, None), "req-3").await;
     assert_eq!(again["failed_by_batch"], 0, "the event is idempotent");
+}
+
+/// A regional brownout, Spot reclaiming the hosts, an ECR incident or a
+/// RUNNABLE job cancelled for capacity: Batch spends its attempts within
+/// minutes and reports the job FAILED. None of that is about the images, so
+/// they stay QUEUED and the reconciler dispatches them again with a growing
+/// delay, never recording FAILED for load.
+#[tokio::test]
+async fn a_job_failed_by_an_outage_leaves_its_images_queued_for_the_reconciler() {
+    let w = world(&[]).await;
+    let then = Clock::now();
+    w.upload("brownout.jpg", b"img").await;
+    let event = drain_as_lambda_event(&w.sdk, &w.stack).await;
+    handle(&event, "req-1", &w.clients, &w.cfg, then)
+        .await
+        .unwrap();
+    let job = w.jobs().await.remove(0);
+    let outages = [
+        ("Essential container in task exited", json!({"exitCode": 3})),
+        ("Host EC2 (instance i-0123) terminated.", json!({})),
+        ("Your Spot Task was interrupted.", json!({})),
+        (
+            "Task failed to start",
+            json!({"reason": "CannotPullContainerError: pull rate exceeded"}),
+        ),
+        ("CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", json!({})),
+    ];
+
+    for (i, (status_reason, container)) in outages.into_iter().enumerate() {
+        let event = batch_event_failed_so(&job, None, status_reason, container);
+        let response = handle(&event, &format!("req-e{i}"), &w.clients, &w.cfg, then)
+            .await
+            .unwrap();
+        assert_eq!(
+            response["failed_by_batch"], 0,
+            "{status_reason}: {response}"
+        );
+        let record = w.record("brownout.jpg").await.unwrap();
+        assert_eq!(text(&record, "status"), "QUEUED", "{status_reason}");
+    }
+
+    let pass = dispatcher::dispatch::reconcile_now(&w.clients, &w.cfg, then.plus_secs(1000));
+    let report = pass.await.unwrap();
+    assert_eq!((report.redispatched, report.failed), (1, 0), "{report:?}");
 }
 
 #[tokio::test]

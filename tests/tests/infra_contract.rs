@@ -184,7 +184,7 @@ const DISPATCHER_VARIABLES: [&str; 21] = [
     "CLAIM_LEASE_SECONDS",
     "RECONCILE_AFTER_SECONDS",
     "RECONCILE_LIMIT",
-    "RECONCILE_MAX_DISPATCHES",
+    "RECONCILE_GIVE_UP_SECONDS",
     "TOMBSTONE_TTL_DAYS",
 ];
 
@@ -1240,4 +1240,30 @@ fn the_reconcile_schedule_sends_an_input_the_dispatcher_takes_for_a_reconciler_p
         matches!(notices.as_slice(), [dispatcher::event::Notice::Reconcile]),
         "{input} is not a reconciler pass: {notices:?}"
     );
+}
+
+/// The dispatcher reads a job that failed on the worker's retryable or
+/// job-unusable exit code as an outage (its images stay QUEUED), and the
+/// job definition lets Batch retry the retryable one first.
+#[test]
+fn the_exit_codes_the_dispatcher_treats_as_outages_are_the_worker_s() {
+    use dispatcher::failure::{JOB_UNUSABLE_EXIT, RETRYABLE_EXIT};
+    assert_eq!(
+        RETRYABLE_EXIT,
+        i64::from(worker::ExitCode::Retryable.code())
+    );
+    assert_eq!(
+        JOB_UNUSABLE_EXIT,
+        i64::from(worker::ExitCode::JobUnusable.code())
+    );
+    let definition: serde_json::Value =
+        serde_json::from_str(&read("infra/job-definition.json")).unwrap();
+    let retried: Vec<&str> = definition["retryStrategy"]["evaluateOnExit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|rule| rule["action"] == "RETRY")
+        .filter_map(|rule| rule["onExitCode"].as_str())
+        .collect();
+    assert_eq!(retried, [RETRYABLE_EXIT.to_string()]);
 }
