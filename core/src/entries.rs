@@ -3,12 +3,17 @@
 //!
 //! Entries follow the image record in every transition: the worker's
 //! labeling transaction writes them with the LABELED record, and every write
-//! that makes a newer upload or a delete the record's owner (LABELED, FAILED,
-//! SKIPPED, tombstone) first deletes the entries of older uploads. Deleting
-//! entries older than the incoming revision is safe whether or not the
-//! record write that follows succeeds: if it loses, the record belongs to an
-//! upload at least as new as the incoming one, so those entries are stale
-//! either way.
+//! that makes a newer upload or a delete the record's owner deletes the
+//! entries of older uploads:
+//!
+//! * the dispatcher's SKIPPED, tombstone and FAILED writes delete them
+//!   *after* the record names the newer upload (`store::clear_older_entries`):
+//!   before that, an older upload's worker could still commit entries in the
+//!   gap, and they would stay forever;
+//! * the worker's LABELED and FAILED writes delete them *before* the record:
+//!   the record is already the worker's own upload's QUEUED record, so no
+//!   older upload's worker can commit any more, and deleting first keeps a
+//!   reader from ever seeing the new labels beside old ones.
 
 use crate::db::{n, s, Item, StoreError};
 use crate::job::ImageRef;

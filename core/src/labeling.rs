@@ -18,7 +18,8 @@
 //!    record no longer lists the labels of the upload it replaced) and each
 //!    one that the new labeling does not overwrite is deleted with the
 //!    condition `revision < :rev`. Those entries are stale whatever happens
-//!    next, so deleting them before the transaction is always safe.
+//!    next, and no older upload's worker can add any once this job has
+//!    taken the record, so deleting them before the transaction is safe.
 //! 2. **One transaction for the rest.** A single `TransactWriteItems` updates
 //!    the image record (status, labels, model version, job, attempts) under
 //!    the condition above and puts one entry per label. Readers therefore see

@@ -170,7 +170,8 @@ pub fn claim_would_win(
 }
 
 /// Writes a SKIPPED record with `reason`, unless this or a newer upload
-/// already has one; label entries of older uploads go first.
+/// already has one; label entries of older uploads go after
+/// ([`clear_older_entries`]).
 pub async fn record_skipped(
     client: &Client,
     table: &str,
@@ -178,15 +179,6 @@ pub async fn record_skipped(
     reason: &str,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    remove_stale_entries(
-        client,
-        table,
-        &image.bucket,
-        &image.key,
-        &image.revision,
-        &HashSet::new(),
-    )
-    .await?;
     let mut item = identity_attrs(image, Status::Skipped, now);
     item.insert(attr::REASON.into(), s(schema::capped_reason(reason)));
     let result = client
@@ -199,7 +191,36 @@ pub async fn record_skipped(
         .send()
         .await;
     let writer = Writer::Replace { claim: None };
-    outcome(client, table, image, writer, "PutItem", result).await
+    let written = outcome(client, table, image, writer, "PutItem", result).await?;
+    clear_older_entries(client, table, image, written).await
+}
+
+/// Deletes the label entries older uploads of `image`'s key left behind,
+/// once `written` says the record names `image`'s upload (written now, or
+/// found written by an earlier delivery); returns `written`.
+///
+/// *After* the record, never before: from the moment the record names a
+/// newer upload, no worker of an older one can commit its labels (its
+/// condition names its own revision), so nothing slips in behind the
+/// cleanup. Deleting first left a gap in which an older upload's worker
+/// committed entries that then stayed forever (`tests/tests/races.rs`). A
+/// process that dies between the two leaves the cleanup to the redelivery,
+/// which finds its own record (`Duplicate`) and clears again.
+async fn clear_older_entries(
+    client: &Client,
+    table: &str,
+    image: &ImageRef,
+    written: WriteOutcome,
+) -> Result<WriteOutcome, StoreError> {
+    if matches!(
+        written,
+        WriteOutcome::Written | WriteOutcome::Duplicate { .. }
+    ) {
+        let (bucket, key, revision) = (&image.bucket, &image.key, &image.revision);
+        let none = HashSet::new();
+        remove_stale_entries(client, table, bucket, key, revision, &none).await?;
+    }
+    Ok(written)
 }
 
 /// The Batch job a claimed image was submitted in.
@@ -297,8 +318,8 @@ pub enum QueuedBy<'a> {
 }
 
 /// Marks `image` FAILED with `reason` if it is still QUEUED as `by` says,
-/// after removing label entries of older uploads. LABELED, SKIPPED or newer
-/// records are left alone.
+/// then removes label entries of older uploads ([`clear_older_entries`]).
+/// LABELED, SKIPPED or newer records are left alone.
 pub async fn fail_queued(
     client: &Client,
     table: &str,
@@ -307,15 +328,6 @@ pub async fn fail_queued(
     reason: &str,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    remove_stale_entries(
-        client,
-        table,
-        &image.bucket,
-        &image.key,
-        &image.revision,
-        &HashSet::new(),
-    )
-    .await?;
     let pk = schema::image_pk(&image.bucket, &image.key);
     let status_key = schema::status_key(&pk, Status::Failed).expect("FAILED is indexed");
     let request = client
@@ -355,7 +367,8 @@ pub async fn fail_queued(
     };
     let result = request.send().await;
     let writer = Writer::Update { claim: None };
-    outcome(client, table, image, writer, "UpdateItem", result).await
+    let written = outcome(client, table, image, writer, "UpdateItem", result).await?;
+    clear_older_entries(client, table, image, written).await
 }
 
 /// Marks `image` FAILED with `reason` if it is still QUEUED in job `job_id`
@@ -474,15 +487,6 @@ pub async fn tombstone(
         )
         .await;
     }
-    remove_stale_entries(
-        client,
-        table,
-        deletion.bucket,
-        deletion.key,
-        deletion.revision,
-        &HashSet::new(),
-    )
-    .await?;
     let mut item = identity_attrs(&image, Status::Deleted, now);
     item.insert(
         attr::REASON.into(),
@@ -498,15 +502,9 @@ pub async fn tombstone(
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
         .await;
-    outcome(
-        client,
-        table,
-        &image,
-        Writer::Replace { claim: None },
-        "PutItem",
-        result,
-    )
-    .await
+    let writer = Writer::Replace { claim: None };
+    let written = outcome(client, table, &image, writer, "PutItem", result).await?;
+    clear_older_entries(client, table, &image, written).await
 }
 
 /// The version-delete arm of [`tombstone`]: marks the record of `version`

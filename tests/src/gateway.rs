@@ -15,6 +15,8 @@
 //! * It plays **outages** ([`Gateway::outage`]): while one is on, every
 //!   call to that service is answered 503 without reaching it, as in a
 //!   regional brownout, until the test ends it.
+//! * It **holds** a call at a barrier ([`Gateway::hold`]) until the test
+//!   releases it, so a test can run another actor in exactly that gap.
 //! * It counts Rekognition `DetectLabels` calls per object key at the
 //!   endpoint, and whether their answers reached the caller.
 //! * It plays the images' bytes: the chaos suite's uploads are events
@@ -113,6 +115,26 @@ struct State {
     killed: bool,
     outage: Option<Service>,
     outage_calls: usize,
+    hold: Option<(String, Hold)>,
+}
+
+/// A barrier for one call ([`Gateway::hold`]).
+#[derive(Clone, Default)]
+pub struct Hold {
+    reached: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl Hold {
+    /// Resolves once the held call has arrived (and waits, unanswered).
+    pub async fn reached(&self) {
+        self.reached.notified().await
+    }
+
+    /// Lets the held call go on to the service.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
 }
 
 /// DetectLabels calls for one key.
@@ -191,6 +213,15 @@ impl Gateway {
     /// until the next call of this method; `None` ends the outage.
     pub fn outage(&self, service: Option<Service>) {
         self.state().outage = service;
+    }
+
+    /// Holds the next call whose operation ends with `operation` (a JSON
+    /// target such as `DynamoDB_20120810.PutItem`, or `METHOD /path`) at
+    /// a barrier until [`Hold::release`].
+    pub fn hold(&self, operation: &str) -> Hold {
+        let hold = Hold::default();
+        self.state().hold = Some((operation.to_owned(), hold.clone()));
+        hold
     }
 
     /// Calls answered 503 by outages so far.
@@ -274,6 +305,20 @@ impl Gateway {
         } else {
             target.clone()
         };
+        let held = {
+            let mut st = self.state();
+            match st.hold.take() {
+                Some((op, hold)) if operation.ends_with(&op) => Some(hold),
+                other => {
+                    st.hold = other;
+                    None
+                }
+            }
+        };
+        if let Some(hold) = held {
+            hold.reached.notify_one();
+            hold.release.notified().await;
+        }
         let fault = {
             let mut st = self.state();
             if st.outage == Some(Service::of(&target, &path)) {

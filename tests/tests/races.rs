@@ -1,0 +1,196 @@
+//! Named interleavings: two actors on the same key, with one of them held
+//! at a barrier in the loopback [`Gateway`] (a test double in front of moto)
+//! while the other runs in exactly that gap. Each test is a race the chaos
+//! suite's one-actor-at-a-time storm cannot produce, pinned down so that it
+//! fails the moment its fix is undone.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::gateway::Gateway;
+use integration_tests::{provision, Moto, Stack};
+use labeler_core::labeling::{self, Attempt, Detected};
+use labeler_core::schema::Label;
+use labeler_core::store::{self, Clock, WriteOutcome};
+use labeler_core::{ImageRef, Revision};
+use std::collections::HashMap;
+
+struct World {
+    _moto: Moto,
+    stack: Stack,
+    gateway: Gateway,
+    /// Clients that go through the gateway.
+    held: aws_sdk_dynamodb::Client,
+    /// Clients that go straight to moto.
+    direct: aws_sdk_dynamodb::Client,
+}
+
+async fn world() -> World {
+    let moto = Moto::start_for_tests();
+    let sdk = moto.sdk_config().await;
+    let stack = provision(&sdk).await;
+    let gateway = Gateway::start(&moto.endpoint).await.expect("gateway");
+    let through = sdk.to_builder().endpoint_url(&gateway.endpoint).build();
+    World {
+        _moto: moto,
+        stack,
+        gateway,
+        held: aws_sdk_dynamodb::Client::new(&through),
+        direct: aws_sdk_dynamodb::Client::new(&sdk),
+    }
+}
+
+impl World {
+    fn image(&self, seq: &str) -> ImageRef {
+        ImageRef {
+            bucket: self.stack.bucket.clone(),
+            key: "race/beach.jpg".into(),
+            revision: Revision::from_sequencer(seq).unwrap(),
+            version_id: None,
+            etag: None,
+            size: Some(4321),
+        }
+    }
+
+    /// `image` claimed and taken by job `owner`, ready for its result.
+    async fn taken(&self, image: &ImageRef, owner: &str) -> Attempt {
+        let (db, table, now) = (&self.direct, &self.stack.table, Clock::now());
+        let claimed = store::claim(db, table, image, "c1", now, 900)
+            .await
+            .unwrap();
+        assert_eq!(claimed, WriteOutcome::Written);
+        let attempt = Attempt {
+            job_id: Some(owner.to_owned()),
+            owner: owner.to_owned(),
+            attempt: 1,
+        };
+        let took = labeling::take(db, table, image, &attempt, now)
+            .await
+            .unwrap();
+        assert_eq!(took, WriteOutcome::Written);
+        attempt
+    }
+
+    /// Label-index entries of the key, by revision.
+    async fn entries(&self) -> Vec<(String, String)> {
+        let out = self
+            .direct
+            .query()
+            .table_name(&self.stack.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+            .expression_attribute_values(
+                ":pk",
+                AttributeValue::S(labeler_core::schema::image_pk(
+                    &self.stack.bucket,
+                    "race/beach.jpg",
+                )),
+            )
+            .expression_attribute_values(":p", AttributeValue::S("LABEL#".into()))
+            .send()
+            .await
+            .unwrap();
+        let text = |i: &HashMap<String, AttributeValue>, n: &str| {
+            i.get(n)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        out.items()
+            .iter()
+            .map(|i| (text(i, "sk"), text(i, "revision")))
+            .collect()
+    }
+
+    async fn status(&self) -> String {
+        let item = store::get_image(
+            &self.direct,
+            &self.stack.table,
+            &self.stack.bucket,
+            "race/beach.jpg",
+        )
+        .await
+        .unwrap()
+        .expect("a record");
+        item["status"].as_s().unwrap().clone()
+    }
+}
+
+fn beach() -> Vec<Label> {
+    vec![Label {
+        name: "Beach".into(),
+        confidence: 97.5,
+        parents: vec![],
+        categories: vec!["Travel and Adventure".into()],
+        instances: vec![],
+    }]
+}
+
+/// Counterexample: a skip (or a delete) of a newer upload cleared the older
+/// upload's label entries *before* writing its record; the older upload's
+/// worker committed its labels in between, and its `LABEL#Beach` entry
+/// stayed in the label index forever, under a SKIPPED record.
+#[tokio::test]
+async fn a_worker_commit_between_a_newer_skip_s_cleanup_and_its_record_leaves_no_entries() {
+    let w = world().await;
+    let old = w.image("0A");
+    let attempt = w.taken(&old, "job-1").await;
+    let newer = w.image("0B");
+    let hold = w.gateway.hold("DynamoDB_20120810.PutItem");
+
+    let skip = {
+        let (db, table) = (w.held.clone(), w.stack.table.clone());
+        let newer = newer.clone();
+        tokio::spawn(async move {
+            store::record_skipped(&db, &table, &newer, "not an image", Clock::now()).await
+        })
+    };
+    hold.reached().await;
+    let labels = beach();
+    let detected = Detected::as_is(&labels, Some("3.0"));
+    let (db, table) = (&w.direct, &w.stack.table);
+    let labeled = labeling::record_labeled(db, table, &old, &detected, &attempt, Clock::now());
+    assert_eq!(labeled.await.unwrap(), WriteOutcome::Written);
+    hold.release();
+
+    assert_eq!(skip.await.unwrap().unwrap(), WriteOutcome::Written);
+    assert_eq!(w.status().await, "SKIPPED");
+    assert_eq!(
+        w.entries().await,
+        [],
+        "entries of the skipped key's older upload"
+    );
+}
+
+/// The same gap for a delete's tombstone.
+#[tokio::test]
+async fn a_worker_commit_between_a_delete_s_cleanup_and_its_tombstone_leaves_no_entries() {
+    let w = world().await;
+    let old = w.image("0A");
+    let attempt = w.taken(&old, "job-1").await;
+    let delete = Revision::from_sequencer("0B").unwrap();
+    let hold = w.gateway.hold("DynamoDB_20120810.PutItem");
+
+    let tombstone = {
+        let (db, table) = (w.held.clone(), w.stack.table.clone());
+        let (bucket, delete) = (w.stack.bucket.clone(), delete.clone());
+        tokio::spawn(async move {
+            let deletion = store::Deletion {
+                bucket: &bucket,
+                key: "race/beach.jpg",
+                revision: &delete,
+                version: None,
+                reason: "the object was deleted",
+            };
+            store::tombstone(&db, &table, &deletion, Clock::now(), 86_400).await
+        })
+    };
+    hold.reached().await;
+    let labels = beach();
+    let detected = Detected::as_is(&labels, Some("3.0"));
+    let (db, table) = (&w.direct, &w.stack.table);
+    let labeled = labeling::record_labeled(db, table, &old, &detected, &attempt, Clock::now());
+    assert_eq!(labeled.await.unwrap(), WriteOutcome::Written);
+    hold.release();
+
+    assert_eq!(tombstone.await.unwrap().unwrap(), WriteOutcome::Written);
+    assert_eq!(w.status().await, "DELETED");
+    assert_eq!(w.entries().await, [], "entries of the deleted key's upload");
+}
