@@ -365,6 +365,7 @@ async fn write_labeled(
                 Some(returned) => {
                     let writer = Writer::Result {
                         owner: &attempt.owner,
+                        wrote: Status::Labeled,
                     };
                     resolve_conflict(
                         client,
@@ -444,6 +445,7 @@ pub async fn record_failed(
         .await;
     let writer = Writer::Result {
         owner: &attempt.owner,
+        wrote: Status::Failed,
     };
     update_outcome(client, table, image, writer, result).await
 }

@@ -77,8 +77,10 @@ pub const TAKE_CONDITION: &str =
 /// QUEUED, taken by this job.
 pub const OWNED_BY_JOB: &str = "revision = :rev AND #status = :queued AND #owner = :owner";
 
-/// Condition of recording the job that holds a claim.
-pub const SUBMITTED_CONDITION: &str = "revision = :rev AND claim = :claim";
+/// Condition of recording the job that holds a claim: the claim is still
+/// this dispatch's and still QUEUED (a late recording must not rewrite the
+/// job of a record its job already finished).
+pub const SUBMITTED_CONDITION: &str = "revision = :rev AND claim = :claim AND #status = :queued";
 
 /// Condition of giving a claim back after SubmitJob failed.
 pub const RELEASE_CONDITION: &str =
@@ -88,9 +90,11 @@ pub const RELEASE_CONDITION: &str =
 pub const FAIL_CLAIMED_CONDITION: &str = "revision = :rev AND claim = :claim AND \
      #status = :queued AND attribute_not_exists(#owner)";
 
-/// Condition of failing the images a dead Batch job still holds.
+/// Condition of failing the images a dead Batch job still holds: recorded
+/// in that job and taken by no other (`:dead` is the dead job, or array
+/// child, as Batch names it).
 pub const FAIL_IN_JOB_CONDITION: &str =
-    "revision = :rev AND #status = :queued AND job_id = :job_id";
+    "revision = :rev AND #status = :queued AND job_id = :job_id AND (attribute_not_exists(#owner) OR #owner = :dead)";
 
 /// The reconciler's re-dispatch condition: the record is still exactly the
 /// QUEUED claim it read (same upload, same claim token, same owner or none),
@@ -241,6 +245,8 @@ pub enum Writer<'a> {
     Result {
         /// The job that took the image.
         owner: &'a str,
+        /// The status it wrote (LABELED or FAILED).
+        wrote: Status,
     },
 }
 
@@ -264,10 +270,12 @@ pub struct Changed {
 ///   - a take finding the record QUEUED and owned by itself: `Written` (a
 ///     Batch retry, or a lost response); owned by another job: `Superseded`;
 ///     terminal: `Duplicate` — never a second DetectLabels call;
-///   - a result write finding a terminal record owned by itself: `Written`
-///     (its own write, response lost); finding it still QUEUED and its own:
-///     [`Changed`] (retry); another job's: `Superseded`; terminal and not
-///     its own: `Duplicate`.
+///   - a result write finding a record owned by itself with the status it
+///     wrote: `Written` (its own write, response lost); finding it still
+///     QUEUED and its own: [`Changed`] (retry); another job's and QUEUED:
+///     `Superseded`; terminal otherwise (another job's, or FAILED by the
+///     dispatcher while this job held it): `Duplicate` — never `Written`
+///     for a record that does not say what it wrote.
 /// * no record, or an older upload's: for writers that need the record of
 ///   their own upload (updates, takes, results), that upload is no longer
 ///   recorded (deleted, expired, never claimed): `Superseded` with no newer
@@ -303,9 +311,9 @@ pub fn conflict(
             Some(o) if o == me => WriteOutcome::Written,
             _ => WriteOutcome::Superseded { newer: None },
         },
-        (Order::Same, Writer::Result { owner: me }) => match owner {
+        (Order::Same, Writer::Result { owner: me, wrote }) => match owner {
             Some(o) if o == me && queued => return Err(changed()),
-            Some(o) if o == me => WriteOutcome::Written,
+            Some(o) if o == me && status == Some(wrote) => WriteOutcome::Written,
             _ if queued => WriteOutcome::Superseded { newer: None },
             _ => WriteOutcome::Duplicate { existing: status },
         },
@@ -498,7 +506,10 @@ mod tests {
         let me = Writer::Replace { claim: Some("me") };
         let update = Writer::Update { claim: None };
         let take = Writer::Take { owner: "job:1" };
-        let result = Writer::Result { owner: "job:1" };
+        let result = Writer::Result {
+            owner: "job:1",
+            wrote: Status::Labeled,
+        };
         let owned = |o: &str, status: Status| Stored {
             owner: Some(o.into()),
             ..stored("0A", status)
@@ -611,6 +622,12 @@ mod tests {
                 result,
                 Some(owned("job:2", Status::Queued)),
                 lost,
+            ),
+            (
+                "own labels after the dispatcher failed the record it held",
+                result,
+                Some(owned("job:1", Status::Failed)),
+                dup(Status::Failed),
             ),
             (
                 "result after the reconciler failed it",

@@ -254,6 +254,8 @@ pub async fn record_submitted(
         .table_name(table)
         .set_key(Some(image_key(&image.bucket, &image.key)))
         .condition_expression(rule::SUBMITTED_CONDITION)
+        .expression_attribute_names("#status", attr::STATUS)
+        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
         .expression_attribute_values(":rev", s(image.revision.as_str()))
         .expression_attribute_values(":claim", s(claim))
         .expression_attribute_values(":job_id", s(job_id))
@@ -305,9 +307,15 @@ pub enum QueuedBy<'a> {
     /// Claimed under this token and not taken by a worker (a job that can
     /// never be submitted): [`rule::FAIL_CLAIMED_CONDITION`].
     Claim(&'a str),
-    /// Held by this Batch job (the parent id for array jobs), which died:
-    /// [`rule::FAIL_IN_JOB_CONDITION`].
-    Job(&'a str),
+    /// Recorded in this Batch job and not taken by any other, when `dead`
+    /// died: [`rule::FAIL_IN_JOB_CONDITION`].
+    Job {
+        /// The recorded job id (the parent's, for array jobs).
+        job_id: &'a str,
+        /// The job that died, as Batch names it (`parent:index` for an
+        /// array child): the only owner whose images it may fail.
+        dead: &'a str,
+    },
     /// Exactly as the reconciler read it: [`rule::redispatch_condition`].
     Seen {
         /// The claim token read.
@@ -351,9 +359,11 @@ pub async fn fail_queued(
             .condition_expression(rule::FAIL_CLAIMED_CONDITION)
             .expression_attribute_names("#owner", attr::OWNER)
             .expression_attribute_values(":claim", s(claim)),
-        QueuedBy::Job(job_id) => request
+        QueuedBy::Job { job_id, dead } => request
             .condition_expression(rule::FAIL_IN_JOB_CONDITION)
-            .expression_attribute_values(":job_id", s(job_id)),
+            .expression_attribute_names("#owner", attr::OWNER)
+            .expression_attribute_values(":job_id", s(job_id))
+            .expression_attribute_values(":dead", s(dead)),
         QueuedBy::Seen { claim, owner } => {
             let request = request
                 .condition_expression(rule::redispatch_condition(owner.is_some()))
@@ -369,19 +379,6 @@ pub async fn fail_queued(
     let writer = Writer::Update { claim: None };
     let written = outcome(client, table, image, writer, "UpdateItem", result).await?;
     clear_older_entries(client, table, image, written).await
-}
-
-/// Marks `image` FAILED with `reason` if it is still QUEUED in job `job_id`
-/// (used when Batch reports the job dead).
-pub async fn fail_if_still_queued(
-    client: &Client,
-    table: &str,
-    image: &ImageRef,
-    job_id: &str,
-    reason: &str,
-    now: Clock,
-) -> Result<WriteOutcome, StoreError> {
-    fail_queued(client, table, image, QueuedBy::Job(job_id), reason, now).await
 }
 
 /// Replaces a QUEUED record the reconciler read (`seen`) by a fresh claim

@@ -485,6 +485,15 @@ impl Run<'_> {
             self.summary.ignored += 1;
             return Ok(());
         }
+        if job.array_size.is_some() {
+            // An array parent fails when any child does; each child's own
+            // event speaks for its chunk (and the reconciler for lost ones).
+            // Failing every chunk here would fail images a child left
+            // QUEUED for an outage, or holds in another attempt.
+            info!(job_id = %job.job_id, "array parent ignored; its children's events speak for their chunks");
+            self.summary.ignored += 1;
+            return Ok(());
+        }
         if job.failure.cause() == Cause::Outage {
             warn!(job_id = %job.job_id, failure = %job.failure, "job failed for a cause outside its images; they stay QUEUED and the reconciler dispatches them again");
             self.summary.left_to_reconciler += 1;
@@ -520,12 +529,16 @@ impl Run<'_> {
             .into_iter()
             .flat_map(|(_, c)| c.iter())
             .collect();
+        let by = QueuedBy::Job {
+            job_id: parent,
+            dead: &job.job_id,
+        };
         let (db, table, now, reason) = (self.db(), &spec.table, self.now, &reason);
         let results: Vec<_> = stream::iter(images)
             .map(|image| async move {
                 (
                     image,
-                    store::fail_queued(db, table, image, QueuedBy::Job(parent), reason, now).await,
+                    store::fail_queued(db, table, image, by, reason, now).await,
                 )
             })
             .buffer_unordered(self.cfg.write_concurrency)

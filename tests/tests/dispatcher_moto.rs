@@ -751,6 +751,13 @@ async fn a_large_batch_becomes_one_array_job_with_a_manifest_and_a_dead_child_fa
     let manifest = Manifest::from_body(&body, mref).unwrap();
     assert_eq!(manifest.chunks.len(), 12);
     let chunk3: Vec<String> = manifest.chunks[3].iter().map(|i| i.key.clone()).collect();
+    let mut parent = batch_failure_event(&jobs[0], None);
+    parent["detail"]["arrayProperties"] = json!({"size": 12});
+    let ignored = w.deliver(&parent, "req-parent").await;
+    assert_eq!(
+        ignored["failed_by_batch"], 0,
+        "the parent's failure speaks for no chunk: {ignored}"
+    );
 
     let response = w
         .deliver(&batch_failure_event(&jobs[0], Some(3)), "req-2")

@@ -47,7 +47,7 @@ const DISPATCHER_SDK_ACTIONS: [(&str, &str); 10] = [
     ("dynamodb:PutItem", "store::claim, store::record_skipped"),
     (
         "dynamodb:UpdateItem",
-        "store::record_submitted, release_claim, fail_if_still_queued",
+        "store::record_submitted, release_claim, fail_queued",
     ),
     (
         "dynamodb:DeleteItem",

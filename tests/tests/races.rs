@@ -194,3 +194,73 @@ async fn a_worker_commit_between_a_delete_s_cleanup_and_its_tombstone_leaves_no_
     assert_eq!(w.status().await, "DELETED");
     assert_eq!(w.entries().await, [], "entries of the deleted key's upload");
 }
+
+/// Counterexample: a dispatcher slow to record its submission rewrote
+/// `job_id` on a record its job had already labeled (the condition looked at
+/// the claim token only).
+#[tokio::test]
+async fn a_submission_recorded_after_the_image_was_labeled_changes_nothing() {
+    let w = world().await;
+    let image = w.image("0A");
+    let attempt = w.taken(&image, "job-1").await;
+    let labels = beach();
+    let detected = Detected::as_is(&labels, Some("3.0"));
+    let (db, table) = (&w.direct, &w.stack.table);
+    let labeled = labeling::record_labeled(db, table, &image, &detected, &attempt, Clock::now());
+    assert_eq!(labeled.await.unwrap(), WriteOutcome::Written);
+
+    let submission = store::Submission {
+        job_id: "job-late",
+        job_name: "late",
+        array_index: None,
+    };
+    let late = store::record_submitted(db, table, &image, "c1", submission, Clock::now());
+
+    assert_ne!(late.await.unwrap(), WriteOutcome::Written);
+    let item = store::get_image(db, table, &w.stack.bucket, "race/beach.jpg")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(item["status"].as_s().unwrap(), "LABELED");
+    assert_ne!(
+        item.get("job_id")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str),
+        Some("job-late")
+    );
+}
+
+/// Counterexample: the failure of job `job-1` recorded FAILED an image that
+/// job `job-2` had taken and was labeling (the condition looked at the
+/// recorded job id only, not at who holds the image).
+#[tokio::test]
+async fn a_dead_job_s_failure_leaves_an_image_another_job_holds() {
+    let w = world().await;
+    let image = w.image("0A");
+    let (db, table) = (&w.direct, &w.stack.table);
+    w.taken(&image, "job-2").await;
+    let submission = store::Submission {
+        job_id: "job-1",
+        job_name: "first",
+        array_index: None,
+    };
+    store::record_submitted(db, table, &image, "c1", submission, Clock::now())
+        .await
+        .unwrap();
+
+    let by = store::QueuedBy::Job {
+        job_id: "job-1",
+        dead: "job-1",
+    };
+    let failed = store::fail_queued(
+        db,
+        table,
+        &image,
+        by,
+        "Batch job first failed",
+        Clock::now(),
+    );
+
+    assert_ne!(failed.await.unwrap(), WriteOutcome::Written);
+    assert_eq!(w.status().await, "QUEUED");
+}
