@@ -61,19 +61,21 @@ locals {
 
   queued = var.trigger_mode == "queued"
 
-  # The S3 notification filters: every labeled suffix, in lower and upper
-  # case. Mixed-case keys (".Jpg") are not delivered; S3 filters are
-  # case-sensitive and may not overlap.
-  notification_suffixes = distinct(flatten([for s in var.image_suffixes : [s, upper(s)]]))
+  # The S3 notification filters: one per watched prefix, or one for the
+  # whole bucket. Never suffixes: S3 matches them case-sensitively, so
+  # IMG_0001.Jpg would raise no event at all; the dispatcher judges
+  # suffixes without regard to case instead.
+  notification_prefixes = length(var.image_prefixes) > 0 ? var.image_prefixes : [""]
 
   # The dispatcher's environment: what `cargo lambda deploy --env-file` sets.
   # Every key is one dispatcher::config reads (tests/tests/infra_contract.rs).
   dispatcher_env = {
-    JOB_QUEUE       = aws_batch_job_queue.this.arn
-    JOB_DEFINITION  = local.job_definition_name
-    TABLE_NAME      = aws_dynamodb_table.results.name
-    IMAGES_PER_JOB  = tostring(var.images_per_job)
-    MANIFEST_PREFIX = var.manifest_prefix
-    IMAGE_SUFFIXES  = join(",", var.image_suffixes)
+    JOB_QUEUE        = aws_batch_job_queue.this.arn
+    JOB_DEFINITION   = local.job_definition_name
+    TABLE_NAME       = aws_dynamodb_table.results.name
+    IMAGES_PER_JOB   = tostring(var.images_per_job)
+    MANIFEST_PREFIX  = var.manifest_prefix
+    IMAGE_SUFFIXES   = join(",", var.image_suffixes)
+    INCLUDE_PREFIXES = join(",", var.image_prefixes)
   }
 }

@@ -170,8 +170,10 @@ resource "aws_lambda_event_source_mapping" "events" {
 }
 
 ################################################################################
-# S3 notifications. Filters are the image suffixes (lower and upper case), so
-# manifests (.json under manifest_prefix) never notify. Lifecycle expirations
+# S3 notifications. Filters are the watched prefixes (local.notification_prefixes),
+# never suffixes: S3 matches suffixes case-sensitively and IMG_0001.Jpg would
+# raise no event. The dispatcher judges suffixes without regard to case and
+# ignores manifests (manifest_prefix) by name. Lifecycle expirations
 # are events of their own (they raise no ObjectRemoved): an image expired by a
 # lifecycle rule must lose its record like a deleted one.
 ################################################################################
@@ -197,22 +199,22 @@ resource "aws_s3_bucket_notification" "images" {
   bucket = aws_s3_bucket.images.id
 
   dynamic "queue" {
-    for_each = local.queued ? local.notification_suffixes : []
+    for_each = local.queued ? local.notification_prefixes : []
 
     content {
       queue_arn     = aws_sqs_queue.events[0].arn
       events        = local.notification_events
-      filter_suffix = queue.value
+      filter_prefix = queue.value == "" ? null : queue.value
     }
   }
 
   dynamic "lambda_function" {
-    for_each = local.queued ? [] : local.notification_suffixes
+    for_each = local.queued ? [] : local.notification_prefixes
 
     content {
       lambda_function_arn = local.function_arn
       events              = local.notification_events
-      filter_suffix       = lambda_function.value
+      filter_prefix       = lambda_function.value == "" ? null : lambda_function.value
     }
   }
 

@@ -149,8 +149,23 @@ variable "reconcile_schedule" {
   }
 }
 
+variable "image_prefixes" {
+  description = "Key prefixes watched for images (e.g. [\"uploads/\", \"camera/\"]); empty watches the whole bucket. Each becomes one S3 notification filter and the dispatcher's INCLUDE_PREFIXES, so the two cannot disagree. S3 refuses overlapping filters, so no prefix may start another."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for p in var.image_prefixes : length(p) > 0 && alltrue([
+        for q in var.image_prefixes : p == q || !startswith(q, p)
+      ])
+    ]) && length(distinct(var.image_prefixes)) == length(var.image_prefixes)
+    error_message = "image_prefixes must be distinct, non-empty, and no prefix may start another (S3 refuses overlapping notification filters)."
+  }
+}
+
 variable "image_suffixes" {
-  description = "Lower-case key suffixes that are labeled. They become the S3 notification filters (each in lower and upper case) and the dispatcher's IMAGE_SUFFIXES, so the two cannot disagree. The worker decides from the bytes: JPEG/PNG within Rekognition's limits are read by Rekognition from S3, WebP, GIF, TIFF, BMP, HEIC/HEIF, AVIF and oversized JPEG/PNG are converted by the worker (HEIC/HEIF and AVIF with libheif, which the worker image carries)."
+  description = "Lower-case key suffixes that are labeled: the dispatcher's IMAGE_SUFFIXES, matched without regard to case (IMG_0001.Jpg is a .jpg). S3 notifications filter on prefixes only, because S3's suffix filters are case-sensitive; every other key under the watched prefixes is recorded SKIPPED with the reason. The worker decides from the bytes: JPEG/PNG within Rekognition's limits are read by Rekognition from S3, WebP, GIF, TIFF, BMP, HEIC/HEIF, AVIF and oversized JPEG/PNG are converted by the worker (HEIC/HEIF and AVIF with libheif, which the worker image carries)."
   type        = list(string)
   default     = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"]
 

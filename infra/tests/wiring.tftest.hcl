@@ -29,7 +29,7 @@ run "a_first_deploy_plans_no_wiring_for_the_function_it_has_not_deployed_yet" {
   }
 
   assert {
-    condition     = length(aws_s3_bucket_notification.images) == 1 && length(aws_s3_bucket_notification.images[0].queue) == 22
+    condition     = length(aws_s3_bucket_notification.images) == 1 && length(aws_s3_bucket_notification.images[0].queue) == 1
     error_message = "Queued mode buffers uploads in SQS from the first apply on, before the function exists."
   }
 }
@@ -152,8 +152,8 @@ run "direct_mode_lets_s3_invoke_the_function_for_creations_removals_and_expirati
       for n in aws_s3_bucket_notification.images[0].lambda_function :
       n.lambda_function_arn == "arn:aws:lambda:us-east-1:123456789012:function:image-labeler-dispatcher" &&
       n.events == toset(["s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"])
-    ]) && length(aws_s3_bucket_notification.images[0].lambda_function) == 22
-    error_message = "Each image suffix (lower and upper case) must notify the function of creations, removals and lifecycle expirations."
+    ]) && length(aws_s3_bucket_notification.images[0].lambda_function) == 1
+    error_message = "One notification of the whole bucket must notify the function of creations, removals and lifecycle expirations."
   }
 
   assert {
@@ -188,12 +188,47 @@ run "queued_notifications_cover_creations_removals_and_lifecycle_expirations" {
   }
 
   assert {
-    condition     = toset(aws_s3_bucket_notification.images[0].queue[*].filter_suffix) == toset([".jpg", ".JPG", ".jpeg", ".JPEG", ".png", ".PNG", ".webp", ".WEBP", ".gif", ".GIF", ".tif", ".TIF", ".tiff", ".TIFF", ".bmp", ".BMP", ".heic", ".HEIC", ".heif", ".HEIF", ".avif", ".AVIF"])
-    error_message = "The notification filters must be the image suffixes in lower and upper case."
+    condition = (
+      length(aws_s3_bucket_notification.images[0].queue) == 1 &&
+      aws_s3_bucket_notification.images[0].queue[0].filter_suffix == null &&
+      aws_s3_bucket_notification.images[0].queue[0].filter_prefix == null
+    )
+    error_message = "Without image_prefixes, one unfiltered notification must cover the bucket: suffix filters are case-sensitive and would lose IMG_0001.Jpg."
   }
 
   assert {
     condition     = aws_sqs_queue.events[0].visibility_timeout_seconds == 6 * 120 + 20
     error_message = "The events queue's visibility timeout must cover six dispatcher timeouts plus the batching window."
   }
+}
+
+run "watched_prefixes_become_one_notification_each_and_the_dispatcher_s_include_list" {
+  command = plan
+
+  variables {
+    image_prefixes = ["uploads/", "camera/"]
+  }
+
+  assert {
+    condition = (
+      toset(aws_s3_bucket_notification.images[0].queue[*].filter_prefix) == toset(["uploads/", "camera/"]) &&
+      alltrue([for q in aws_s3_bucket_notification.images[0].queue : q.filter_suffix == null])
+    )
+    error_message = "Each watched prefix must be one notification, filtered by prefix only."
+  }
+
+  assert {
+    condition     = local.dispatcher_env["INCLUDE_PREFIXES"] == "uploads/,camera/"
+    error_message = "The dispatcher must accept exactly the prefixes S3 notifies for."
+  }
+}
+
+run "overlapping_watched_prefixes_are_refused" {
+  command = plan
+
+  variables {
+    image_prefixes = ["uploads/", "uploads/raw/"]
+  }
+
+  expect_failures = [var.image_prefixes]
 }

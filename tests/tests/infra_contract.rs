@@ -541,30 +541,14 @@ fn join(args: FuncArgs) -> Result<Value, String> {
     Ok(Value::String(parts?.join(separator)))
 }
 
-fn upper(args: FuncArgs) -> Result<Value, String> {
-    let s = args[0].as_str().ok_or("upper: not a string")?;
-    Ok(Value::String(s.to_uppercase()))
-}
-
-fn flatten(args: FuncArgs) -> Result<Value, String> {
-    let mut out = Vec::new();
-    for item in args[0].as_array().ok_or("flatten: not a list")? {
-        match item {
-            Value::Array(inner) => out.extend(inner.iter().cloned()),
-            other => out.push(other.clone()),
-        }
-    }
-    Ok(Value::Array(out))
-}
-
-fn distinct(args: FuncArgs) -> Result<Value, String> {
-    let mut out: Vec<Value> = Vec::new();
-    for item in args[0].as_array().ok_or("distinct: not a list")? {
-        if !out.contains(item) {
-            out.push(item.clone());
-        }
-    }
-    Ok(Value::Array(out))
+fn length(args: FuncArgs) -> Result<Value, String> {
+    let n = match &args[0] {
+        Value::Array(items) => items.len(),
+        Value::Object(map) => map.len(),
+        Value::String(s) => s.chars().count(),
+        other => return Err(format!("length: {other} has no length")),
+    };
+    Ok(Value::from(n as u64))
 }
 
 /// Stand-in for the job queue ARN, known only after apply.
@@ -582,12 +566,11 @@ fn context(blocks: &[Block]) -> Context<'static> {
             "tostring",
             tostring as fn(FuncArgs) -> Result<Value, String>,
         ),
-        ("upper", upper),
-        ("flatten", flatten),
-        ("distinct", distinct),
+        ("length", length),
     ] {
         ctx.declare_func(name, FuncDef::new(func, [ParamType::Any]));
     }
+
     ctx.declare_func(
         "join",
         FuncDef::new(join, [ParamType::String, ParamType::Any]),
@@ -803,30 +786,14 @@ fn the_job_definition_in_the_dispatcher_environment_is_the_one_terraform_registe
     );
 }
 
+/// Counterexample: the notifications filtered on each suffix in lower and
+/// upper case, and S3 matches suffixes case-sensitively, so `IMG_0001.Jpg`
+/// or `scan.Tiff` raised no event, got no record and raised no alarm. S3
+/// now filters on prefixes only, and the dispatcher, which matches suffixes
+/// without regard to case, sees every key.
 #[test]
-fn s3_notifications_filter_on_exactly_the_suffixes_the_dispatcher_labels() {
+fn s3_notifications_filter_on_prefixes_only_and_the_dispatcher_labels_every_case_of_a_suffix() {
     let blocks = infra();
-    let env = dispatcher_env(&blocks);
-    let cfg = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
-
-    let Value::Array(filters) = local_value(&blocks, "notification_suffixes") else {
-        panic!("local.notification_suffixes is not a list");
-    };
-
-    let filters: BTreeSet<String> = filters
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    let expected: BTreeSet<String> = cfg
-        .suffixes
-        .iter()
-        .flat_map(|s| [s.clone(), s.to_uppercase()])
-        .collect();
-    assert_eq!(filters, expected);
-    assert!(
-        !filters.iter().any(|f| f.eq_ignore_ascii_case(".json")),
-        "manifests must never notify"
-    );
     let notification = block(
         &blocks,
         "resource",
@@ -838,9 +805,36 @@ fn s3_notifications_filter_on_exactly_the_suffixes_the_dispatcher_labels() {
             .find(|d| labels(d) == [target])
             .unwrap_or_else(|| panic!("no dynamic {target} notification"));
         let content = nested(dynamic, "content");
-        assert_eq!(
-            traversal_path(attr(content[0], "filter_suffix")).as_deref(),
-            Some(format!("{target}.value").as_str())
+        let keys: Vec<&str> = content[0].body().attributes().map(|a| a.key()).collect();
+        assert!(
+            keys.contains(&"filter_prefix") && !keys.contains(&"filter_suffix"),
+            "{target} notifications must filter on prefixes only: {keys:?}"
+        );
+    }
+    let Value::Array(prefixes) = local_value(&blocks, "notification_prefixes") else {
+        panic!("local.notification_prefixes is not a list");
+    };
+    assert_eq!(prefixes, [Value::from("")], "the whole bucket by default");
+
+    let env = dispatcher_env(&blocks);
+    let cfg = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
+    for key in ["IMG_0001.Jpg", "scan.Tiff", "holiday/Beach.JPEG", "x.HeIc"] {
+        let change = dispatcher::event::ObjectChange {
+            change: dispatcher::event::Change::Created,
+            bucket: "photos".into(),
+            key: key.into(),
+            revision: labeler_core::Revision::from_sequencer("0A").unwrap(),
+            version_id: None,
+            etag: None,
+            size: Some(4321),
+            delete_marker: false,
+        };
+        assert!(
+            matches!(
+                dispatcher::plan::decide(&change, &cfg),
+                dispatcher::plan::Decision::Label(_)
+            ),
+            "{key}"
         );
     }
 }
