@@ -6,8 +6,8 @@
 //! `{"reconcile": {}}`) and on demand (`labeler reconcile`), and:
 //!
 //! 1. finds records QUEUED for longer than `RECONCILE_AFTER_SECONDS` through
-//!    the sparse status index (one Query per shard, never a Scan), at most
-//!    `RECONCILE_LIMIT` of them;
+//!    the sparse status index (Queries per shard, never a Scan), at most
+//!    `RECONCILE_LIMIT` of them, shared fairly between the shards;
 //! 2. asks Batch about the jobs they name (`DescribeJobs`, 100 ids a call);
 //! 3. decides per record with [`verdict`] — a pure function with the whole
 //!    rule — and applies the decision with a conditional write that loses to
@@ -388,7 +388,13 @@ pub async fn pass(clients: &Clients, cfg: &Config, now: Clock) -> Result<Pass, R
 }
 
 /// Records QUEUED before `now - RECONCILE_AFTER_SECONDS`, oldest first per
-/// shard, at most `RECONCILE_LIMIT`.
+/// shard, at most `RECONCILE_LIMIT`, shared fairly between the shards.
+///
+/// Each shard first gets an equal share of the limit (at least one record);
+/// what shards with fewer old records leave unused goes, in a second round,
+/// to the shards that had more. A backlog in one shard therefore never
+/// starves a stuck image in another. The first shard read rotates with the
+/// pass, so a limit below the shard count still reaches every shard in turn.
 async fn old_queued(
     clients: &Clients,
     cfg: &Config,
@@ -400,52 +406,77 @@ async fn old_queued(
             .saturating_sub(cfg.reconcile.after_secs * 1000),
     }
     .rfc3339();
+    let limit = cfg.reconcile.limit;
+    let mut shards = schema::status_keys(Status::Queued);
+    let rotate = (now.unix_secs() / 60) as usize % shards.len();
+    shards.rotate_left(rotate);
+    let share = limit.div_ceil(shards.len()).max(1);
     let mut records = Vec::new();
-    for shard in schema::status_keys(Status::Queued) {
-        let mut start: Option<Item> = None;
-        loop {
-            let remaining = cfg.reconcile.limit.saturating_sub(records.len());
-            if remaining == 0 {
-                return Ok(records);
-            }
-            let page = clients
-                .dynamodb
-                .query()
-                .table_name(&cfg.table)
-                .index_name(schema::STATUS_INDEX)
-                .key_condition_expression("#k = :k AND #at < :cutoff")
-                .expression_attribute_names("#k", schema::STATUS_INDEX_PK)
-                .expression_attribute_names("#at", schema::STATUS_INDEX_SK)
-                .expression_attribute_values(
-                    ":k",
-                    aws_sdk_dynamodb::types::AttributeValue::S(shard.clone()),
-                )
-                .expression_attribute_values(
-                    ":cutoff",
-                    aws_sdk_dynamodb::types::AttributeValue::S(cutoff.clone()),
-                )
-                .limit(remaining.min(1000) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    ReconcileError::Query(
-                        aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
-                    )
-                })?;
-            records.extend(
-                page.items()
-                    .iter()
-                    .filter(|i| Stored::from_item(i).status == Some(Status::Queued))
-                    .filter_map(Queued::from_item),
-            );
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
+    let mut more = Vec::new();
+    for shard in &shards {
+        let room = share.min(limit.saturating_sub(records.len()));
+        if room == 0 {
+            break;
+        }
+        let (page, next) = query_shard(clients, cfg, shard, &cutoff, room, None).await?;
+        records.extend(page);
+        if let Some(next) = next {
+            more.push((shard, next));
         }
     }
+    for (shard, start) in more {
+        let room = limit.saturating_sub(records.len());
+        if room == 0 {
+            break;
+        }
+        let (page, _) = query_shard(clients, cfg, shard, &cutoff, room, Some(start)).await?;
+        records.extend(page);
+    }
     Ok(records)
+}
+
+/// Up to `room` records of one shard QUEUED before `cutoff`, oldest first,
+/// from `start`; and where to go on, when the shard has more.
+async fn query_shard(
+    clients: &Clients,
+    cfg: &Config,
+    shard: &str,
+    cutoff: &str,
+    room: usize,
+    mut start: Option<Item>,
+) -> Result<(Vec<Queued>, Option<Item>), ReconcileError> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut records = Vec::new();
+    while records.len() < room {
+        let page = clients
+            .dynamodb
+            .query()
+            .table_name(&cfg.table)
+            .index_name(schema::STATUS_INDEX)
+            .key_condition_expression("#k = :k AND #at < :cutoff")
+            .expression_attribute_names("#k", schema::STATUS_INDEX_PK)
+            .expression_attribute_names("#at", schema::STATUS_INDEX_SK)
+            .expression_attribute_values(":k", AttributeValue::S(shard.to_owned()))
+            .expression_attribute_values(":cutoff", AttributeValue::S(cutoff.to_owned()))
+            .limit((room - records.len()).min(1000) as i32)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| {
+                ReconcileError::Query(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+            })?;
+        records.extend(
+            page.items()
+                .iter()
+                .filter(|i| Stored::from_item(i).status == Some(Status::Queued))
+                .filter_map(Queued::from_item),
+        );
+        match page.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return Ok((records, None)),
+        }
+    }
+    Ok((records, start))
 }
 
 /// Batch's answer for each job id, [`DESCRIBE_BATCH`] ids per call. A call

@@ -537,6 +537,45 @@ mod reconciler {
         assert_eq!(after.examined, 0, "{after:?}");
     }
 
+    /// Counterexample: the pass read shard `QUEUED#00` first against one
+    /// global limit, so a backlog there starved a stuck image in any other
+    /// shard for as long as the backlog lasted.
+    #[tokio::test]
+    async fn a_backlog_in_one_shard_does_not_starve_the_others() {
+        let w = world(&[("RECONCILE_LIMIT", "16")]).await;
+        let shard_of = |key: &str| {
+            let pk = labeler_core::schema::image_pk(&w.stack.bucket, key);
+            labeler_core::schema::status_key(&pk, labeler_core::Status::Queued).unwrap()
+        };
+        let first = "QUEUED#00";
+        let backlog: Vec<String> = (0..)
+            .map(|i| format!("backlog/{i:04}.jpg"))
+            .filter(|k| shard_of(k) == first)
+            .take(20)
+            .collect();
+        let lonely = (0..)
+            .map(|i| format!("elsewhere/{i:04}.jpg"))
+            .find(|k| shard_of(k) != first)
+            .unwrap();
+        let then = Clock::now();
+        for (i, key) in backlog.iter().enumerate() {
+            claim_at(&w, key, "died", then.plus_secs(i as u64)).await;
+        }
+        claim_at(&w, &lonely, "died", then.plus_secs(100)).await;
+
+        let report = dispatcher::dispatch::reconcile_now(&w.clients, &w.cfg, then.plus_secs(2000))
+            .await
+            .unwrap();
+
+        assert!(report.examined <= 16, "{report:?}");
+        let record = w.record(&lonely).await.unwrap();
+        assert!(
+            record.contains_key("job_id"),
+            "the image in {} waited behind {first}: {report:?}",
+            shard_of(&lonely)
+        );
+    }
+
     #[tokio::test]
     async fn an_operator_retry_killed_before_its_submission_is_picked_up() {
         let w = world(&[]).await;
