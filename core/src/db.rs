@@ -25,17 +25,51 @@ pub struct StoreError {
     /// The SDK error, with its retry classification already exhausted.
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
+    /// Whether the same call may succeed later: the network, the service
+    /// or its capacity failed (5xx, throttling, a timeout), not the request.
+    pub transient: bool,
 }
 
+/// Error codes DynamoDB answers when it cannot take the request now.
+const BUSY: [&str; 5] = [
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+];
+
 impl StoreError {
-    pub(crate) fn new<E>(operation: &'static str, pk: impl Into<String>, e: E) -> Self
+    /// Wraps an SDK error, telling an unavailable service from a refused
+    /// request.
+    pub(crate) fn new<E>(
+        operation: &'static str,
+        pk: impl Into<String>,
+        e: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    ) -> Self
     where
-        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
     {
+        use aws_sdk_dynamodb::error::SdkError;
+        let transient = match &e {
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(se) => {
+                se.raw().status().is_server_error()
+                    || se.err().code().is_some_and(|c| BUSY.contains(&c))
+            }
+            _ => false,
+        };
         Self {
             operation,
             pk: pk.into(),
             source: e.into(),
+            transient,
         }
     }
 }
@@ -130,7 +164,55 @@ pub(crate) async fn resolve_conflict(
         }
     };
     let stored = item.map(Stored::from_item);
-    rule::conflict(writer, incoming, stored.as_ref()).map_err(|changed| {
-        StoreError::new("conditional write", schema::image_pk(bucket, key), changed)
+    rule::conflict(writer, incoming, stored.as_ref()).map_err(|changed| StoreError {
+        operation: "conditional write",
+        pk: schema::image_pk(bucket, key),
+        source: changed.into(),
+        transient: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::error::SdkError;
+    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+    use aws_sdk_dynamodb::types::error::{
+        InternalServerError, ProvisionedThroughputExceededException,
+    };
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+
+    fn answered(status: u16, err: PutItemError) -> StoreError {
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        StoreError::new("PutItem", "pk", SdkError::service_error(err, raw))
+    }
+
+    #[test]
+    fn an_unavailable_or_busy_service_is_transient_and_a_refused_request_is_not() {
+        let busy = ProvisionedThroughputExceededException::builder()
+            .message("slow down")
+            .meta(
+                aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                    .code("ProvisionedThroughputExceededException")
+                    .build(),
+            )
+            .build();
+        let down = InternalServerError::builder().message("oops").build();
+        let refused = PutItemError::generic(
+            aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                .code("ValidationException")
+                .message("Item size has exceeded the maximum allowed size")
+                .build(),
+        );
+        assert!(
+            answered(
+                400,
+                PutItemError::ProvisionedThroughputExceededException(busy)
+            )
+            .transient
+        );
+        assert!(answered(500, PutItemError::InternalServerError(down)).transient);
+        assert!(!answered(400, refused).transient);
+    }
 }

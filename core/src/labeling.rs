@@ -479,9 +479,13 @@ async fn update_outcome<O>(
     }
 }
 
-fn store_error<E>(operation: &'static str, image: &ImageRef, e: E) -> StoreError
+fn store_error<E>(
+    operation: &'static str,
+    image: &ImageRef,
+    e: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     StoreError::new(operation, schema::image_pk(&image.bucket, &image.key), e)
 }

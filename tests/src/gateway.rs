@@ -144,6 +144,9 @@ pub struct DetectCount {
     pub charged: u32,
     /// Of those, answers that reached the caller.
     pub answered: u32,
+    /// Of those, answers the gateway lost on purpose ([`Fault::LoseResponse`]):
+    /// the caller's SDK retries, and the retry is charged again.
+    pub lost: u32,
 }
 
 /// The running gateway.
@@ -368,6 +371,9 @@ impl Gateway {
             count.charged += 1;
             if fault.is_none() && response.status().is_success() {
                 count.answered += 1;
+            }
+            if fault == Some(Fault::LoseResponse) {
+                count.lost += 1;
             }
         }
         match fault {

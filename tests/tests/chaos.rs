@@ -305,6 +305,10 @@ impl Run {
             };
             let settings = Settings {
                 concurrency: 1,
+                // Outages here last whole steps of the storm, and the storm
+                // waits for this run: a paid answer is kept through a
+                // DynamoDB outage for a few seconds, then left QUEUED.
+                time_budget: std::time::Duration::from_secs(4),
                 attempt: Attempt {
                     job_id: Some(parent.clone()),
                     owner: job.id.clone(),
@@ -326,15 +330,24 @@ impl Run {
             };
             self.gateway.disarm();
             let after = self.gateway.detect_calls();
+            // The documented ways to pay twice: a worker killed after
+            // Rekognition answered, and one whose DynamoDB stayed down for
+            // the rest of its time budget while it kept the answer (the
+            // record is still QUEUED after the run). Each is counted.
+            let (images, _) = self.records().await;
+            for (key, count) in &after {
+                let was = before.get(key).copied().unwrap_or_default();
+                let extra = (count.charged - count.lost) - (was.charged - was.lost);
+                let unwritten = ran.is_none()
+                    || images
+                        .get(key)
+                        .is_some_and(|r| text(r, "status") == "QUEUED");
+                if extra > 0 && unwritten {
+                    *self.allowance.entry(key.clone()).or_default() += extra;
+                }
+            }
             let (status, reason, exit_code) = match &ran {
                 None => {
-                    for (key, count) in &after {
-                        let was = before.get(key).copied().unwrap_or_default();
-                        let extra = count.answered - was.answered;
-                        if extra > 0 {
-                            *self.allowance.entry(key.clone()).or_default() += extra;
-                        }
-                    }
                     // A process killed mid-call is a host taken away
                     // (Spot, a scale-in): an outage, not the images.
                     ("FAILED", "Host EC2 (instance i-0c4a05) terminated.", None)
@@ -632,11 +645,11 @@ async fn chaos_run(seed: u64) {
         }
     }
     let calls = run.gateway.detect_calls();
-    for (key, DetectCount { answered, .. }) in &calls {
+    for (key, DetectCount { charged, lost, .. }) in &calls {
         let uploads = creates.get(key).map_or(0, |c| c.len() as u32);
-        let allowed = uploads + run.allowance.get(key).copied().unwrap_or(0);
-        if *answered > allowed {
-            run.fail(key, format!("DetectLabels answered {answered} times for {uploads} uploads (allowance for killed workers: {})", allowed - uploads));
+        let allowance = run.allowance.get(key).copied().unwrap_or(0);
+        if *charged > uploads + allowance + lost {
+            run.fail(key, format!("DetectLabels charged {charged} times for {uploads} uploads (allowed: {allowance} for workers killed or out of time after an answer, {lost} for answers lost in transit)"));
         }
     }
     let charged: u32 = calls.values().map(|c| c.charged).sum();

@@ -21,6 +21,8 @@ struct World {
     held: aws_sdk_dynamodb::Client,
     /// Clients that go straight to moto.
     direct: aws_sdk_dynamodb::Client,
+    /// The SDK configuration for moto.
+    moto_sdk: aws_config::SdkConfig,
 }
 
 async fn world() -> World {
@@ -35,6 +37,7 @@ async fn world() -> World {
         gateway,
         held: aws_sdk_dynamodb::Client::new(&through),
         direct: aws_sdk_dynamodb::Client::new(&sdk),
+        moto_sdk: sdk,
     }
 }
 
@@ -263,4 +266,71 @@ async fn a_dead_job_s_failure_leaves_an_image_another_job_holds() {
 
     assert_ne!(failed.await.unwrap(), WriteOutcome::Written);
     assert_eq!(w.status().await, "QUEUED");
+}
+
+/// Counterexample: DetectLabels answered (and charged), then DynamoDB browned
+/// out for longer than the SDK's retries; the worker dropped the paid answer
+/// and exited 3, and each of Batch's attempts paid again. The worker now
+/// keeps the answer and writes it again with a growing delay, within its
+/// time budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_answer_outlives_a_dynamodb_brownout_during_its_write() {
+    use integration_tests::gateway::Service;
+    use labeler_core::job::{ImageSource, JobSpec, LabelOptions, CONTRACT_VERSION};
+    let w = world().await;
+    let image = w.image("0A");
+    let (db, table, now) = (&w.direct, &w.stack.table, Clock::now());
+    let claimed = store::claim(db, table, &image, "c1", now, 900)
+        .await
+        .unwrap();
+    assert_eq!(claimed, WriteOutcome::Written);
+    let through = w
+        .moto_sdk
+        .to_builder()
+        .endpoint_url(&w.gateway.endpoint)
+        .build();
+    let clients = worker::Clients {
+        rekognition: aws_sdk_rekognition::Client::new(&through),
+        dynamodb: aws_sdk_dynamodb::Client::new(&through),
+        s3: integration_tests::s3_client(&through),
+    };
+    let spec = JobSpec {
+        v: CONTRACT_VERSION,
+        table: table.clone(),
+        options: LabelOptions::default(),
+        images: ImageSource::Inline(vec![vec![image.clone()]]),
+    };
+    let settings = worker::Settings {
+        concurrency: 1,
+        time_budget: std::time::Duration::from_secs(120),
+        attempt: Attempt {
+            job_id: Some("job-1".into()),
+            owner: "job-1".into(),
+            attempt: 1,
+        },
+        ..worker::Settings::default()
+    };
+    let hold = w.gateway.hold("DynamoDB_20120810.TransactWriteItems");
+    let chunk = vec![image.clone()];
+    let run = worker::run(
+        &spec,
+        &chunk,
+        &clients,
+        &settings,
+        worker::Shutdown::never(),
+    );
+    let weather = async {
+        hold.reached().await;
+        w.gateway.outage(Some(Service::DynamoDb));
+        hold.release();
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        w.gateway.outage(None);
+    };
+    let (outcome, ()) = tokio::join!(run, weather);
+
+    assert!(w.gateway.outage_calls() > 0, "the brownout refused calls");
+    assert_eq!((outcome.labeled, outcome.retryable), (1, 0), "{outcome:?}");
+    assert_eq!(w.status().await, "LABELED");
+    let calls = w.gateway.detect_calls();
+    assert_eq!(calls["race/beach.jpg"].charged, 1, "{calls:?}");
 }

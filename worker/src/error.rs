@@ -391,6 +391,7 @@ mod tests {
             operation: "GetItem",
             pk: "s3://b/k".into(),
             source: Box::new(io),
+            transient: true,
         };
         let error = WorkerError::from(store);
 

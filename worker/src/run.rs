@@ -17,7 +17,7 @@ use labeler_core::job::{select_chunk, ImageSource, Manifest, ManifestRef};
 use labeler_core::labeling::{self, Attempt};
 use labeler_core::reuse::{self, ContentKey};
 use labeler_core::schema::attr;
-use labeler_core::store::{self, Clock, WriteOutcome};
+use labeler_core::store::{self, Clock, StoreError, WriteOutcome};
 use labeler_core::{ImageRef, JobSpec, Revision, Status};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -493,9 +493,7 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
                 model_version: output.label_model_version(),
                 conversion: conversion.as_deref(),
             };
-            let outcome =
-                labeling::record_labeled(db, table, image, &detected, attempt, Clock::now())
-                    .await?;
+            let outcome = keep_paid_answer(shared, image, &detected).await?;
             if let (Some((key, r)), WriteOutcome::Written) = (&content, &outcome) {
                 // After the record: a crash in between costs the next copy
                 // one DetectLabels call, nothing else.
@@ -539,6 +537,44 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
         }
     };
     Ok(written(written_outcome.0, written_outcome.1))
+}
+
+/// Longest wait between two writes of a paid answer ([`keep_paid_answer`]).
+const MAX_PAID_WRITE_WAIT: Duration = Duration::from_secs(60);
+
+/// Writes the LABELED record of a paid DetectLabels answer, and writes it
+/// again while DynamoDB is unavailable (a transient [`StoreError`]): 1 s,
+/// 2 s, 4 s … at most a minute apart, for as long as the run's time budget
+/// lasts. The answer was charged; dropping it would make the next Batch
+/// attempt pay again. Only a refused request, or the end of the budget,
+/// sends the error up (and the image stays QUEUED). A process killed
+/// meanwhile loses the answer: the one documented way to pay twice.
+async fn keep_paid_answer(
+    shared: &Shared<'_>,
+    image: &ImageRef,
+    detected: &labeling::Detected<'_>,
+) -> Result<WriteOutcome, StoreError> {
+    let (db, table) = (&shared.clients.dynamodb, shared.job.table.as_str());
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let written =
+            labeling::record_labeled(db, table, image, detected, shared.attempt, Clock::now())
+                .await;
+        match written {
+            Err(e) if e.transient && tokio::time::Instant::now() + wait < shared.pace.deadline => {
+                warn!(
+                    bucket = image.bucket.as_str(),
+                    key = image.key.as_str(),
+                    error = %e,
+                    retry_in_secs = wait.as_secs(),
+                    "could not store a paid answer; keeping it and writing again"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_PAID_WRITE_WAIT);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Calls DetectLabels at the run's pace, treating throttling as
