@@ -25,7 +25,6 @@
 
 use crate::config::Config;
 use crate::event::{recognise, Delivery, JobEnded, Notice, ObjectChange};
-use crate::failure::Cause;
 use crate::plan::{self, Decision};
 use crate::telemetry;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
@@ -470,35 +469,19 @@ impl Run<'_> {
 
     /// Marks the images a dead Batch job still holds as FAILED.
     async fn job_ended(&mut self, job: &JobEnded) -> Result<(), String> {
-        if !plan::is_our_queue(&job.job_queue, &self.cfg.job_queue) {
-            info!(job_id = %job.job_id, queue = %job.job_queue, "job of another queue ignored");
-            self.summary.ignored += 1;
-            return Ok(());
-        }
-        let Some(raw) = job.parameters.get(JOB_PARAMETER) else {
-            info!(job_id = %job.job_id, "job without a labeling spec ignored");
-            self.summary.ignored += 1;
-            return Ok(());
+        let raw = match plan::failed_job_to_handle(job, &self.cfg.job_queue) {
+            Ok(raw) => raw,
+            Err(plan::LeftAlone::Outage) => {
+                warn!(job_id = %job.job_id, failure = %job.failure, "job failed for a cause outside its images; they stay QUEUED and the reconciler dispatches them again");
+                self.summary.left_to_reconciler += 1;
+                return Ok(());
+            }
+            Err(plan::LeftAlone::Ignored(why)) => {
+                info!(job_id = %job.job_id, status = %job.status, queue = %job.job_queue, why, "job event ignored");
+                self.summary.ignored += 1;
+                return Ok(());
+            }
         };
-        if job.status != "FAILED" {
-            info!(job_id = %job.job_id, status = %job.status, "job finished");
-            self.summary.ignored += 1;
-            return Ok(());
-        }
-        if job.array_size.is_some() {
-            // An array parent fails when any child does; each child's own
-            // event speaks for its chunk (and the reconciler for lost ones).
-            // Failing every chunk here would fail images a child left
-            // QUEUED for an outage, or holds in another attempt.
-            info!(job_id = %job.job_id, "array parent ignored; its children's events speak for their chunks");
-            self.summary.ignored += 1;
-            return Ok(());
-        }
-        if job.failure.cause() == Cause::Outage {
-            warn!(job_id = %job.job_id, failure = %job.failure, "job failed for a cause outside its images; they stay QUEUED and the reconciler dispatches them again");
-            self.summary.left_to_reconciler += 1;
-            return Ok(());
-        }
         let spec = JobSpec::from_parameter(raw).map_err(|e| e.to_string())?;
         let chunks = match &spec.images {
             ImageSource::Inline(chunks) => chunks.clone(),

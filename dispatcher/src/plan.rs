@@ -171,6 +171,46 @@ pub fn chunks_of_ended_job(
     }
 }
 
+/// Why a job event leaves the records alone ([`failed_job_to_handle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftAlone {
+    /// Nothing to do with this event, for this reason.
+    Ignored(&'static str),
+    /// The job failed for an outage ([`crate::failure`]): its images stay
+    /// QUEUED for the reconciler.
+    Outage,
+}
+
+/// The labeling spec of a job whose FAILED event must fail the images it
+/// still holds; or why the event leaves the records alone: a job of
+/// another queue or without a spec, one that did not fail, an array parent
+/// (each child's own event speaks for its chunk; the parent's would fail
+/// images a child left QUEUED for an outage or holds in another attempt),
+/// or a failure that is an outage.
+pub fn failed_job_to_handle<'a>(
+    job: &'a crate::event::JobEnded,
+    queue: &str,
+) -> Result<&'a str, LeftAlone> {
+    if !is_our_queue(&job.job_queue, queue) {
+        return Err(LeftAlone::Ignored("a job of another queue"));
+    }
+    let Some(raw) = job.parameters.get(labeler_core::job::JOB_PARAMETER) else {
+        return Err(LeftAlone::Ignored("a job without a labeling spec"));
+    };
+    if job.status != "FAILED" {
+        return Err(LeftAlone::Ignored("the job did not fail"));
+    }
+    if job.array_size.is_some() {
+        return Err(LeftAlone::Ignored(
+            "an array parent: its children's events speak for their chunks",
+        ));
+    }
+    if job.failure.cause() == crate::failure::Cause::Outage {
+        return Err(LeftAlone::Outage);
+    }
+    Ok(raw)
+}
+
 /// The parent job id of an array child id (`parent:index`), or the id itself.
 pub fn parent_job_id(job_id: &str) -> &str {
     job_id.split(':').next().unwrap_or(job_id)
@@ -189,4 +229,56 @@ pub fn job_failed_reason(
     batch_reason: &impl std::fmt::Display,
 ) -> String {
     format!("Batch job {job_name} ({job_id}) failed: {batch_reason}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::JobEnded;
+    use crate::failure::JobFailure;
+
+    fn failed(exit_code: i64) -> JobEnded {
+        JobEnded {
+            job_id: "j-1".into(),
+            job_name: "labeler-x".into(),
+            job_queue: "arn:aws:batch:us-east-1:123456789012:job-queue/jobs".into(),
+            status: "FAILED".into(),
+            failure: JobFailure {
+                status_reason: Some("Essential container in task exited".into()),
+                container_reason: None,
+                exit_code: Some(exit_code),
+            },
+            parameters: [(labeler_core::job::JOB_PARAMETER.to_owned(), "{}".to_owned())].into(),
+            array_index: None,
+            array_size: None,
+        }
+    }
+
+    #[test]
+    fn only_a_failure_about_the_images_of_our_own_plain_job_or_child_fails_them() {
+        let queue = "jobs";
+        assert_eq!(failed_job_to_handle(&failed(137), queue), Ok("{}"));
+        assert_eq!(
+            failed_job_to_handle(&failed(3), queue),
+            Err(LeftAlone::Outage)
+        );
+        let parent = JobEnded {
+            array_size: Some(12),
+            ..failed(137)
+        };
+        assert!(matches!(
+            failed_job_to_handle(&parent, queue),
+            Err(LeftAlone::Ignored(why)) if why.contains("array parent")
+        ));
+        let elsewhere = JobEnded {
+            job_queue: "other".into(),
+            ..failed(137)
+        };
+        assert!(failed_job_to_handle(&elsewhere, queue).is_err());
+        let succeeded = JobEnded {
+            status: "SUCCEEDED".into(),
+            ..failed(137)
+        };
+        assert!(failed_job_to_handle(&succeeded, queue).is_err());
+    }
 }

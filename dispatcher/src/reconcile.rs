@@ -418,33 +418,44 @@ async fn old_queued(
         if room == 0 {
             break;
         }
-        let (page, next) = query_shard(clients, cfg, shard, &cutoff, room, None).await?;
+        let from = Cursor { shard, start: None };
+        let (page, next) = query_shard(clients, cfg, &cutoff, from, room).await?;
         records.extend(page);
-        if let Some(next) = next {
-            more.push((shard, next));
+        if let Some(start) = next {
+            more.push(Cursor {
+                shard,
+                start: Some(start),
+            });
         }
     }
-    for (shard, start) in more {
+    for from in more {
         let room = limit.saturating_sub(records.len());
         if room == 0 {
             break;
         }
-        let (page, _) = query_shard(clients, cfg, shard, &cutoff, room, Some(start)).await?;
+        let (page, _) = query_shard(clients, cfg, &cutoff, from, room).await?;
         records.extend(page);
     }
     Ok(records)
 }
 
-/// Up to `room` records of one shard QUEUED before `cutoff`, oldest first,
-/// from `start`; and where to go on, when the shard has more.
+/// Where a read of one status shard starts: its first page, or where an
+/// earlier read stopped.
+struct Cursor<'a> {
+    shard: &'a str,
+    start: Option<Item>,
+}
+
+/// Up to `room` records QUEUED before `cutoff`, oldest first, from `from`;
+/// and where to go on, when the shard has more.
 async fn query_shard(
     clients: &Clients,
     cfg: &Config,
-    shard: &str,
     cutoff: &str,
+    from: Cursor<'_>,
     room: usize,
-    mut start: Option<Item>,
 ) -> Result<(Vec<Queued>, Option<Item>), ReconcileError> {
+    let Cursor { shard, mut start } = from;
     use aws_sdk_dynamodb::types::AttributeValue;
     let mut records = Vec::new();
     while records.len() < room {
