@@ -83,6 +83,15 @@ data "aws_iam_policy_document" "dispatcher" {
     resources = ["${aws_s3_bucket.images.arn}/${var.manifest_prefix}*"]
   }
 
+  # restore::current_version asks which version of a key is current after
+  # a version delete (a console undelete): HeadObject, which IAM authorises
+  # as s3:GetObject.
+  statement {
+    sid       = "CurrentVersions"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.images.arn}/*"]
+  }
+
   # Lambda writes the function's logs with its execution role.
   statement {
     sid       = "Logs"

@@ -26,6 +26,7 @@
 use crate::config::Config;
 use crate::event::{recognise, Delivery, JobEnded, Notice, ObjectChange};
 use crate::plan::{self, Decision};
+use crate::restore;
 use crate::telemetry;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use aws_sdk_batch::types::ArrayProperties;
@@ -71,6 +72,9 @@ pub struct Summary {
     pub skipped: usize,
     /// Records removed after a delete.
     pub removed: usize,
+    /// Older versions current again after a version delete (an undelete),
+    /// dispatched ([`crate::restore`]).
+    pub restored: usize,
     /// Images marked FAILED because their Batch job died.
     pub failed_by_batch: usize,
     /// Failed Batch jobs whose images were left QUEUED because the cause
@@ -108,6 +112,7 @@ impl From<&Summary> for telemetry::Counts {
             superseded: _,
             skipped,
             removed,
+            restored: _,
             failed_by_batch,
             left_to_reconciler: _,
             ignored: _,
@@ -329,8 +334,14 @@ async fn process<'a>(
         }
     }
 
+    for change in run.remove_all(removes).await {
+        match plan::decide(&change.1, cfg) {
+            Decision::Label(image) => labels.push((change.0, image)),
+            Decision::Skip(image, reason) => skips.push((change.0, image, reason)),
+            _ => {}
+        }
+    }
     run.skip_all(skips).await;
-    run.remove_all(removes).await;
     for (d, job) in ended {
         if let Err(e) = run.job_ended(&job).await {
             error!(job_id = %job.job_id, error = %e, "could not record the failure of a Batch job");
@@ -410,13 +421,16 @@ impl Run<'_> {
         }
     }
 
-    async fn remove_all(&mut self, removes: Vec<Removal>) {
+    /// Records the removals; returns the versions that became current
+    /// again through a version delete ([`crate::restore`]), to dispatch.
+    async fn remove_all(&mut self, removes: Vec<Removal>) -> Vec<(usize, ObjectChange)> {
         let (db, table, now, ttl) = (
             self.db(),
             &self.cfg.table,
             self.now,
             self.cfg.tombstone_ttl_secs,
         );
+        let clients = self.clients;
         let results: Vec<_> = stream::iter(removes)
             .map(|(d, bucket, key, revision, version, reason)| async move {
                 let deletion = store::Deletion {
@@ -427,12 +441,38 @@ impl Run<'_> {
                     reason: &reason,
                 };
                 let r = store::tombstone(db, table, &deletion, now, ttl).await;
-                (d, bucket, key, version, r)
+                let back = match (&r, &version) {
+                    (Ok(_), Some(_)) => {
+                        let deleted = restore::Deleted {
+                            bucket: &bucket,
+                            key: &key,
+                            revision: &revision,
+                        };
+                        restore::current_version(clients, table, deleted).await
+                    }
+                    _ => Ok(None),
+                };
+                (d, bucket, key, version, r, back)
             })
             .buffer_unordered(self.cfg.write_concurrency)
             .collect()
             .await;
-        for (d, bucket, key, version, r) in results {
+        let mut again = Vec::new();
+        for (d, bucket, key, version, r, back) in results {
+            match back {
+                Ok(Some(change)) => {
+                    info!(
+                        bucket,
+                        key,
+                        version = change.version_id,
+                        "an older version is current again; dispatching it"
+                    );
+                    self.summary.restored += 1;
+                    again.push((d, change));
+                }
+                Ok(None) => {}
+                Err(e) => self.fail(d, e),
+            }
             match r {
                 Ok(WriteOutcome::Written) => {
                     info!(bucket, key, version, "tombstone recorded");
@@ -452,6 +492,7 @@ impl Run<'_> {
                 Err(e) => self.fail(d, e.to_string()),
             }
         }
+        again
     }
 
     fn count_conflict(&mut self, image: &ImageRef, outcome: &WriteOutcome) {

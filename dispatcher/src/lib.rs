@@ -16,6 +16,7 @@ pub mod event;
 pub mod failure;
 pub mod plan;
 pub mod reconcile;
+pub mod restore;
 pub mod telemetry;
 
 use aws_config::retry::RetryConfig;

@@ -27,6 +27,7 @@ run "the_dispatcher_role_grants_its_calls_on_the_stack_resources_in_queued_mode"
       ResultsIndexes    = [["dynamodb:Query"], ["arn:aws:dynamodb:us-east-1:123456789012:table/image-labeler-labels/index/*"]]
       TrackJobs         = [["batch:DescribeJobs", "batch:ListJobs"], ["*"]]
       Manifests         = [["s3:GetObject", "s3:PutObject"], ["arn:aws:s3:::image-labeler-images-123456789012-us-east-1/labeler-manifests/*"]]
+      CurrentVersions   = [["s3:GetObject"], ["arn:aws:s3:::image-labeler-images-123456789012-us-east-1/*"]]
       Logs              = [["logs:CreateLogStream", "logs:PutLogEvents"], ["arn:aws:logs:us-east-1:123456789012:log-group:/aws/image-labeler:*"]]
       FailedInvocations = [["sqs:SendMessage"], ["arn:aws:sqs:us-east-1:123456789012:image-labeler-queue"]]
       PollEvents = [

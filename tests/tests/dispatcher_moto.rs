@@ -378,6 +378,101 @@ async fn in_versioned_buckets_only_the_recorded_version_s_fate_changes_the_recor
     assert_eq!(w.status_of("w.jpg").await, "DELETED");
 }
 
+/// Counterexamples: a console "undelete" (deleting the delete marker) and the
+/// permanent delete of the current version both make an older version the
+/// key's object again, yet the record stayed DELETED, since neither event
+/// names that version. After any version delete the dispatcher now asks S3
+/// which version is current and dispatches it under the delete's revision.
+#[tokio::test]
+async fn an_undelete_or_a_deleted_current_version_brings_the_older_version_back() {
+    let w = world(&[]).await;
+    let s3 = s3_client(&w.sdk);
+    s3.put_bucket_versioning()
+        .bucket(&w.stack.bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let put = |key: &'static str| {
+        let s3 = s3.clone();
+        let bucket = w.stack.bucket.clone();
+        async move {
+            let out = s3
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(b"jpeg bytes".to_vec().into())
+                .send()
+                .await
+                .unwrap();
+            out.version_id().unwrap().to_owned()
+        }
+    };
+
+    let v1 = put("undelete.jpg").await;
+    w.event("ObjectCreated:Put", "undelete.jpg", "0A", Some(&v1))
+        .await;
+    let marker = s3
+        .delete_object()
+        .bucket(&w.stack.bucket)
+        .key("undelete.jpg")
+        .send()
+        .await
+        .unwrap();
+    let marker = marker.version_id().unwrap().to_owned();
+    w.event(
+        "ObjectRemoved:DeleteMarkerCreated",
+        "undelete.jpg",
+        "0B",
+        Some(&marker),
+    )
+    .await;
+    assert_eq!(w.status_of("undelete.jpg").await, "DELETED");
+    s3.delete_object()
+        .bucket(&w.stack.bucket)
+        .key("undelete.jpg")
+        .version_id(&marker)
+        .send()
+        .await
+        .unwrap();
+    w.event("ObjectRemoved:Delete", "undelete.jpg", "0C", Some(&marker))
+        .await;
+
+    let record = w.record("undelete.jpg").await.unwrap();
+    assert_eq!(
+        (text(&record, "status"), text(&record, "version_id")),
+        ("QUEUED".to_owned(), v1.clone()),
+        "{record:?}"
+    );
+
+    let older = put("current.jpg").await;
+    let newer = put("current.jpg").await;
+    w.event("ObjectCreated:Put", "current.jpg", "0A", Some(&older))
+        .await;
+    w.event("ObjectCreated:Put", "current.jpg", "0B", Some(&newer))
+        .await;
+    s3.delete_object()
+        .bucket(&w.stack.bucket)
+        .key("current.jpg")
+        .version_id(&newer)
+        .send()
+        .await
+        .unwrap();
+    w.event("ObjectRemoved:Delete", "current.jpg", "0C", Some(&newer))
+        .await;
+
+    let record = w.record("current.jpg").await.unwrap();
+    assert_eq!(
+        (text(&record, "status"), text(&record, "version_id")),
+        ("QUEUED".to_owned(), older),
+        "{record:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_newer_upload_recorded_skipped_takes_the_older_labels_out_of_the_index() {
     let w = world(&[]).await;

@@ -42,7 +42,7 @@ const DISPATCHER_SDK_ACTIONS: [(&str, &str); 10] = [
     ("s3:PutObject", "dispatch::submit writes a manifest"),
     (
         "s3:GetObject",
-        "Run::job_ended reads a failed job's manifest",
+        "Run::job_ended reads a failed job's manifest; restore::current_version asks which version is current",
     ),
     ("dynamodb:PutItem", "store::claim, store::record_skipped"),
     (
