@@ -16,6 +16,11 @@
 //! again, never wrongly). ETags of SSE-C and SSE-KMS objects are not digests
 //! of the content; turn reuse off (`LABELER_REUSE_LABELS=false`) for buckets
 //! encrypted that way if their ETags could repeat across different content.
+//! MD5 collisions between valid images can be constructed, so an uploader
+//! can give an image another image's labels: turn reuse off where labels
+//! gate something and uploaders are not trusted. The worker stores an entry
+//! only after checking that the object still has the ETag its key names
+//! (`worker::source::unchanged`).
 //!
 //! The entry's key also holds the labeling options (`MaxLabels`,
 //! `MinConfidence`): labels asked for with other options are not reused.

@@ -7,6 +7,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::gateway::Gateway;
 use integration_tests::{provision, Moto, Stack};
+use labeler_core::job::{ImageSource, JobSpec, LabelOptions, CONTRACT_VERSION};
 use labeler_core::labeling::{self, Attempt, Detected};
 use labeler_core::schema::Label;
 use labeler_core::store::{self, Clock, WriteOutcome};
@@ -100,6 +101,66 @@ impl World {
             .iter()
             .map(|i| (text(i, "sk"), text(i, "revision")))
             .collect()
+    }
+
+    /// The worker's clients through the gateway, a one-image job and
+    /// settings as Batch's job `job-1` would run it.
+    fn worker_for(&self, image: &ImageRef) -> (worker::Clients, JobSpec, worker::Settings) {
+        let through = self
+            .moto_sdk
+            .to_builder()
+            .endpoint_url(&self.gateway.endpoint)
+            .build();
+        let clients = worker::Clients {
+            rekognition: aws_sdk_rekognition::Client::new(&through),
+            dynamodb: aws_sdk_dynamodb::Client::new(&through),
+            s3: integration_tests::s3_client(&through),
+        };
+        let spec = JobSpec {
+            v: CONTRACT_VERSION,
+            table: self.stack.table.clone(),
+            options: LabelOptions::default(),
+            images: ImageSource::Inline(vec![vec![image.clone()]]),
+        };
+        let settings = worker::Settings {
+            concurrency: 1,
+            time_budget: std::time::Duration::from_secs(120),
+            attempt: Attempt {
+                job_id: Some("job-1".into()),
+                owner: "job-1".into(),
+                attempt: 1,
+            },
+            ..worker::Settings::default()
+        };
+        (clients, spec, settings)
+    }
+
+    /// `body` uploaded at the test key and claimed with its ETag and size,
+    /// as the dispatcher claims an event's object.
+    async fn claimed_upload(&self, body: &[u8]) -> ImageRef {
+        let etag = self.put(body).await;
+        let image = ImageRef {
+            etag: Some(etag),
+            size: Some(body.len() as u64),
+            ..self.image("0A")
+        };
+        let (db, table) = (&self.direct, &self.stack.table);
+        let claimed = store::claim(db, table, &image, "c1", Clock::now(), 900);
+        assert_eq!(claimed.await.unwrap(), WriteOutcome::Written);
+        image
+    }
+
+    /// Puts `body` at the test key; returns its ETag, unquoted.
+    async fn put(&self, body: &[u8]) -> String {
+        let out = integration_tests::s3_client(&self.moto_sdk)
+            .put_object()
+            .bucket(&self.stack.bucket)
+            .key("race/beach.jpg")
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        out.e_tag().unwrap().trim_matches('"').to_owned()
     }
 
     async fn status(&self) -> String {
@@ -276,7 +337,6 @@ async fn a_dead_job_s_failure_leaves_an_image_another_job_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_answer_outlives_a_dynamodb_brownout_during_its_write() {
     use integration_tests::gateway::Service;
-    use labeler_core::job::{ImageSource, JobSpec, LabelOptions, CONTRACT_VERSION};
     let w = world().await;
     let image = w.image("0A");
     let (db, table, now) = (&w.direct, &w.stack.table, Clock::now());
@@ -284,32 +344,7 @@ async fn a_paid_answer_outlives_a_dynamodb_brownout_during_its_write() {
         .await
         .unwrap();
     assert_eq!(claimed, WriteOutcome::Written);
-    let through = w
-        .moto_sdk
-        .to_builder()
-        .endpoint_url(&w.gateway.endpoint)
-        .build();
-    let clients = worker::Clients {
-        rekognition: aws_sdk_rekognition::Client::new(&through),
-        dynamodb: aws_sdk_dynamodb::Client::new(&through),
-        s3: integration_tests::s3_client(&through),
-    };
-    let spec = JobSpec {
-        v: CONTRACT_VERSION,
-        table: table.clone(),
-        options: LabelOptions::default(),
-        images: ImageSource::Inline(vec![vec![image.clone()]]),
-    };
-    let settings = worker::Settings {
-        concurrency: 1,
-        time_budget: std::time::Duration::from_secs(120),
-        attempt: Attempt {
-            job_id: Some("job-1".into()),
-            owner: "job-1".into(),
-            attempt: 1,
-        },
-        ..worker::Settings::default()
-    };
+    let (clients, spec, settings) = w.worker_for(&image);
     let hold = w.gateway.hold("DynamoDB_20120810.TransactWriteItems");
     let chunk = vec![image.clone()];
     let run = worker::run(
@@ -333,4 +368,68 @@ async fn a_paid_answer_outlives_a_dynamodb_brownout_during_its_write() {
     assert_eq!(w.status().await, "LABELED");
     let calls = w.gateway.detect_calls();
     assert_eq!(calls["race/beach.jpg"].charged, 1, "{calls:?}");
+}
+
+/// Counterexample: an upload overwritten while its job ran (an unversioned
+/// bucket, or a backfill) had the new bytes' labels stored under the old
+/// bytes' content key, and every later copy of the old bytes got them for 30
+/// days. Labels are now remembered as content only when the object still has
+/// the ETag the key names after DetectLabels read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_of_an_object_overwritten_during_its_job_are_not_remembered_as_its_content() {
+    let w = world().await;
+    let image = w.claimed_upload(b"the beach, as uploaded first").await;
+    let (clients, spec, settings) = w.worker_for(&image);
+    assert!(settings.reuse.is_some(), "reuse is on by default");
+    let hold = w.gateway.hold("RekognitionService.DetectLabels");
+    let chunk = vec![image.clone()];
+    let run = worker::run(
+        &spec,
+        &chunk,
+        &clients,
+        &settings,
+        worker::Shutdown::never(),
+    );
+    let overwrite = async {
+        hold.reached().await;
+        w.put(b"a different picture").await;
+        hold.release();
+    };
+    let (outcome, ()) = tokio::join!(run, overwrite);
+
+    assert_eq!(outcome.labeled, 1, "{outcome:?}");
+    let key = labeler_core::reuse::ContentKey::of(&image, &LabelOptions::default()).unwrap();
+    let (db, table) = (&w.direct, &w.stack.table);
+    let entry = labeler_core::reuse::lookup(db, table, &key, Clock::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        entry, None,
+        "the old bytes' key must not hold the new bytes' labels"
+    );
+}
+
+/// The other side of the check above: an object left alone has its labels
+/// remembered as its content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_of_an_object_left_alone_are_remembered_as_its_content() {
+    let w = world().await;
+    let image = w.claimed_upload(b"the beach, as uploaded first").await;
+    let (clients, spec, settings) = w.worker_for(&image);
+    let chunk = vec![image.clone()];
+
+    let outcome = worker::run(
+        &spec,
+        &chunk,
+        &clients,
+        &settings,
+        worker::Shutdown::never(),
+    )
+    .await;
+
+    assert_eq!(outcome.labeled, 1, "{outcome:?}");
+    let key = labeler_core::reuse::ContentKey::of(&image, &LabelOptions::default()).unwrap();
+    let (db, table) = (&w.direct, &w.stack.table);
+    let entry = labeler_core::reuse::lookup(db, table, &key, Clock::now()).await;
+    assert!(entry.unwrap().is_some(), "the content entry is stored");
 }

@@ -494,6 +494,18 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
                 conversion: conversion.as_deref(),
             };
             let outcome = keep_paid_answer(shared, image, &detected).await?;
+            let content = match content {
+                Some(c) if source::unchanged(&clients.s3, image).await => Some(c),
+                Some(_) => {
+                    info!(
+                        bucket = image.bucket.as_str(),
+                        key = image.key.as_str(),
+                        "the object changed while it was labeled; its labels are not remembered as content"
+                    );
+                    None
+                }
+                None => None,
+            };
             if let (Some((key, r)), WriteOutcome::Written) = (&content, &outcome) {
                 // After the record: a crash in between costs the next copy
                 // one DetectLabels call, nothing else.

@@ -202,3 +202,30 @@ async fn read(
         .to_vec();
     Ok(Ok(Read { bytes, total }))
 }
+
+/// Whether the object DetectLabels just read still is the content `image`
+/// names, so that its labels may be remembered under `image`'s content key
+/// ([`labeler_core::reuse`]).
+///
+/// A pinned version cannot change. Otherwise S3 is asked with `If-Match`
+/// on the event's ETag: an object overwritten (or deleted) while the job
+/// ran answers 412 (or 404), and its labels — of other bytes — are kept off
+/// the old bytes' key. Any doubt (another error) also answers `false`: the
+/// entry is an optimisation, a record never depends on it. Left open: an
+/// overwrite and a second overwrite back to the first bytes, both between
+/// Rekognition's read and this check.
+pub(crate) async fn unchanged(s3: &aws_sdk_s3::Client, image: &ImageRef) -> bool {
+    if image.version_id.is_some() {
+        return true;
+    }
+    let Some(etag) = image.etag.as_deref() else {
+        return false;
+    };
+    s3.head_object()
+        .bucket(&image.bucket)
+        .key(&image.key)
+        .if_match(format!("\"{}\"", etag.trim_matches('"')))
+        .send()
+        .await
+        .is_ok()
+}
