@@ -280,60 +280,13 @@ async fn process<'a>(
         summary: Summary::default(),
     };
 
-    let mut labels = Vec::new();
-    let mut skips = Vec::new();
-    let mut removes = Vec::new();
-    let mut ended = Vec::new();
-    let mut reconcile = false;
-    for (d, delivery) in deliveries.iter().enumerate() {
-        let notices = match &delivery.notices {
-            Ok(n) => n,
-            // An SQS message no retry can make readable is answered once, so
-            // it does not cycle to the dead-letter queue; a direct invocation
-            // with such a payload fails, so its caller sees why.
-            Err(e) if delivery.message_id.is_some() => {
-                error!(message_id = delivery.message_id.as_deref(), error = %e, "unreadable message dropped");
-                run.summary.unreadable += 1;
-                continue;
-            }
-            Err(e) => {
-                error!(error = %e, "unreadable payload");
-                run.summary.unreadable += 1;
-                run.fail(d, e.clone());
-                continue;
-            }
-        };
-        for notice in notices {
-            match notice {
-                Notice::Object(change) => match plan::decide(change, cfg) {
-                    Decision::Label(image) => labels.push((d, image)),
-                    Decision::Skip(image, reason) => skips.push((d, image, reason)),
-                    Decision::Remove {
-                        bucket,
-                        key,
-                        revision,
-                        version,
-                        reason,
-                    } => removes.push((d, bucket, key, revision, version, reason)),
-                    Decision::Ignore(reason) => {
-                        info!(bucket = %change.bucket, key = %change.key, reason, "ignored");
-                        run.summary.ignored += 1;
-                    }
-                },
-                Notice::JobEnded(job) => ended.push((d, job.clone())),
-                Notice::TestEvent => {
-                    info!("s3:TestEvent acknowledged");
-                    run.summary.ignored += 1;
-                }
-                Notice::Ignored(reason) => {
-                    info!(reason, "ignored");
-                    run.summary.ignored += 1;
-                }
-                Notice::Reconcile => reconcile = true,
-            }
-        }
-    }
-
+    let Work {
+        mut labels,
+        mut skips,
+        removes,
+        ended,
+        reconcile,
+    } = sort(deliveries, &mut run);
     for change in run.remove_all(removes).await {
         match plan::decide(&change.1, cfg) {
             Decision::Label(image) => labels.push((change.0, image)),
@@ -361,6 +314,110 @@ async fn process<'a>(
     run.summary.failed_deliveries = run.failed.len();
     info!(summary = ?run.summary, "invocation done");
     run
+}
+
+/// What one invocation's notices ask for, sorted by step.
+#[derive(Default)]
+struct Work {
+    labels: Vec<(usize, ImageRef)>,
+    skips: Vec<(usize, ImageRef, String)>,
+    removes: Vec<Removal>,
+    ended: Vec<(usize, JobEnded)>,
+    reconcile: bool,
+}
+
+/// Sorts the notices of `deliveries` into [`Work`]; unreadable deliveries
+/// and ignored notices are counted (and failed, where the caller must see
+/// why) on `run`.
+fn sort(deliveries: &[Delivery], run: &mut Run<'_>) -> Work {
+    let mut work = Work::default();
+    for (d, delivery) in deliveries.iter().enumerate() {
+        let notices = match &delivery.notices {
+            Ok(n) => n,
+            // An SQS message no retry can make readable is answered once, so
+            // it does not cycle to the dead-letter queue; a direct invocation
+            // with such a payload fails, so its caller sees why.
+            Err(e) if delivery.message_id.is_some() => {
+                error!(message_id = delivery.message_id.as_deref(), error = %e, "unreadable message dropped");
+                run.summary.unreadable += 1;
+                continue;
+            }
+            Err(e) => {
+                error!(error = %e, "unreadable payload");
+                run.summary.unreadable += 1;
+                run.fail(d, e.clone());
+                continue;
+            }
+        };
+        for notice in notices {
+            match notice {
+                Notice::Object(change) => match plan::decide(change, run.cfg) {
+                    Decision::Label(image) => work.labels.push((d, image)),
+                    Decision::Skip(image, reason) => work.skips.push((d, image, reason)),
+                    Decision::Remove {
+                        bucket,
+                        key,
+                        revision,
+                        version,
+                        reason,
+                    } => work
+                        .removes
+                        .push((d, bucket, key, revision, version, reason)),
+                    Decision::Ignore(reason) => {
+                        info!(bucket = %change.bucket, key = %change.key, reason, "ignored");
+                        run.summary.ignored += 1;
+                    }
+                },
+                Notice::JobEnded(job) => work.ended.push((d, job.clone())),
+                Notice::TestEvent => {
+                    info!("s3:TestEvent acknowledged");
+                    run.summary.ignored += 1;
+                }
+                Notice::Ignored(reason) => {
+                    info!(reason, "ignored");
+                    run.summary.ignored += 1;
+                }
+                Notice::Reconcile => work.reconcile = true,
+            }
+        }
+    }
+
+    work
+}
+
+/// Records one removal as a tombstone; after a version delete, also finds
+/// the version that is current again, if one must be dispatched
+/// ([`restore`]).
+async fn remove_one(
+    clients: &Clients,
+    table: &str,
+    removal: &Removal,
+    (now, ttl): (Clock, u64),
+) -> (
+    Result<WriteOutcome, store::StoreError>,
+    Result<Option<ObjectChange>, String>,
+) {
+    let (_, bucket, key, revision, version, reason) = removal;
+    let deletion = store::Deletion {
+        bucket,
+        key,
+        revision,
+        version: version.as_deref(),
+        reason,
+    };
+    let r = store::tombstone(&clients.dynamodb, table, &deletion, now, ttl).await;
+    let back = match (&r, version) {
+        (Ok(_), Some(_)) => {
+            let deleted = restore::Deleted {
+                bucket,
+                key,
+                revision,
+            };
+            restore::current_version(clients, table, deleted).await
+        }
+        _ => Ok(None),
+    };
+    (r, back)
 }
 
 /// A delete to record: delivery, bucket, key, revision, version, reason.
@@ -424,41 +481,18 @@ impl Run<'_> {
     /// Records the removals; returns the versions that became current
     /// again through a version delete ([`crate::restore`]), to dispatch.
     async fn remove_all(&mut self, removes: Vec<Removal>) -> Vec<(usize, ObjectChange)> {
-        let (db, table, now, ttl) = (
-            self.db(),
-            &self.cfg.table,
-            self.now,
-            self.cfg.tombstone_ttl_secs,
-        );
+        let (table, now, ttl) = (&self.cfg.table, self.now, self.cfg.tombstone_ttl_secs);
         let clients = self.clients;
         let results: Vec<_> = stream::iter(removes)
-            .map(|(d, bucket, key, revision, version, reason)| async move {
-                let deletion = store::Deletion {
-                    bucket: &bucket,
-                    key: &key,
-                    revision: &revision,
-                    version: version.as_deref(),
-                    reason: &reason,
-                };
-                let r = store::tombstone(db, table, &deletion, now, ttl).await;
-                let back = match (&r, &version) {
-                    (Ok(_), Some(_)) => {
-                        let deleted = restore::Deleted {
-                            bucket: &bucket,
-                            key: &key,
-                            revision: &revision,
-                        };
-                        restore::current_version(clients, table, deleted).await
-                    }
-                    _ => Ok(None),
-                };
-                (d, bucket, key, version, r, back)
+            .map(|removal| async move {
+                let (r, back) = remove_one(clients, table, &removal, (now, ttl)).await;
+                (removal, r, back)
             })
             .buffer_unordered(self.cfg.write_concurrency)
             .collect()
             .await;
         let mut again = Vec::new();
-        for (d, bucket, key, version, r, back) in results {
+        for ((d, bucket, key, _, version, _), r, back) in results {
             match back {
                 Ok(Some(change)) => {
                     info!(
