@@ -5,7 +5,7 @@
 //! fails the moment its fix is undone.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use integration_tests::gateway::Gateway;
+use integration_tests::gateway::{Gateway, Hold};
 use integration_tests::{provision, Moto, Stack};
 use labeler_core::job::{ImageSource, JobSpec, LabelOptions, CONTRACT_VERSION};
 use labeler_core::labeling::{self, Attempt, Detected};
@@ -135,6 +135,38 @@ impl World {
         (clients, spec, settings)
     }
 
+    /// Once the held call has arrived, the older upload's worker commits its
+    /// labels (`Beach`), then the held call goes on.
+    async fn label_in_the_gap(&self, hold: &Hold, old: &ImageRef, attempt: &Attempt) {
+        hold.reached().await;
+        let labels = beach();
+        let detected = Detected::as_is(&labels, Some("3.0"));
+        let (db, table) = (&self.direct, &self.stack.table);
+        let labeled = labeling::record_labeled(db, table, old, &detected, attempt, Clock::now());
+        assert_eq!(labeled.await.unwrap(), WriteOutcome::Written);
+        hold.release();
+    }
+
+    /// Runs Batch job `job-1` over `image` through the gateway while
+    /// `meanwhile` runs.
+    async fn worker_run_while(
+        &self,
+        image: &ImageRef,
+        meanwhile: impl std::future::Future<Output = ()>,
+    ) -> worker::Outcome {
+        let (clients, spec, settings) = self.worker_for(image);
+        let chunk = vec![image.clone()];
+        let run = worker::run(
+            &spec,
+            &chunk,
+            &clients,
+            &settings,
+            worker::Shutdown::never(),
+        );
+        let (outcome, ()) = tokio::join!(run, meanwhile);
+        outcome
+    }
+
     /// `body` uploaded at the test key and claimed with its ETag and size,
     /// as the dispatcher claims an event's object.
     async fn claimed_upload(&self, body: &[u8]) -> ImageRef {
@@ -206,13 +238,7 @@ async fn a_worker_commit_between_a_newer_skip_s_cleanup_and_its_record_leaves_no
             store::record_skipped(&db, &table, &newer, "not an image", Clock::now()).await
         })
     };
-    hold.reached().await;
-    let labels = beach();
-    let detected = Detected::as_is(&labels, Some("3.0"));
-    let (db, table) = (&w.direct, &w.stack.table);
-    let labeled = labeling::record_labeled(db, table, &old, &detected, &attempt, Clock::now());
-    assert_eq!(labeled.await.unwrap(), WriteOutcome::Written);
-    hold.release();
+    w.label_in_the_gap(&hold, &old, &attempt).await;
 
     assert_eq!(skip.await.unwrap().unwrap(), WriteOutcome::Written);
     assert_eq!(w.status().await, "SKIPPED");
@@ -246,13 +272,7 @@ async fn a_worker_commit_between_a_delete_s_cleanup_and_its_tombstone_leaves_no_
             store::tombstone(&db, &table, &deletion, Clock::now(), 86_400).await
         })
     };
-    hold.reached().await;
-    let labels = beach();
-    let detected = Detected::as_is(&labels, Some("3.0"));
-    let (db, table) = (&w.direct, &w.stack.table);
-    let labeled = labeling::record_labeled(db, table, &old, &detected, &attempt, Clock::now());
-    assert_eq!(labeled.await.unwrap(), WriteOutcome::Written);
-    hold.release();
+    w.label_in_the_gap(&hold, &old, &attempt).await;
 
     assert_eq!(tombstone.await.unwrap().unwrap(), WriteOutcome::Written);
     assert_eq!(w.status().await, "DELETED");
@@ -344,24 +364,16 @@ async fn a_paid_answer_outlives_a_dynamodb_brownout_during_its_write() {
         .await
         .unwrap();
     assert_eq!(claimed, WriteOutcome::Written);
-    let (clients, spec, settings) = w.worker_for(&image);
     let hold = w.gateway.hold("DynamoDB_20120810.TransactWriteItems");
-    let chunk = vec![image.clone()];
-    let run = worker::run(
-        &spec,
-        &chunk,
-        &clients,
-        &settings,
-        worker::Shutdown::never(),
-    );
-    let weather = async {
-        hold.reached().await;
-        w.gateway.outage(Some(Service::DynamoDb));
-        hold.release();
-        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-        w.gateway.outage(None);
-    };
-    let (outcome, ()) = tokio::join!(run, weather);
+    let outcome = w
+        .worker_run_while(&image, async {
+            hold.reached().await;
+            w.gateway.outage(Some(Service::DynamoDb));
+            hold.release();
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            w.gateway.outage(None);
+        })
+        .await;
 
     assert!(w.gateway.outage_calls() > 0, "the brownout refused calls");
     assert_eq!((outcome.labeled, outcome.retryable), (1, 0), "{outcome:?}");
@@ -379,23 +391,14 @@ async fn a_paid_answer_outlives_a_dynamodb_brownout_during_its_write() {
 async fn labels_of_an_object_overwritten_during_its_job_are_not_remembered_as_its_content() {
     let w = world().await;
     let image = w.claimed_upload(b"the beach, as uploaded first").await;
-    let (clients, spec, settings) = w.worker_for(&image);
-    assert!(settings.reuse.is_some(), "reuse is on by default");
     let hold = w.gateway.hold("RekognitionService.DetectLabels");
-    let chunk = vec![image.clone()];
-    let run = worker::run(
-        &spec,
-        &chunk,
-        &clients,
-        &settings,
-        worker::Shutdown::never(),
-    );
-    let overwrite = async {
-        hold.reached().await;
-        w.put(b"a different picture").await;
-        hold.release();
-    };
-    let (outcome, ()) = tokio::join!(run, overwrite);
+    let outcome = w
+        .worker_run_while(&image, async {
+            hold.reached().await;
+            w.put(b"a different picture").await;
+            hold.release();
+        })
+        .await;
 
     assert_eq!(outcome.labeled, 1, "{outcome:?}");
     let key = labeler_core::reuse::ContentKey::of(&image, &LabelOptions::default()).unwrap();
@@ -415,17 +418,8 @@ async fn labels_of_an_object_overwritten_during_its_job_are_not_remembered_as_it
 async fn labels_of_an_object_left_alone_are_remembered_as_its_content() {
     let w = world().await;
     let image = w.claimed_upload(b"the beach, as uploaded first").await;
-    let (clients, spec, settings) = w.worker_for(&image);
-    let chunk = vec![image.clone()];
 
-    let outcome = worker::run(
-        &spec,
-        &chunk,
-        &clients,
-        &settings,
-        worker::Shutdown::never(),
-    )
-    .await;
+    let outcome = w.worker_run_while(&image, async {}).await;
 
     assert_eq!(outcome.labeled, 1, "{outcome:?}");
     let key = labeler_core::reuse::ContentKey::of(&image, &LabelOptions::default()).unwrap();
