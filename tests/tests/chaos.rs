@@ -334,16 +334,24 @@ impl Run {
             // Rekognition answered, and one whose DynamoDB stayed down for
             // the rest of its time budget while it kept the answer (the
             // record is still QUEUED after the run). Each is counted.
-            let (images, _) = self.records().await;
-            for (key, count) in &after {
-                let was = before.get(key).copied().unwrap_or_default();
-                let extra = (count.charged - count.lost) - (was.charged - was.lost);
-                let unwritten = ran.is_none()
-                    || images
-                        .get(key)
-                        .is_some_and(|r| text(r, "status") == "QUEUED");
-                if extra > 0 && unwritten {
-                    *self.allowance.entry(key.clone()).or_default() += extra;
+            let charged: Vec<(&String, u32)> = after
+                .iter()
+                .map(|(key, count)| {
+                    let was = before.get(key).copied().unwrap_or_default();
+                    (key, (count.charged - count.lost) - (was.charged - was.lost))
+                })
+                .filter(|(_, extra)| *extra > 0)
+                .collect();
+            if !charged.is_empty() {
+                let (images, _) = self.records().await;
+                for (key, extra) in charged {
+                    let unwritten = ran.is_none()
+                        || images
+                            .get(key)
+                            .is_some_and(|r| text(r, "status") == "QUEUED");
+                    if unwritten {
+                        *self.allowance.entry(key.clone()).or_default() += extra;
+                    }
                 }
             }
             let (status, reason, exit_code) = match &ran {

@@ -494,37 +494,8 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
                 conversion: conversion.as_deref(),
             };
             let outcome = keep_paid_answer(shared, image, &detected).await?;
-            let content = match content {
-                Some(c) if source::unchanged(&clients.s3, image).await => Some(c),
-                Some(_) => {
-                    info!(
-                        bucket = image.bucket.as_str(),
-                        key = image.key.as_str(),
-                        "the object changed while it was labeled; its labels are not remembered as content"
-                    );
-                    None
-                }
-                None => None,
-            };
-            if let (Some((key, r)), WriteOutcome::Written) = (&content, &outcome) {
-                // After the record: a crash in between costs the next copy
-                // one DetectLabels call, nothing else.
-                let entry = reuse::entry(
-                    key,
-                    image,
-                    &labels,
-                    output.label_model_version(),
-                    Clock::now(),
-                    r.ttl_days,
-                );
-                if let Err(e) = reuse::remember(db, table, entry).await {
-                    warn!(
-                        bucket = image.bucket.as_str(),
-                        key = image.key.as_str(),
-                        error = %e,
-                        "could not store the content entry; copies will be labeled again"
-                    );
-                }
+            if let (Some(content), WriteOutcome::Written) = (&content, &outcome) {
+                remember_content(shared, image, content, &detected).await;
             }
             (
                 outcome,
@@ -549,6 +520,40 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
         }
     };
     Ok(written(written_outcome.0, written_outcome.1))
+}
+
+/// Stores the content entry of labels just written for `image` — after the
+/// record: a crash in between costs the next copy one DetectLabels call,
+/// nothing else — unless the object changed while it was labeled
+/// ([`source::unchanged`]). A failure is logged: the entry is an
+/// optimisation.
+async fn remember_content(
+    shared: &Shared<'_>,
+    image: &ImageRef,
+    (key, reuse): &(ContentKey, Reuse),
+    detected: &labeling::Detected<'_>,
+) {
+    let (bucket, object) = (image.bucket.as_str(), image.key.as_str());
+    if !source::unchanged(&shared.clients.s3, image).await {
+        info!(
+            bucket,
+            key = object,
+            "the object changed while it was labeled; its labels are not remembered as content"
+        );
+        return;
+    }
+    let entry = reuse::entry(
+        key,
+        image,
+        detected.labels,
+        detected.model_version,
+        Clock::now(),
+        reuse.ttl_days,
+    );
+    let (db, table) = (&shared.clients.dynamodb, shared.job.table.as_str());
+    if let Err(e) = reuse::remember(db, table, entry).await {
+        warn!(bucket, key = object, error = %e, "could not store the content entry; copies will be labeled again");
+    }
 }
 
 /// Longest wait between two writes of a paid answer ([`keep_paid_answer`]).
