@@ -180,22 +180,23 @@ pub fn labeled_transaction(
         set.push("job_id = :job_id");
         update = update.expression_attribute_values(":job_id", s(job_id));
     }
-    match provenance {
+    let conversion = match provenance {
         Provenance::Detected { conversion } => {
             remove.push(attr::REUSED_FROM);
-            match conversion {
-                Some(note) => {
-                    set.push("conversion = :conversion");
-                    update = update.expression_attribute_values(":conversion", s(note));
-                }
-                None => remove.push(attr::CONVERSION),
-            }
+            conversion
         }
-        Provenance::Reused { from } => {
+        Provenance::Reused { from, conversion } => {
             set.push("reused_from = :from");
             update = update.expression_attribute_values(":from", s(from));
-            remove.push(attr::CONVERSION);
+            conversion
         }
+    };
+    match conversion {
+        Some(note) => {
+            set.push("conversion = :conversion");
+            update = update.expression_attribute_values(":conversion", s(note));
+        }
+        None => remove.push(attr::CONVERSION),
     }
     let update = update
         .update_expression(format!(
@@ -266,6 +267,7 @@ pub async fn record_reused(
         reused.model_version.as_deref(),
         Provenance::Reused {
             from: &reused.source,
+            conversion: reused.conversion.as_deref(),
         },
         attempt,
         now,
@@ -306,6 +308,9 @@ pub struct Reused {
     pub model_version: Option<String>,
     /// `s3://BUCKET/KEY` of that image.
     pub source: String,
+    /// What the worker did to that image before DetectLabels read it (the
+    /// same bytes need the same conversion): kept on the reusing record.
+    pub conversion: Option<String>,
 }
 
 /// Where a LABELED record's labels come from.
@@ -322,6 +327,8 @@ pub enum Provenance<'a> {
     Reused {
         /// The image that paid for the labels.
         from: &'a str,
+        /// The conversion those bytes went through, if any.
+        conversion: Option<&'a str>,
     },
 }
 

@@ -146,6 +146,10 @@ pub fn read_entry(item: &HashMap<String, AttributeValue>, now: Clock) -> Option<
             .and_then(|v| v.as_s().ok())
             .cloned(),
         source: item.get(entry_attr::SOURCE)?.as_s().ok()?.clone(),
+        conversion: item
+            .get(attr::CONVERSION)
+            .and_then(|v| v.as_s().ok())
+            .cloned(),
     })
 }
 
