@@ -623,7 +623,7 @@ pub fn group(n: u64) -> String {
 /// Bytes of a content entry holding `labels` labels shaped like the
 /// stand-in's (a parent, a category, one instance each).
 pub fn content_entry_bytes(labels: usize) -> usize {
-    use labeler_core::reuse::{entry, ContentKey};
+    use labeler_core::reuse::{entry, Content, ContentKey};
     use labeler_core::schema::{item_size, BoundingBox, Instance, Label};
     let image = labeler_core::ImageRef {
         bucket: "image-labeler-images-123456789012-us-east-1".into(),
@@ -633,8 +633,11 @@ pub fn content_entry_bytes(labels: usize) -> usize {
         etag: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
         size: Some(183_520),
     };
-    let options = labeler_core::LabelOptions::default();
-    let key = ContentKey::of(&image, &options).expect("etag and size are set");
+    let content = Content {
+        sha256: [0x9b; 32],
+        size: 183_520,
+    };
+    let key = ContentKey::new(&content, &labeler_core::LabelOptions::default());
     let labels: Vec<Label> = (0..labels)
         .map(|i| Label {
             name: format!("Label {i}"),
@@ -653,13 +656,16 @@ pub fn content_entry_bytes(labels: usize) -> usize {
         })
         .collect();
     let now = labeler_core::store::Clock::now();
-    item_size(&entry(&key, &image, &labels, Some("3.0"), now, 30))
+    let detected = labeler_core::labeling::Detected::as_is(&labels, Some("3.0"));
+    item_size(&entry(&key, &image, &detected, now, 30))
 }
 
 /// The packed arm64 bill with content reuse at `ratio` duplicates: fewer
-/// DetectLabels calls (and Rekognition's GETs of the image), plus one
-/// eventually consistent `GetItem` of the content entry per image and one
-/// `PutItem` of it per DetectLabels call. Returns (total, saving).
+/// DetectLabels calls (and Rekognition's GETs of the image), plus per image
+/// the worker's GET that hashes the bytes and one eventually consistent
+/// `GetItem` of the content entry, and per DetectLabels call one `PutItem`
+/// of the entry and the `HEAD` (If-Match) that checks the bytes did not
+/// change. Returns (total, saving).
 pub fn with_reuse(inputs: &Inputs, ratio: f64) -> (f64, f64) {
     let base = packed(inputs, Arch::Arm64).total();
     let n = inputs.images;
@@ -669,8 +675,8 @@ pub fn with_reuse(inputs: &Inputs, ratio: f64) -> (f64, f64) {
     let reused = n * ratio;
     let detected = n - reused;
     let saved = reused * (PRICES.detect_labels.usd() + PRICES.s3_get.usd());
-    let added = n * lookup_rru * PRICES.dynamodb_rru.usd()
-        + detected * entry_wru * PRICES.dynamodb_wru.usd();
+    let added = n * (lookup_rru * PRICES.dynamodb_rru.usd() + PRICES.s3_get.usd())
+        + detected * (entry_wru * PRICES.dynamodb_wru.usd() + PRICES.s3_get.usd());
     let total = base - saved + added;
     (total, base - total)
 }

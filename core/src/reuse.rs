@@ -7,38 +7,40 @@
 //! into the record without a Rekognition call; after a paid call it stores
 //! one.
 //!
-//! **Content identity** is S3's ETag with the object's size
-//! ([`ContentKey::of`]): an `S3Object` reference is all the worker gets, and
-//! the ETag comes with every event and listing for free. For an object
-//! uploaded in one part (and copies of it, which keep the ETag) it is the
-//! MD5 of the bytes; for a multipart upload it depends on the part size too,
-//! so the same bytes uploaded with another part size miss (they are labeled
-//! again, never wrongly). ETags of SSE-C and SSE-KMS objects are not digests
-//! of the content; turn reuse off (`LABELER_REUSE_LABELS=false`) for buckets
-//! encrypted that way if their ETags could repeat across different content.
-//! MD5 collisions between valid images can be constructed, so an uploader
-//! can give an image another image's labels: turn reuse off where labels
-//! gate something and uploaders are not trusted. The worker stores an entry
-//! only after checking that the object still has the ETag its key names
-//! (`worker::source::unchanged`).
+//! **Content identity** is the SHA-256 of the object's bytes with their
+//! size ([`Content`], [`ContentKey::new`]), which the worker takes from S3's
+//! full-object `ChecksumSHA256` when the object was uploaded with one (S3
+//! verified it against the bytes) and otherwise computes while reading the
+//! object. Not the ETag: a single-part ETag is an MD5, and two valid images
+//! with the same MD5 can be constructed, so an uploader could give an image
+//! another image's labels; a multipart ETag depends on the part size; an
+//! SSE-KMS or SSE-C ETag is no digest at all. A digest is of the bytes the
+//! worker read: the worker stores an entry only when DetectLabels read the
+//! same bytes (a pinned version, or bytes sent with the request), or, for
+//! an unversioned object Rekognition read by name, when the object still
+//! has the ETag of the read that was hashed (`worker::source::unchanged`).
 //!
 //! The entry's key also holds the labeling options (`MaxLabels`,
 //! `MinConfidence`): labels asked for with other options are not reused.
-//! Entries carry the label model version that produced them and expire
-//! through the table's TTL ([`crate::schema::attr::EXPIRES_AT`]) after
-//! [`DEFAULT_TTL_DAYS`], so a new label model is picked up; an entry past
-//! its expiry that DynamoDB has not deleted yet (TTL deletes lag) is
-//! ignored.
+//! Entries carry the label model version that produced them, and one is
+//! served only while that version is the **current label model**
+//! ([`MODEL_PK`]: the version the latest paid answers came from, kept in the
+//! table so the whole fleet shares it): after Rekognition moves to a new
+//! model, the first copy of each content is labeled afresh and its entry
+//! replaced. Entries also expire through the table's TTL
+//! ([`crate::schema::attr::EXPIRES_AT`]) after [`DEFAULT_TTL_DAYS`]; an
+//! entry past its expiry that DynamoDB has not deleted yet (TTL deletes lag)
+//! is ignored.
 //!
-//! Entries are `pk = CONTENT#<etag>#<size>`, `sk = LABELS#<options>`: not
+//! Entries are `pk = CONTENT#sha256=<hex>#<size>`, `sk = LABELS#<options>`: not
 //! image records (`sk` is not `IMAGE`), without the label index's or the
 //! status index's attributes, so no reader of records ever sees them.
 
 use crate::db::{n, s, Clock, StoreError};
 pub use crate::labeling::Reused;
 
-use crate::labeling::prepare_labels;
-use crate::schema::{self, attr, Label, PK, SK};
+use crate::labeling::{prepare_labels, Detected};
+use crate::schema::{self, attr, PK, SK};
 use crate::{ImageRef, LabelOptions};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -60,8 +62,22 @@ pub mod entry_attr {
     pub const STORED_AT: &str = "stored_at";
 }
 
-/// Where a content entry lives: the object's content identity and the
-/// labeling options.
+/// Partition key of the current label model's marker item.
+pub const MODEL_PK: &str = "LABEL_MODEL";
+/// Sort key of the current label model's marker item.
+pub const MODEL_SK: &str = "CURRENT";
+
+/// The identity of an object's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Content {
+    /// SHA-256 of the bytes.
+    pub sha256: [u8; 32],
+    /// How many bytes.
+    pub size: u64,
+}
+
+/// Where a content entry lives: the bytes' identity and the labeling
+/// options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentKey {
     pk: String,
@@ -69,18 +85,16 @@ pub struct ContentKey {
 }
 
 impl ContentKey {
-    /// The key for `image` labeled with `options`, or `None` when the
-    /// image's ETag or size is unknown (it is then labeled without reuse).
-    pub fn of(image: &ImageRef, options: &LabelOptions) -> Option<Self> {
-        let etag = normalise_etag(image.etag.as_deref()?)?;
-        let size = image.size?;
-        Some(Self {
-            pk: format!("{CONTENT_PK_PREFIX}{etag}#{size}"),
+    /// The key for bytes `content` labeled with `options`.
+    pub fn new(content: &Content, options: &LabelOptions) -> Self {
+        let hex: String = content.sha256.iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            pk: format!("{CONTENT_PK_PREFIX}sha256={hex}#{}", content.size),
             sk: format!(
                 "{CONTENT_SK_PREFIX}max={}#min={}",
                 options.max_labels, options.min_confidence
             ),
-        })
+        }
     }
 
     /// The partition key.
@@ -93,26 +107,15 @@ impl ContentKey {
     }
 }
 
-/// An ETag without its quotes, in lower case; `None` when empty or not
-/// hexadecimal (with a multipart `-N` suffix allowed).
-fn normalise_etag(raw: &str) -> Option<String> {
-    let etag = raw.trim().trim_matches('"').to_ascii_lowercase();
-    let (digest, parts) = match etag.split_once('-') {
-        Some((d, p)) => (d, Some(p)),
-        None => (etag.as_str(), None),
-    };
-    let hex = !digest.is_empty() && digest.bytes().all(|b| b.is_ascii_hexdigit());
-    let parts_ok = parts.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    (hex && parts_ok).then_some(etag)
-}
-
 /// Reads the content entry for `key`, if there is one that has not expired
-/// at `now`. An eventually consistent read: an entry written a moment ago
-/// may be missed, which costs one DetectLabels call, never a wrong label.
+/// at `now` and was produced by the `current` label model. An eventually
+/// consistent read: an entry written a moment ago may be missed, which
+/// costs one DetectLabels call, never a wrong label.
 pub async fn lookup(
     client: &Client,
     table: &str,
     key: &ContentKey,
+    current: &CurrentModel,
     now: Clock,
 ) -> Result<Option<Reused>, StoreError> {
     let item = client
@@ -123,13 +126,21 @@ pub async fn lookup(
         .await
         .map_err(|e| StoreError::new("GetItem", key.pk.clone(), e))?
         .item;
-    Ok(item.and_then(|item| read_entry(&item, now)))
+    Ok(item.and_then(|item| read_entry(&item, current, now)))
 }
 
-/// A stored entry as [`Reused`], unless it has expired at `now`.
-pub fn read_entry(item: &HashMap<String, AttributeValue>, now: Clock) -> Option<Reused> {
+/// A stored entry as [`Reused`], unless it has expired at `now` or another
+/// label model than the `current` one produced it.
+pub fn read_entry(
+    item: &HashMap<String, AttributeValue>,
+    current: &CurrentModel,
+    now: Clock,
+) -> Option<Reused> {
     let expires_at: u64 = item.get(attr::EXPIRES_AT)?.as_n().ok()?.parse().ok()?;
-    if expires_at <= now.unix_secs() {
+    let model = item
+        .get(attr::LABEL_MODEL_VERSION)
+        .and_then(|v| v.as_s().ok());
+    if expires_at <= now.unix_secs() || !current.is(model.map(String::as_str)) {
         return None;
     }
     let labels = item
@@ -141,10 +152,7 @@ pub fn read_entry(item: &HashMap<String, AttributeValue>, now: Clock) -> Option<
         .collect();
     Some(Reused {
         labels,
-        model_version: item
-            .get(attr::LABEL_MODEL_VERSION)
-            .and_then(|v| v.as_s().ok())
-            .cloned(),
+        model_version: model.cloned(),
         source: item.get(entry_attr::SOURCE)?.as_s().ok()?.clone(),
         conversion: item
             .get(attr::CONVERSION)
@@ -153,23 +161,25 @@ pub fn read_entry(item: &HashMap<String, AttributeValue>, now: Clock) -> Option<
     })
 }
 
-/// The content entry for labels `image` was just given.
+/// The content entry for what DetectLabels answered for `image`.
 pub fn entry(
     key: &ContentKey,
     image: &ImageRef,
-    labels: &[Label],
-    model_version: Option<&str>,
+    detected: &Detected<'_>,
     now: Clock,
     ttl_days: u64,
 ) -> HashMap<String, AttributeValue> {
-    let labels = prepare_labels(labels.to_vec());
+    let labels = prepare_labels(detected.labels.to_vec());
     let mut item = key.item_key();
     item.insert(
         attr::LABELS.to_owned(),
         AttributeValue::L(labels.iter().map(schema::label_to_attr).collect()),
     );
-    if let Some(version) = model_version {
+    if let Some(version) = detected.model_version {
         item.insert(attr::LABEL_MODEL_VERSION.to_owned(), s(version));
+    }
+    if let Some(note) = detected.conversion {
+        item.insert(attr::CONVERSION.to_owned(), s(note));
     }
     item.insert(
         entry_attr::SOURCE.to_owned(),
@@ -183,8 +193,9 @@ pub fn entry(
     item
 }
 
-/// Stores the content entry (unconditionally: two images with the same
-/// content write the same labels, and the later one wins).
+/// Stores a content entry or the model marker, unconditionally: two images
+/// with the same content write the same labels and the later one wins; the
+/// marker names the model of the latest answer.
 pub async fn remember(
     client: &Client,
     table: &str,
@@ -205,21 +216,87 @@ pub async fn remember(
     Ok(())
 }
 
+/// The label model whose entries are served: the version of the latest
+/// paid answer this process saw, else the fleet's marker ([`MODEL_PK`]).
+/// `Unknown` (no marker, or it could not be read) serves nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CurrentModel {
+    /// Nothing is known: no entry is served.
+    #[default]
+    Unknown,
+    /// Answers come from this version (`None`: answers name no version).
+    Known(Option<String>),
+}
+
+impl CurrentModel {
+    /// Whether an entry produced by `model` is this model's.
+    pub fn is(&self, model: Option<&str>) -> bool {
+        matches!(self, CurrentModel::Known(current) if current.as_deref() == model)
+    }
+}
+
+/// The marker item saying answers now come from `model_version`.
+pub fn model_marker(model_version: Option<&str>, now: Clock) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        (PK.to_owned(), s(MODEL_PK)),
+        (SK.to_owned(), s(MODEL_SK)),
+        (entry_attr::STORED_AT.to_owned(), s(now.rfc3339())),
+    ]);
+    if let Some(version) = model_version {
+        item.insert(attr::LABEL_MODEL_VERSION.to_owned(), s(version));
+    }
+    item
+}
+
+/// The current label model as the marker item says.
+pub fn read_marker(item: Option<&HashMap<String, AttributeValue>>) -> CurrentModel {
+    match item {
+        None => CurrentModel::Unknown,
+        Some(item) => CurrentModel::Known(
+            item.get(attr::LABEL_MODEL_VERSION)
+                .and_then(|v| v.as_s().ok())
+                .cloned(),
+        ),
+    }
+}
+
+/// Reads the fleet's current label model (a consistent read: it changes
+/// once per model release).
+pub async fn current_model(client: &Client, table: &str) -> Result<CurrentModel, StoreError> {
+    let item = client
+        .get_item()
+        .table_name(table)
+        .key(PK, s(MODEL_PK))
+        .key(SK, s(MODEL_SK))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| StoreError::new("GetItem", MODEL_PK.to_owned(), e))?
+        .item;
+    Ok(read_marker(item.as_ref()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{BoundingBox, Instance};
+    use crate::schema::{BoundingBox, Instance, Label};
     use crate::Revision;
 
-    fn image(key: &str, etag: Option<&str>, size: Option<u64>) -> ImageRef {
+    fn image(key: &str) -> ImageRef {
         ImageRef {
             bucket: "photos".into(),
             key: key.into(),
             revision: Revision::from_sequencer("0A").unwrap(),
             version_id: None,
-            etag: etag.map(Into::into),
-            size,
+            etag: Some("9b2cf535f27731c974343645a3985328".into()),
+            size: Some(1000),
         }
+    }
+
+    fn content(first_byte: u8, size: u64) -> Content {
+        let mut sha256 = [7u8; 32];
+        sha256[0] = first_byte;
+        Content { sha256, size }
     }
 
     fn dog() -> Label {
@@ -240,96 +317,45 @@ mod tests {
         }
     }
 
+    fn current(version: &str) -> CurrentModel {
+        CurrentModel::Known(Some(version.into()))
+    }
+
     #[test]
-    fn a_copy_under_another_key_has_the_same_content_key() {
+    fn the_same_bytes_have_the_same_key_under_any_name() {
         let options = LabelOptions::default();
-        let original = ContentKey::of(
-            &image(
-                "a.jpg",
-                Some("\"9B2CF535F27731C974343645A3985328\""),
-                Some(1000),
-            ),
-            &options,
+        let key = ContentKey::new(&content(1, 1000), &options);
+        assert_eq!(key, ContentKey::new(&content(1, 1000), &options));
+        assert_eq!(
+            key.pk(),
+            "CONTENT#sha256=0107070707070707070707070707070707070707070707070707070707070707#1000"
         );
-        let copy = ContentKey::of(
-            &image(
-                "moved/a copy.jpg",
-                Some("9b2cf535f27731c974343645a3985328"),
-                Some(1000),
-            ),
-            &options,
-        );
-        assert!(original.is_some());
-        assert_eq!(original, copy);
     }
 
     #[test]
     fn other_bytes_sizes_or_options_have_other_keys() {
         let options = LabelOptions::default();
-        let key = |etag: &str, size: u64, options: &LabelOptions| {
-            ContentKey::of(&image("a.jpg", Some(etag), Some(size)), options).unwrap()
-        };
-        let base = key("9b2cf535f27731c974343645a3985328", 1000, &options);
-        assert_ne!(
-            base,
-            key("0b2cf535f27731c974343645a3985328", 1000, &options)
-        );
-        assert_ne!(
-            base,
-            key("9b2cf535f27731c974343645a3985328", 1001, &options)
-        );
+        let base = ContentKey::new(&content(1, 1000), &options);
+        assert_ne!(base, ContentKey::new(&content(2, 1000), &options));
+        assert_ne!(base, ContentKey::new(&content(1, 1001), &options));
         let stricter = LabelOptions {
             min_confidence: 90.0,
             ..options
         };
-        assert_ne!(
-            base,
-            key("9b2cf535f27731c974343645a3985328", 1000, &stricter)
-        );
-        // A multipart ETag is an identity too (of the bytes and the part size).
-        assert!(ContentKey::of(
-            &image(
-                "a",
-                Some("\"d41d8cd98f00b204e9800998ecf8427e-12\""),
-                Some(5)
-            ),
-            &options
-        )
-        .is_some());
-    }
-
-    #[test]
-    fn without_an_etag_or_a_size_there_is_no_reuse() {
-        let options = LabelOptions::default();
-        assert_eq!(ContentKey::of(&image("a", None, Some(1)), &options), None);
-        assert_eq!(
-            ContentKey::of(&image("a", Some("abc"), None), &options),
-            None
-        );
-        assert_eq!(
-            ContentKey::of(&image("a", Some("\"\""), Some(1)), &options),
-            None
-        );
-        assert_eq!(
-            ContentKey::of(&image("a", Some("not hex"), Some(1)), &options),
-            None
-        );
-        assert_eq!(
-            ContentKey::of(&image("a", Some("abc-"), Some(1)), &options),
-            None
-        );
+        assert_ne!(base, ContentKey::new(&content(1, 1000), &stricter));
     }
 
     #[test]
     fn an_entry_reads_back_until_it_expires() {
-        let options = LabelOptions::default();
-        let img = image("a.jpg", Some("9b2c"), Some(10));
-        let key = ContentKey::of(&img, &options).unwrap();
+        let img = image("a.jpg");
+        let key = ContentKey::new(&content(1, 10), &LabelOptions::default());
         let now = Clock {
             unix_millis: 1_700_000_000_000,
         };
-        let item = entry(&key, &img, &[dog()], Some("3.0"), now, 30);
-        assert_eq!(item[PK].as_s().unwrap(), "CONTENT#9b2c#10");
+        let labels = [dog()];
+        let detected = Detected::as_is(&labels, Some("3.0"));
+        let item = entry(&key, &img, &detected, now, 30);
+        assert!(item[PK].as_s().unwrap().starts_with("CONTENT#sha256="));
         assert!(item[SK].as_s().unwrap().starts_with(CONTENT_SK_PREFIX));
         // Not a record, and in no index.
         assert_ne!(item[SK].as_s().unwrap(), schema::IMAGE_SK);
@@ -340,10 +366,67 @@ mod tests {
         ] {
             assert!(!item.contains_key(index_attr), "{index_attr}");
         }
-        let reused = read_entry(&item, now.plus_secs(29 * 86_400)).unwrap();
+        let reused = read_entry(&item, &current("3.0"), now.plus_secs(29 * 86_400)).unwrap();
         assert_eq!(reused.labels, vec![dog()]);
         assert_eq!(reused.model_version.as_deref(), Some("3.0"));
         assert_eq!(reused.source, "s3://photos/a.jpg");
-        assert_eq!(read_entry(&item, now.plus_secs(30 * 86_400)), None);
+        assert_eq!(reused.conversion, None);
+        assert_eq!(
+            read_entry(&item, &current("3.0"), now.plus_secs(30 * 86_400)),
+            None
+        );
+    }
+
+    #[test]
+    fn an_entry_of_an_older_label_model_is_not_served() {
+        let key = ContentKey::new(&content(1, 10), &LabelOptions::default());
+        let now = Clock {
+            unix_millis: 1_700_000_000_000,
+        };
+        let labels = [dog()];
+        let item = entry(
+            &key,
+            &image("a.jpg"),
+            &Detected::as_is(&labels, Some("3.0")),
+            now,
+            30,
+        );
+        assert!(read_entry(&item, &current("3.0"), now).is_some());
+        assert_eq!(read_entry(&item, &current("3.1"), now), None);
+        assert_eq!(read_entry(&item, &CurrentModel::Unknown, now), None);
+        assert_eq!(read_entry(&item, &CurrentModel::Known(None), now), None);
+    }
+
+    #[test]
+    fn an_entry_keeps_the_conversion_its_bytes_went_through() {
+        let key = ContentKey::new(&content(1, 10), &LabelOptions::default());
+        let now = Clock {
+            unix_millis: 1_700_000_000_000,
+        };
+        let labels = [dog()];
+        let detected = Detected {
+            labels: &labels,
+            model_version: Some("3.0"),
+            conversion: Some("converted from HEIF, 4032×3024 → 3024×2268"),
+        };
+        let item = entry(&key, &image("a.heic"), &detected, now, 30);
+        let reused = read_entry(&item, &current("3.0"), now).unwrap();
+        assert_eq!(reused.conversion.as_deref(), detected.conversion);
+    }
+
+    #[test]
+    fn the_marker_names_the_current_model_and_no_marker_serves_nothing() {
+        let now = Clock {
+            unix_millis: 1_700_000_000_000,
+        };
+        assert_eq!(read_marker(None), CurrentModel::Unknown);
+        let marker = model_marker(Some("3.0"), now);
+        assert_eq!(marker[PK].as_s().unwrap(), MODEL_PK);
+        assert_ne!(marker[SK].as_s().unwrap(), schema::IMAGE_SK);
+        assert_eq!(read_marker(Some(&marker)), current("3.0"));
+        assert_eq!(
+            read_marker(Some(&model_marker(None, now))),
+            CurrentModel::Known(None)
+        );
     }
 }

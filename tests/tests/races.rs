@@ -183,6 +183,22 @@ impl World {
     }
 
     /// Puts `body` at the test key; returns its ETag, unquoted.
+    /// The content entry served for `bytes` now, if any.
+    async fn content_entry(&self, bytes: &[u8]) -> Option<labeler_core::labeling::Reused> {
+        use labeler_core::reuse::{self, Content, ContentKey};
+        use sha2::Digest;
+        let content = Content {
+            sha256: sha2::Sha256::digest(bytes).into(),
+            size: bytes.len() as u64,
+        };
+        let key = ContentKey::new(&content, &LabelOptions::default());
+        let (db, table) = (&self.direct, &self.stack.table);
+        let current = reuse::current_model(db, table).await.unwrap();
+        reuse::lookup(db, table, &key, &current, Clock::now())
+            .await
+            .unwrap()
+    }
+
     async fn put(&self, body: &[u8]) -> String {
         let out = integration_tests::s3_client(&self.moto_sdk)
             .put_object()
@@ -401,11 +417,7 @@ async fn labels_of_an_object_overwritten_during_its_job_are_not_remembered_as_it
         .await;
 
     assert_eq!(outcome.labeled, 1, "{outcome:?}");
-    let key = labeler_core::reuse::ContentKey::of(&image, &LabelOptions::default()).unwrap();
-    let (db, table) = (&w.direct, &w.stack.table);
-    let entry = labeler_core::reuse::lookup(db, table, &key, Clock::now())
-        .await
-        .unwrap();
+    let entry = w.content_entry(b"the beach, as uploaded first").await;
     assert_eq!(
         entry, None,
         "the old bytes' key must not hold the new bytes' labels"
@@ -422,8 +434,71 @@ async fn labels_of_an_object_left_alone_are_remembered_as_its_content() {
     let outcome = w.worker_run_while(&image, async {}).await;
 
     assert_eq!(outcome.labeled, 1, "{outcome:?}");
-    let key = labeler_core::reuse::ContentKey::of(&image, &LabelOptions::default()).unwrap();
+    let entry = w.content_entry(b"the beach, as uploaded first").await;
+    assert!(entry.is_some(), "the content entry is stored");
+}
+
+/// Counterexample: reuse keyed on the ETag (an MD5 for a single-part upload)
+/// with the size let two different pictures with the same MD5 and size —
+/// a known construction — share labels: the second was recorded with the
+/// first's labels and no DetectLabels call. Here the second upload's event
+/// names the first's ETag (the collision) over other bytes of the same
+/// size; reuse is keyed on the SHA-256 of the bytes the worker reads, so
+/// the second picture is labeled on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picture_whose_etag_and_size_collide_with_another_is_labeled_on_its_own() {
+    let w = world().await;
+    let first = w.claimed_upload(b"picture one, 24 bytes...").await;
+    let outcome = w.worker_run_while(&first, async {}).await;
+    assert_eq!((outcome.labeled, outcome.reused), (1, 0), "{outcome:?}");
+
+    w.put(b"picture two, 24 bytes!!!").await;
+    let second = ImageRef {
+        etag: first.etag.clone(),
+        size: first.size,
+        ..w.image("0B")
+    };
     let (db, table) = (&w.direct, &w.stack.table);
-    let entry = labeler_core::reuse::lookup(db, table, &key, Clock::now()).await;
-    assert!(entry.unwrap().is_some(), "the content entry is stored");
+    let claimed = store::claim(db, table, &second, "c2", Clock::now(), 900);
+    assert_eq!(claimed.await.unwrap(), WriteOutcome::Written);
+    let outcome = w.worker_run_while(&second, async {}).await;
+
+    assert_eq!((outcome.labeled, outcome.reused), (1, 0), "{outcome:?}");
+    let calls = w.gateway.detect_calls();
+    assert_eq!(calls["race/beach.jpg"].charged, 2, "{calls:?}");
+    assert!(
+        w.content_entry(b"picture two, 24 bytes!!!").await.is_some(),
+        "the second picture's labels are remembered under its own bytes"
+    );
+}
+
+/// Counterexample: content entries of an older label model were served for
+/// their whole 30 days after Rekognition moved to a new one. Once an answer
+/// names a new model (here: the fleet's marker says 3.1, as another
+/// worker's answer would have set it), a copy of the same bytes is labeled
+/// afresh and its entry replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_of_an_older_label_model_are_not_reused() {
+    let w = world().await;
+    let bytes = b"the same picture, twice";
+    let first = w.claimed_upload(bytes).await;
+    let outcome = w.worker_run_while(&first, async {}).await;
+    assert_eq!((outcome.labeled, outcome.reused), (1, 0), "{outcome:?}");
+    let (db, table) = (&w.direct, &w.stack.table);
+    let newer_model = labeler_core::reuse::model_marker(Some("3.1"), Clock::now());
+    labeler_core::reuse::remember(db, table, newer_model)
+        .await
+        .unwrap();
+
+    let copy = ImageRef {
+        size: first.size,
+        ..w.image("0B")
+    };
+    let claimed = store::claim(db, table, &copy, "c2", Clock::now(), 900);
+    assert_eq!(claimed.await.unwrap(), WriteOutcome::Written);
+    let outcome = w.worker_run_while(&copy, async {}).await;
+
+    assert_eq!((outcome.labeled, outcome.reused), (1, 0), "{outcome:?}");
+    let calls = w.gateway.detect_calls();
+    assert_eq!(calls["race/beach.jpg"].charged, 2, "{calls:?}");
 }

@@ -58,6 +58,7 @@
 
 pub mod batch;
 pub mod cli;
+mod content;
 pub mod convert;
 pub mod error;
 pub mod exit;

@@ -1,6 +1,7 @@
 //! One labeling run: resolve the job's chunk, label its images with bounded
 //! concurrency, and sum up what happened.
 
+use crate::content::{self, ContentReuse};
 use crate::error::{classify, full_chain, Fault, WorkerError};
 use crate::exit::ExitCode;
 use crate::labels::stored_labels;
@@ -15,7 +16,7 @@ use futures::{stream, StreamExt};
 use labeler_core::emf;
 use labeler_core::job::{select_chunk, ImageSource, Manifest, ManifestRef};
 use labeler_core::labeling::{self, Attempt};
-use labeler_core::reuse::{self, ContentKey};
+use labeler_core::reuse;
 use labeler_core::schema::attr;
 use labeler_core::store::{self, Clock, StoreError, WriteOutcome};
 use labeler_core::{ImageRef, JobSpec, Revision, Status};
@@ -277,7 +278,7 @@ struct Shared<'a> {
     clients: &'a Clients,
     pace: &'a Pace,
     attempt: &'a Attempt,
-    reuse: Option<Reuse>,
+    reuse: Option<&'a ContentReuse>,
     conversions: &'a Conversions,
     telemetry: &'a Telemetry,
 }
@@ -300,12 +301,16 @@ pub async fn run(
     let started = tokio::time::Instant::now();
     let pace = &Pace::new(settings);
     let telemetry = &Telemetry::default();
+    let reuse = match settings.reuse {
+        Some(r) => Some(ContentReuse::load(r, &clients.dynamodb, &job.table).await),
+        None => None,
+    };
     let shared = &Shared {
         job,
         clients,
         pace,
         attempt: &settings.attempt,
-        reuse: settings.reuse,
+        reuse: reuse.as_ref(),
         conversions: &Conversions::new(settings.convert),
         telemetry,
     };
@@ -446,32 +451,21 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
         }
         WriteOutcome::Superseded { newer: None } => return Ok(ImageOutcome::TakenElsewhere),
     }
-    // Taken: look for labels of the same content before paying for them.
-    let content = reuse.and_then(|r| Some((ContentKey::of(image, &job.options)?, r)));
-    if let Some((key, _)) = &content {
-        match reuse::lookup(db, table, key, Clock::now()).await {
-            Ok(Some(found)) => {
-                let outcome =
-                    labeling::record_reused(db, table, image, &found, attempt, Clock::now())
-                        .await?;
-                return Ok(written(
-                    outcome,
-                    ImageOutcome::Labeled {
-                        labels: found.labels.len(),
-                        reused_from: Some(found.source),
-                    },
-                ));
-            }
-            Ok(None) => {}
-            // The entry is an optimisation: without it the image is labeled
-            // as if there were none.
-            Err(e) => warn!(
-                bucket = image.bucket.as_str(),
-                key = image.key.as_str(),
-                error = %e,
-                "content lookup failed; labeling without reuse"
-            ),
-        }
+    // Taken: look for labels of the same bytes before paying for them.
+    let lookup = match reuse {
+        Some(r) => content::look_up(r, clients, (table, &job.options), image).await,
+        None => None,
+    };
+    if let Some(found) = lookup.as_ref().and_then(|l| l.found.as_ref()) {
+        let outcome =
+            labeling::record_reused(db, table, image, found, attempt, Clock::now()).await?;
+        return Ok(written(
+            outcome,
+            ImageOutcome::Labeled {
+                labels: found.labels.len(),
+                reused_from: Some(found.source.clone()),
+            },
+        ));
     }
     // What Rekognition reads: the object, or the worker's conversion of it.
     let (request_image, conversion) = match source::prepare(&clients.s3, image, conversions).await?
@@ -494,8 +488,8 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
                 conversion: conversion.as_deref(),
             };
             let outcome = keep_paid_answer(shared, image, &detected).await?;
-            if let (Some(content), WriteOutcome::Written) = (&content, &outcome) {
-                remember_content(shared, image, content, &detected).await;
+            if let (Some(r), Some(lookup), WriteOutcome::Written) = (reuse, &lookup, &outcome) {
+                content::remember(r, clients, table, (image, lookup), &detected).await;
             }
             (
                 outcome,
@@ -520,40 +514,6 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
         }
     };
     Ok(written(written_outcome.0, written_outcome.1))
-}
-
-/// Stores the content entry of labels just written for `image` — after the
-/// record: a crash in between costs the next copy one DetectLabels call,
-/// nothing else — unless the object changed while it was labeled
-/// ([`source::unchanged`]). A failure is logged: the entry is an
-/// optimisation.
-async fn remember_content(
-    shared: &Shared<'_>,
-    image: &ImageRef,
-    (key, reuse): &(ContentKey, Reuse),
-    detected: &labeling::Detected<'_>,
-) {
-    let (bucket, object) = (image.bucket.as_str(), image.key.as_str());
-    if !source::unchanged(&shared.clients.s3, image).await {
-        info!(
-            bucket,
-            key = object,
-            "the object changed while it was labeled; its labels are not remembered as content"
-        );
-        return;
-    }
-    let entry = reuse::entry(
-        key,
-        image,
-        detected.labels,
-        detected.model_version,
-        Clock::now(),
-        reuse.ttl_days,
-    );
-    let (db, table) = (&shared.clients.dynamodb, shared.job.table.as_str());
-    if let Err(e) = reuse::remember(db, table, entry).await {
-        warn!(bucket, key = object, error = %e, "could not store the content entry; copies will be labeled again");
-    }
 }
 
 /// Longest wait between two writes of a paid answer ([`keep_paid_answer`]).

@@ -19,7 +19,10 @@ use crate::error::{ReasonClass, Refusal, WorkerError};
 use aws_sdk_rekognition::primitives::Blob;
 use aws_sdk_rekognition::types::{Image, S3Object};
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
+use labeler_core::reuse::Content;
 use labeler_core::ImageRef;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 /// How conversions are bounded.
@@ -203,22 +206,90 @@ async fn read(
     Ok(Ok(Read { bytes, total }))
 }
 
-/// Whether the object DetectLabels just read still is the content `image`
-/// names, so that its labels may be remembered under `image`'s content key
+/// The bytes a content lookup is about: their identity, and the ETag of the
+/// read that produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Digested {
+    pub(crate) content: Content,
+    etag: Option<String>,
+}
+
+/// The SHA-256 and size of `image`'s bytes (of its pinned version, when it
+/// has one). S3's own full-object `ChecksumSHA256` when the object was
+/// uploaded with one — S3 checked it against the bytes, and the body is not
+/// read; otherwise the whole object is read once, streamed through SHA-256
+/// and dropped (memory stays at one chunk). A composite checksum
+/// (multipart, `…-N`) is not a digest of the bytes and is not used.
+pub(crate) async fn digest(
+    s3: &aws_sdk_s3::Client,
+    image: &ImageRef,
+) -> Result<Digested, WorkerError> {
+    let failed = |message: String| WorkerError::ImageRead {
+        bucket: image.bucket.clone(),
+        key: image.key.clone(),
+        message,
+    };
+    let output = s3
+        .get_object()
+        .bucket(&image.bucket)
+        .key(&image.key)
+        .set_version_id(image.version_id.clone())
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
+    let etag = output.e_tag().map(str::to_owned);
+    let stated = full_object_sha256(output.checksum_sha256(), output.checksum_type());
+    if let (Some(sha256), Some(size)) = (stated, output.content_length()) {
+        let size = u64::try_from(size).map_err(|_| failed("negative Content-Length".into()))?;
+        return Ok(Digested {
+            content: Content { sha256, size },
+            etag,
+        });
+    }
+    let mut body = output.body;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = body.try_next().await.map_err(|e| failed(e.to_string()))? {
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+    }
+    Ok(Digested {
+        content: Content {
+            sha256: hasher.finalize().into(),
+            size,
+        },
+        etag,
+    })
+}
+
+/// The 32 bytes of a full-object SHA-256 checksum as S3 states it (base64),
+/// or `None` for a composite one (a `-N` suffix, or a type other than
+/// `FULL_OBJECT`) or a malformed one.
+fn full_object_sha256(stated: Option<&str>, kind: Option<&ChecksumType>) -> Option<[u8; 32]> {
+    if kind.is_some_and(|k| *k != ChecksumType::FullObject) {
+        return None;
+    }
+    let bytes = aws_smithy_types::base64::decode(stated?).ok()?;
+    bytes.try_into().ok()
+}
+
+/// Whether the object DetectLabels just read still holds the bytes `read`
+/// hashed, so that its labels may be remembered under their content key
 /// ([`labeler_core::reuse`]).
 ///
 /// A pinned version cannot change. Otherwise S3 is asked with `If-Match`
-/// on the event's ETag: an object overwritten (or deleted) while the job
-/// ran answers 412 (or 404), and its labels — of other bytes — are kept off
-/// the old bytes' key. Any doubt (another error) also answers `false`: the
-/// entry is an optimisation, a record never depends on it. Left open: an
-/// overwrite and a second overwrite back to the first bytes, both between
-/// Rekognition's read and this check.
-pub(crate) async fn unchanged(s3: &aws_sdk_s3::Client, image: &ImageRef) -> bool {
+/// on the ETag of the read that was hashed: an object overwritten (or
+/// deleted) since answers 412 (or 404), and its labels — maybe of other
+/// bytes — are kept off the hashed bytes' key. Any doubt (another error, no
+/// ETag) also answers `false`: the entry is an optimisation, a record never
+/// depends on it. Left open: an overwrite and a second overwrite back to
+/// the hashed bytes, both between the hash and Rekognition's read.
+pub(crate) async fn unchanged(s3: &aws_sdk_s3::Client, image: &ImageRef, read: &Digested) -> bool {
     if image.version_id.is_some() {
         return true;
     }
-    let Some(etag) = image.etag.as_deref() else {
+    let Some(etag) = read.etag.as_deref() else {
         return false;
     };
     s3.head_object()
@@ -228,4 +299,25 @@ pub(crate) async fn unchanged(s3: &aws_sdk_s3::Client, image: &ImageRef) -> bool
         .send()
         .await
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_object_sha256_is_the_digest_and_a_composite_one_is_not() {
+        // SHA-256 of "hello".
+        let hello = "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=";
+        let sum = full_object_sha256(Some(hello), Some(&ChecksumType::FullObject)).unwrap();
+        assert_eq!(sum[..4], [0x2c, 0xf2, 0x4d, 0xba]);
+        assert_eq!(full_object_sha256(Some(hello), None), Some(sum));
+        assert_eq!(
+            full_object_sha256(Some(hello), Some(&ChecksumType::Composite)),
+            None
+        );
+        assert_eq!(full_object_sha256(Some(&format!("{hello}-3")), None), None);
+        assert_eq!(full_object_sha256(Some("AAAA"), None), None);
+        assert_eq!(full_object_sha256(None, None), None);
+    }
 }

@@ -7,6 +7,7 @@
 
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
 use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
 use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::operation::transact_write_items::{
     TransactWriteItemsError, TransactWriteItemsOutput,
@@ -23,6 +24,7 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 use labeler_core::job::{ImageSource, LabelOptions, Manifest, ManifestRef, CONTRACT_VERSION};
+use labeler_core::reuse;
 use labeler_core::rule::{OWNED_BY_JOB, TAKE_CONDITION};
 use labeler_core::schema::{self, attr};
 use labeler_core::{ImageRef, JobSpec, Revision, Status};
@@ -58,9 +60,12 @@ fn spec(chunks: Vec<Vec<ImageRef>>) -> JobSpec {
     }
 }
 
+/// Settings without content reuse: these tests are about the record's
+/// protocol, and reuse adds its own reads and writes (tested below).
 fn settings() -> Settings {
     Settings {
         concurrency: 4,
+        reuse: None,
         ..Settings::default()
     }
 }
@@ -97,18 +102,33 @@ fn dynamodb(rules: &[&Rule]) -> aws_sdk_dynamodb::Client {
         .retry_config(retry_policy(ATTEMPTS)))
 }
 
-/// S3 answering the test's rules first, then every ranged read of an image
-/// with a real 320×200 JPEG, which the worker hands to Rekognition as it is.
+/// S3 answering the test's rules first, then every read of an image with a
+/// real 320×200 JPEG (ranged: its first bytes, which the worker sniffs
+/// before handing the object to Rekognition as it is; whole: the bytes
+/// content reuse hashes).
 fn s3(rules: &[&Rule]) -> aws_sdk_s3::Client {
-    let image = image_head();
+    let (head, whole) = (image_head(), whole_image());
     let mut rules = rules.to_vec();
-    rules.push(&image);
+    rules.push(&head);
+    rules.push(&whole);
     mock_client!(aws_sdk_s3, RuleMode::MatchAny, &rules, |c| c
         .retry_config(retry_policy(ATTEMPTS)))
 }
 
+const JPEG: &[u8] = include_bytes!("../../samples/sunset.jpg");
+
+fn whole_image() -> Rule {
+    mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(|r| r.range().is_none())
+        .then_output(|| {
+            GetObjectOutput::builder()
+                .body(ByteStream::from(JPEG.to_vec()))
+                .content_length(JPEG.len() as i64)
+                .build()
+        })
+}
+
 fn image_head() -> Rule {
-    const JPEG: &[u8] = include_bytes!("../../samples/sunset.jpg");
     mock!(aws_sdk_s3::Client::get_object)
         .match_requests(|r| r.range().is_some())
         .then_output(|| {
@@ -557,7 +577,7 @@ async fn sigterm_stops_new_images_and_asks_for_a_retry() {
     ]]);
     let settings = Settings {
         concurrency: 1,
-        ..Settings::default()
+        ..settings()
     };
 
     let outcome = run(&job, &clients, &settings, shutdown).await;
@@ -582,7 +602,7 @@ async fn images_still_in_flight_after_the_drain_timeout_are_abandoned() {
         concurrency: 2,
         rate_limit: Some(0.01),
         drain: Duration::from_secs(5),
-        ..Settings::default()
+        ..settings()
     };
     let start = tokio::time::Instant::now();
 
@@ -623,7 +643,7 @@ async fn the_rate_limit_paces_rekognition_calls() {
     let settings = Settings {
         concurrency: 5,
         rate_limit: Some(2.0),
-        ..Settings::default()
+        ..settings()
     };
     let start = tokio::time::Instant::now();
 
@@ -871,7 +891,7 @@ fn fleet_settings(time_budget: Duration) -> Settings {
             size: 2,
         }),
         time_budget,
-        ..Settings::default()
+        ..settings()
     }
 }
 
@@ -934,7 +954,7 @@ async fn an_image_still_throttled_when_the_time_budget_ends_stays_queued_for_bat
         Settings {
             concurrency: 4,
             time_budget: Duration::from_secs(60),
-            ..Settings::default()
+            ..settings()
         },
     ] {
         let (get, query, transact) = (queued("01"), no_entries(), transact_ok());
@@ -973,18 +993,38 @@ async fn an_image_still_throttled_when_the_time_budget_ends_stays_queued_for_bat
 #[tokio::test(start_paused = true)]
 async fn a_content_entry_that_cannot_be_stored_leaves_the_image_labeled() {
     let (get, query, transact, detect) = (queued("01"), no_entries(), transact_ok(), detect_ok());
-    let put = mock!(aws_sdk_dynamodb::Client::put_item)
+    let entry_put = mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(|r| {
+            r.item()
+                .and_then(|i| i.get("pk")?.as_s().ok())
+                .is_some_and(|pk| pk.starts_with(reuse::CONTENT_PK_PREFIX))
+        })
         .then_http_response(|| json_error(500, "InternalServerError"));
-    let clients = clients(&[&detect], &[&get, &query, &transact, &put]);
-    let with_content = ImageRef {
-        etag: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
-        ..image("a.jpg", "01")
+    let marker_put = mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(|r| {
+            r.item()
+                .and_then(|i| i.get("pk")?.as_s().ok())
+                .is_some_and(|pk| pk == reuse::MODEL_PK)
+        })
+        .then_output(|| PutItemOutput::builder().build());
+    let clients = clients(
+        &[&detect],
+        &[&get, &query, &transact, &entry_put, &marker_put],
+    );
+    let job = spec(vec![vec![image("a.jpg", "01")]]);
+    let settings = Settings {
+        reuse: Some(worker::run::Reuse::default()),
+        ..settings()
     };
-    let job = spec(vec![vec![with_content]]);
 
-    let outcome = run(&job, &clients, &settings(), Shutdown::never()).await;
+    let outcome = run(&job, &clients, &settings, Shutdown::never()).await;
 
-    assert_eq!(put.num_calls(), ATTEMPTS as usize, "the entry was tried");
+    assert_eq!(
+        entry_put.num_calls(),
+        ATTEMPTS as usize,
+        "the entry was tried"
+    );
+    assert_eq!(marker_put.num_calls(), 1, "the answer's model is recorded");
     assert_eq!(transact.num_calls(), 1);
     assert_eq!(outcome.labeled, 1);
     assert_eq!(outcome.retryable, 0);
