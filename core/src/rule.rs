@@ -672,6 +672,44 @@ mod tests {
     }
 
     #[test]
+    fn a_version_delete_is_a_redelivery_only_when_it_finds_its_own_tombstone() {
+        let writer = Writer::VersionDelete { version: "v-1" };
+        let of_version = |seq: &str, version: &str, status: Status| Stored {
+            version_id: Some(version.into()),
+            ..stored(seq, status)
+        };
+        let cases: Vec<(&str, Option<Stored>, WriteOutcome)> = vec![
+            (
+                "its own tombstone",
+                Some(of_version("09", "v-1", Status::Deleted)),
+                WriteOutcome::Duplicate {
+                    existing: Some(Status::Deleted),
+                },
+            ),
+            (
+                "another version's record",
+                Some(of_version("09", "v-2", Status::Labeled)),
+                WriteOutcome::Superseded { newer: None },
+            ),
+            (
+                "a newer version's record",
+                Some(of_version("0B", "v-2", Status::Labeled)),
+                WriteOutcome::Superseded {
+                    newer: Some(rev("0B")),
+                },
+            ),
+            ("no record", None, WriteOutcome::Superseded { newer: None }),
+        ];
+        for (name, s, expected) in cases {
+            assert_eq!(
+                conflict(writer, &rev("0A"), s.as_ref()),
+                Ok(expected),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn order_puts_any_sequencer_above_a_missing_record() {
         assert_eq!(order(None, &rev("01")), Order::IncomingNewer);
         assert_eq!(

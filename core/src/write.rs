@@ -662,3 +662,816 @@ pub(crate) fn failed<'a>(
             w.set("job_id = :job_id").value(":job_id", s(job_id))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::Order;
+
+    const NOW: Clock = Clock {
+        unix_millis: 1_795_394_520_123,
+    };
+    const LEASE: u64 = 300;
+
+    fn rev(seq: &str) -> Revision {
+        Revision::from_sequencer(seq).unwrap()
+    }
+
+    fn image(seq: &str) -> ImageRef {
+        ImageRef {
+            bucket: "photos".into(),
+            key: "cats/Tabby Cat.jpg".into(),
+            revision: rev(seq),
+            version_id: Some("v-1".into()),
+            etag: Some("abc".into()),
+            size: Some(2048),
+        }
+    }
+
+    fn attempt() -> Attempt {
+        Attempt {
+            job_id: Some("a1b2c3".into()),
+            owner: "a1b2c3:4".into(),
+            attempt: 2,
+        }
+    }
+
+    fn label(name: &str, confidence: f32) -> Label {
+        Label {
+            name: name.into(),
+            confidence,
+            parents: vec![],
+            categories: vec![],
+            instances: vec![],
+        }
+    }
+
+    fn text<'w>(write: &'w Write<'_>, placeholder: &str) -> &'w str {
+        write.values[placeholder].as_s().unwrap()
+    }
+
+    fn number<'w>(write: &'w Write<'_>, placeholder: &str) -> &'w str {
+        write.values[placeholder].as_n().unwrap()
+    }
+
+    fn bound(write: &Write<'_>) -> Vec<&'static str> {
+        write.values.keys().copied().collect()
+    }
+
+    fn named(write: &Write<'_>) -> Vec<&'static str> {
+        write.names().into_keys().collect()
+    }
+
+    fn put_item<'w>(write: &'w Write<'_>) -> &'w Item {
+        match &write.kind {
+            Kind::Put(item) => item,
+            Kind::Update { .. } => panic!("not a put"),
+        }
+    }
+
+    fn stored(seq: &str, status: Status) -> Stored {
+        Stored {
+            revision: Some(rev(seq)),
+            status: Some(status),
+            ..Stored::default()
+        }
+    }
+
+    fn claimed(seq: &str, claim: &str, at: u64) -> Stored {
+        Stored {
+            claim: Some(claim.into()),
+            claimed_at: Some(at),
+            ..stored(seq, Status::Queued)
+        }
+    }
+
+    fn owned(seq: &str, owner: &str, status: Status) -> Stored {
+        Stored {
+            owner: Some(owner.into()),
+            job_id: Some("a1b2c3".into()),
+            ..stored(seq, status)
+        }
+    }
+
+    /// Records of upload "0A"'s key as a write of "0A" may find them.
+    fn examples() -> Vec<Option<Stored>> {
+        let now = NOW.unix_secs();
+        let with = |mut s: Stored, f: fn(&mut Stored)| {
+            f(&mut s);
+            Some(s)
+        };
+        vec![
+            None,
+            Some(stored("09", Status::Labeled)),
+            Some(stored("09", Status::Deleted)),
+            Some(stored("0B", Status::Deleted)),
+            Some(stored("0B", Status::Queued)),
+            Some(stored("0A", Status::Labeled)),
+            Some(stored("0A", Status::Failed)),
+            Some(stored("0A", Status::Skipped)),
+            Some(stored("0B", Status::Failed)),
+            Some(claimed("0A", "other", now - 10)),
+            Some(claimed("0A", "me", now - 10)),
+            Some(claimed("0A", "other", now - LEASE - 1)),
+            Some(claimed("0A", "other", now - LEASE)),
+            with(claimed("0A", "other", 1), |s| s.job_id = Some("j".into())),
+            with(claimed("0A", "other", 1), |s| s.owner = Some("j:1".into())),
+            Some(owned("0A", "a1b2c3:4", Status::Queued)),
+            Some(owned("0A", "other:1", Status::Queued)),
+            Some(owned("0A", "a1b2c3:4", Status::Labeled)),
+            Some(owned("09", "a1b2c3:4", Status::Queued)),
+        ]
+    }
+
+    /// A stored record as DynamoDB holds it.
+    fn item_of(stored: &Stored) -> Item {
+        let mut item = image_key("photos", "cats/Tabby Cat.jpg");
+        let mut text = |name: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                item.insert(name.into(), s(v));
+            }
+        };
+        text(
+            attr::REVISION,
+            &stored.revision.as_ref().map(|r| r.to_string()),
+        );
+        text(attr::STATUS, &stored.status.map(|s| s.as_str().to_owned()));
+        text(attr::CLAIM, &stored.claim);
+        text(attr::JOB_ID, &stored.job_id);
+        text(attr::OWNER, &stored.owner);
+        text(attr::VERSION_ID, &stored.version_id);
+        if let Some(at) = stored.claimed_at {
+            item.insert(attr::CLAIMED_AT.into(), n(at));
+        }
+        item
+    }
+
+    /// A small evaluator of the condition grammar the rules use
+    /// (`OR`, `AND`, parentheses, `attribute_not_exists`, `=`, `<`, `<=`),
+    /// as DynamoDB evaluates it: a comparison with a missing attribute is
+    /// false; strings compare by bytes, numbers by value. An unbound
+    /// placeholder panics.
+    struct Condition<'w> {
+        tokens: Vec<String>,
+        at: usize,
+        write: &'w Write<'w>,
+        item: Option<Item>,
+    }
+
+    impl Condition<'_> {
+        fn next(&mut self) -> String {
+            self.at += 1;
+            self.tokens[self.at - 1].clone()
+        }
+
+        fn peek(&self) -> Option<&str> {
+            self.tokens.get(self.at).map(String::as_str)
+        }
+
+        fn or(&mut self) -> bool {
+            let mut holds = self.and();
+            while self.peek() == Some("OR") {
+                self.next();
+                holds |= self.and();
+            }
+            holds
+        }
+
+        fn and(&mut self) -> bool {
+            let mut holds = self.primary();
+            while self.peek() == Some("AND") {
+                self.next();
+                holds &= self.primary();
+            }
+            holds
+        }
+
+        fn primary(&mut self) -> bool {
+            let first = self.next();
+            if first == "(" {
+                let holds = self.or();
+                assert_eq!(self.next(), ")");
+                return holds;
+            }
+            if first == "attribute_not_exists" {
+                assert_eq!(self.next(), "(");
+                let path = self.next();
+                assert_eq!(self.next(), ")");
+                return self.operand(&path).is_none();
+            }
+            let op = self.next();
+            let right = self.next();
+            let (left, right) = (self.operand(&first), self.operand(&right));
+            let ordering = match (left, right) {
+                (Some(AttributeValue::S(a)), Some(AttributeValue::S(b))) => a.cmp(&b),
+                (Some(AttributeValue::N(a)), Some(AttributeValue::N(b))) => {
+                    let (a, b): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+                    a.total_cmp(&b)
+                }
+                _ => return false,
+            };
+            match op.as_str() {
+                "=" => ordering.is_eq(),
+                "<" => ordering.is_lt(),
+                "<=" => ordering.is_le(),
+                other => panic!("operator {other} is not in the grammar"),
+            }
+        }
+
+        fn operand(&self, token: &str) -> Option<AttributeValue> {
+            if token.starts_with(':') {
+                let value = self.write.values.get(token);
+                return Some(value.unwrap_or_else(|| panic!("{token} unbound")).clone());
+            }
+            let names = self.write.names();
+            let name = match token.strip_prefix('#') {
+                Some(_) => *names
+                    .get(token)
+                    .unwrap_or_else(|| panic!("{token} unnamed")),
+                None => token,
+            };
+            self.item.as_ref()?.get(name).cloned()
+        }
+    }
+
+    /// Whether `write`'s condition holds on `stored`.
+    fn holds(write: &Write<'_>, stored: Option<&Stored>) -> bool {
+        let spaced = write.condition.replace('(', " ( ").replace(')', " ) ");
+        let mut condition = Condition {
+            tokens: spaced.split_whitespace().map(str::to_owned).collect(),
+            at: 0,
+            write,
+            item: stored.map(item_of),
+        };
+        let holds = condition.or();
+        assert_eq!(condition.at, condition.tokens.len(), "{}", write.condition);
+        holds
+    }
+
+    fn placeholders(text: &str, sigil: char) -> Vec<String> {
+        let mut found: Vec<String> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == sigil))
+            .filter(|t| t.starts_with(sigil))
+            .map(str::to_owned)
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    /// One write of every builder, with every optional part present or
+    /// absent.
+    fn every_write<'a>(attempt: &'a Attempt, seen: &Stored, bare: &'a Attempt) -> Vec<Write<'a>> {
+        let image = image("0A");
+        let delete = rev("0B");
+        let deletion = Deletion {
+            bucket: "photos",
+            key: "cats/Tabby Cat.jpg",
+            revision: &delete,
+            version: Some("v-1"),
+            reason: "ObjectRemoved:Delete",
+        };
+        let request = |kind| ClaimRequest {
+            claim: "me",
+            kind,
+            lease_secs: LEASE,
+        };
+        let submission = |array_index| Submission {
+            job_id: "j",
+            job_name: "n",
+            array_index,
+        };
+        let labeling = |provenance, model_version| Labeling {
+            labels: vec![label("Cat", 99.0)],
+            model_version,
+            provenance,
+        };
+        let detected = Provenance::Detected { conversion: None };
+        let reused = Provenance::Reused {
+            from: "s3://photos/a.jpg",
+            conversion: Some("converted from WebP"),
+        };
+        vec![
+            claim(&image, &request(ClaimKind::New), NOW),
+            claim(&image, &request(ClaimKind::RetryFailed), NOW),
+            skip(&image, "too large", NOW),
+            tombstone(&deletion, NOW, 60),
+            version_delete(&deletion, "v-1", NOW, 60),
+            submitted(&image, "me", submission(None), NOW),
+            submitted(&image, "me", submission(Some(3)), NOW),
+            release(&image, "me", "SubmitJob failed", NOW),
+            fail_queued(&image, QueuedBy::Claim("me"), "r", NOW),
+            fail_queued(
+                &image,
+                QueuedBy::Job {
+                    job_id: "j",
+                    dead: "j:1",
+                },
+                "r",
+                NOW,
+            ),
+            fail_queued(
+                &image,
+                QueuedBy::Seen {
+                    claim: "c",
+                    owner: None,
+                },
+                "r",
+                NOW,
+            ),
+            fail_queued(
+                &image,
+                QueuedBy::Seen {
+                    claim: "c",
+                    owner: Some("o"),
+                },
+                "r",
+                NOW,
+            ),
+            redispatch(&image, &Stored::default(), "me", 2, NOW),
+            redispatch(&image, seen, "me", 2, NOW),
+            take(&image, attempt, NOW),
+            take(&image, bare, NOW),
+            labeled(&image, &labeling(detected, Some("3.0")), attempt, NOW).record,
+            labeled(&image, &labeling(reused, None), bare, NOW).record,
+            failed(&image, "DetectLabels refused", attempt, NOW),
+            failed(&image, "DetectLabels refused", bare, NOW),
+        ]
+    }
+
+    #[test]
+    fn every_placeholder_a_write_mentions_is_bound_and_nothing_else_is() {
+        let (attempt, bare) = (attempt(), Attempt::default());
+        let seen = Stored {
+            owner: Some("o".into()),
+            ..claimed("0A", "c", 1)
+        };
+        for write in every_write(&attempt, &seen, &bare) {
+            let text = format!(
+                "{} {}",
+                write.condition,
+                write.update_expression().unwrap_or_default()
+            );
+            let values: Vec<String> = write.values.keys().map(|v| v.to_string()).collect();
+            assert_eq!(placeholders(&text, ':'), values, "{text}");
+            let names: Vec<String> = named(&write).iter().map(|v| v.to_string()).collect();
+            assert_eq!(placeholders(&text, '#'), names, "{text}");
+            assert_eq!(text_rev(&write), write.revision.as_str());
+            assert_eq!(write.key, image_key("photos", "cats/Tabby Cat.jpg"));
+        }
+    }
+
+    fn text_rev<'w>(write: &'w Write<'_>) -> &'w str {
+        text(write, ":rev")
+    }
+
+    #[test]
+    fn a_claim_of_a_new_upload_is_conditioned_on_the_stored_revision_being_older() {
+        let request = ClaimRequest {
+            claim: "me",
+            kind: ClaimKind::New,
+            lease_secs: LEASE,
+        };
+        let write = claim(&image("0A"), &request, NOW);
+
+        assert_eq!(write.condition, rule::CLAIM_CONDITION);
+        assert_eq!(write.writer, Writer::Replace { claim: Some("me") });
+        assert_eq!(
+            bound(&write),
+            [":claim", ":lease_cutoff", ":queued", ":rev"]
+        );
+        assert_eq!(named(&write), ["#owner", "#status"]);
+        assert_eq!(text(&write, ":rev"), rev("0A").as_str());
+        assert_eq!(text(&write, ":queued"), "QUEUED");
+        assert_eq!(text(&write, ":claim"), "me");
+        let cutoff = (NOW.unix_secs() - LEASE).to_string();
+        assert_eq!(number(&write, ":lease_cutoff"), cutoff);
+        let item = put_item(&write);
+        assert_eq!(item[attr::STATUS].as_s().unwrap(), "QUEUED");
+        assert_eq!(item[attr::CLAIM].as_s().unwrap(), "me");
+        let secs = NOW.unix_secs().to_string();
+        assert_eq!(item[attr::CLAIMED_AT].as_n().unwrap(), &secs);
+        assert_eq!(item[attr::QUEUED_AT].as_s().unwrap(), &NOW.rfc3339());
+        assert_eq!(item[attr::ATTEMPTS].as_n().unwrap(), "0");
+        assert_eq!(item[attr::DISPATCHES].as_n().unwrap(), "1");
+        assert_eq!(item[attr::VERSION_ID].as_s().unwrap(), "v-1");
+        assert_eq!(item[attr::ETAG].as_s().unwrap(), "abc");
+        assert_eq!(item[attr::SIZE].as_n().unwrap(), "2048");
+        assert!(item[schema::STATUS_INDEX_PK]
+            .as_s()
+            .unwrap()
+            .starts_with("QUEUED#"));
+        assert!(!write.return_new);
+    }
+
+    #[test]
+    fn a_retry_claim_is_conditioned_on_the_same_upload_being_failed() {
+        let request = ClaimRequest {
+            claim: "me",
+            kind: ClaimKind::RetryFailed,
+            lease_secs: LEASE,
+        };
+        let write = claim(&image("0A"), &request, NOW);
+
+        assert_eq!(write.condition, rule::RETRY_CONDITION);
+        assert_eq!(write.writer, Writer::Update { claim: Some("me") });
+        assert_eq!(bound(&write), [":failed", ":rev"]);
+        assert_eq!(named(&write), ["#status"]);
+        assert_eq!(text(&write, ":failed"), "FAILED");
+        assert_eq!(put_item(&write)[attr::STATUS].as_s().unwrap(), "QUEUED");
+    }
+
+    #[test]
+    fn both_claims_agree_with_their_in_memory_twin_on_every_example() {
+        for kind in [ClaimKind::New, ClaimKind::RetryFailed] {
+            let request = ClaimRequest {
+                claim: "me",
+                kind,
+                lease_secs: LEASE,
+            };
+            let write = claim(&image("0A"), &request, NOW);
+            for example in examples() {
+                let twin = rule::claim_would_win(
+                    example.as_ref(),
+                    &rev("0A"),
+                    "me",
+                    kind,
+                    NOW.unix_secs(),
+                    LEASE,
+                );
+                assert_eq!(
+                    holds(&write, example.as_ref()),
+                    twin,
+                    "{kind:?} {example:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_skip_and_a_tombstone_replace_only_a_missing_or_older_record() {
+        let delete = rev("0A");
+        let deletion = Deletion {
+            bucket: "photos",
+            key: "cats/Tabby Cat.jpg",
+            revision: &delete,
+            version: None,
+            reason: "ObjectRemoved:Delete",
+        };
+        let skipped = skip(&image("0A"), "not an image", NOW);
+        let tombstone = tombstone(&deletion, NOW, 60);
+
+        for write in [&skipped, &tombstone] {
+            assert_eq!(write.condition, rule::NEWER_THAN_STORED);
+            assert_eq!(write.writer, Writer::Replace { claim: None });
+            assert_eq!(bound(write), [":rev"]);
+            assert!(named(write).is_empty());
+            for example in examples() {
+                let newer = rule::order(example.as_ref(), &rev("0A")) == Order::IncomingNewer;
+                assert_eq!(holds(write, example.as_ref()), newer, "{example:?}");
+            }
+        }
+        let item = put_item(&skipped);
+        assert_eq!(item[attr::STATUS].as_s().unwrap(), "SKIPPED");
+        assert_eq!(item[attr::REASON].as_s().unwrap(), "not an image");
+        assert!(item[schema::STATUS_INDEX_PK]
+            .as_s()
+            .unwrap()
+            .starts_with("SKIPPED#"));
+        let item = put_item(&tombstone);
+        assert_eq!(item[attr::STATUS].as_s().unwrap(), "DELETED");
+        assert_eq!(item[attr::REVISION].as_s().unwrap(), delete.as_str());
+        assert_eq!(item[attr::REASON].as_s().unwrap(), "ObjectRemoved:Delete");
+        let expires = (NOW.unix_secs() + 60).to_string();
+        assert_eq!(item[attr::EXPIRES_AT].as_n().unwrap(), &expires);
+        assert!(!item.contains_key(schema::STATUS_INDEX_PK));
+        assert!(!item.contains_key(attr::VERSION_ID));
+    }
+
+    #[test]
+    fn a_version_delete_marks_only_that_version_s_older_record_and_returns_it() {
+        let delete = rev("0B");
+        let deletion = Deletion {
+            bucket: "photos",
+            key: "cats/Tabby Cat.jpg",
+            revision: &delete,
+            version: Some("v-1"),
+            reason: "ObjectRemoved:Delete",
+        };
+        let write = version_delete(&deletion, "v-1", NOW, 60);
+
+        assert_eq!(write.condition, rule::VERSION_DELETE_CONDITION);
+        assert_eq!(write.writer, Writer::VersionDelete { version: "v-1" });
+        assert!(write.return_new);
+        assert_eq!(
+            write.update_expression().unwrap(),
+            "SET #status = :deleted, reason = :reason, updated_at = :now, expires_at = :expires \
+             REMOVE labels, status_key, status_at, #owner, claim, claimed_at"
+        );
+        let values = [
+            ":deleted", ":expires", ":now", ":reason", ":rev", ":version",
+        ];
+        assert_eq!(bound(&write), values);
+        assert_eq!(named(&write), ["#owner", "#status"]);
+        assert_eq!(text(&write, ":rev"), delete.as_str());
+        assert_eq!(text(&write, ":version"), "v-1");
+        assert_eq!(text(&write, ":deleted"), "DELETED");
+        let of_version = |seq: &str, version: &str| Stored {
+            version_id: Some(version.into()),
+            ..stored(seq, Status::Labeled)
+        };
+        assert!(holds(&write, Some(&of_version("0A", "v-1"))));
+        assert!(!holds(&write, Some(&of_version("0A", "v-2"))));
+        assert!(!holds(&write, Some(&of_version("0C", "v-1"))));
+        assert!(!holds(&write, None));
+    }
+
+    #[test]
+    fn a_submission_records_the_job_only_while_the_claim_is_this_dispatch_s() {
+        let submission = Submission {
+            job_id: "job-1",
+            job_name: "labels-1",
+            array_index: Some(7),
+        };
+        let write = submitted(&image("0A"), "me", submission, NOW);
+
+        assert_eq!(write.condition, rule::SUBMITTED_CONDITION);
+        assert_eq!(write.writer, Writer::Update { claim: None });
+        assert_eq!(
+            write.update_expression().unwrap(),
+            "SET job_id = :job_id, job_name = :job_name, updated_at = :now, array_index = :index"
+        );
+        let values = [
+            ":claim",
+            ":index",
+            ":job_id",
+            ":job_name",
+            ":now",
+            ":queued",
+            ":rev",
+        ];
+        assert_eq!(bound(&write), values);
+        assert_eq!(named(&write), ["#status"]);
+        assert_eq!(number(&write, ":index"), "7");
+        assert!(holds(&write, Some(&claimed("0A", "me", 1))));
+        assert!(!holds(&write, Some(&claimed("0A", "other", 1))));
+        let unindexed = Submission {
+            array_index: None,
+            ..submission
+        };
+        let write = submitted(&image("0A"), "me", unindexed, NOW);
+        assert!(!write.values.contains_key(":index"));
+        assert!(!write.update_expression().unwrap().contains("array_index"));
+    }
+
+    #[test]
+    fn a_release_expires_the_claim_only_while_no_job_or_worker_holds_it() {
+        let write = release(&image("0A"), "me", "SubmitJob failed", NOW);
+
+        assert_eq!(write.condition, rule::RELEASE_CONDITION);
+        assert_eq!(write.writer, Writer::Update { claim: None });
+        assert_eq!(
+            write.update_expression().unwrap(),
+            "SET claimed_at = :zero, reason = :reason, updated_at = :now"
+        );
+        assert_eq!(
+            bound(&write),
+            [":claim", ":now", ":reason", ":rev", ":zero"]
+        );
+        assert_eq!(named(&write), ["#owner"]);
+        assert_eq!(number(&write, ":zero"), "0");
+        assert_eq!(text(&write, ":reason"), "SubmitJob failed");
+        assert!(holds(&write, Some(&claimed("0A", "me", 1))));
+        let submitted = Stored {
+            job_id: Some("j".into()),
+            ..claimed("0A", "me", 1)
+        };
+        assert!(!holds(&write, Some(&submitted)));
+    }
+
+    #[test]
+    fn a_dispatcher_failure_names_the_claim_the_dead_job_or_the_record_as_read() {
+        let image = image("0A");
+        let by_claim = fail_queued(&image, QueuedBy::Claim("me"), "refused", NOW);
+        let dead = QueuedBy::Job {
+            job_id: "j",
+            dead: "j:1",
+        };
+        let by_job = fail_queued(&image, dead, "refused", NOW);
+        let as_read = QueuedBy::Seen {
+            claim: "c",
+            owner: Some("o"),
+        };
+        let by_seen = fail_queued(&image, as_read, "gave up", NOW);
+
+        assert_eq!(by_claim.condition, rule::FAIL_CLAIMED_CONDITION);
+        assert_eq!(by_job.condition, rule::FAIL_IN_JOB_CONDITION);
+        assert_eq!(by_seen.condition, rule::redispatch_condition(true));
+        let common = [
+            ":failed",
+            ":now",
+            ":queued",
+            ":reason",
+            ":rev",
+            ":status_key",
+        ];
+        let with = |extra: &[&'static str]| {
+            let mut all: Vec<_> = common.iter().chain(extra).copied().collect();
+            all.sort();
+            all
+        };
+        assert_eq!(bound(&by_claim), with(&[":claim"]));
+        assert_eq!(bound(&by_job), with(&[":dead", ":job_id"]));
+        assert_eq!(bound(&by_seen), with(&[":seen_claim", ":seen_owner"]));
+        for write in [&by_claim, &by_job, &by_seen] {
+            assert_eq!(write.writer, Writer::Update { claim: None });
+            assert_eq!(named(write), ["#owner", "#status"]);
+            assert_eq!(
+                write.update_expression().unwrap(),
+                "SET #status = :failed, reason = :reason, updated_at = :now, \
+                 status_key = :status_key, status_at = :now"
+            );
+            assert!(text(write, ":status_key").starts_with("FAILED#"));
+        }
+        assert!(holds(&by_claim, Some(&claimed("0A", "me", 1))));
+        assert!(!holds(&by_claim, Some(&owned("0A", "x:1", Status::Queued))));
+        let in_job = |owner: Option<&str>| Stored {
+            job_id: Some("j".into()),
+            owner: owner.map(str::to_owned),
+            ..stored("0A", Status::Queued)
+        };
+        assert!(holds(&by_job, Some(&in_job(None))));
+        assert!(holds(&by_job, Some(&in_job(Some("j:1")))));
+        assert!(!holds(&by_job, Some(&in_job(Some("j:2")))));
+        let seen = Stored {
+            owner: Some("o".into()),
+            ..claimed("0A", "c", 1)
+        };
+        assert!(holds(&by_seen, Some(&seen)));
+        assert!(!holds(&by_seen, Some(&claimed("0A", "c", 1))));
+    }
+
+    #[test]
+    fn a_redispatch_keeps_the_first_queued_at_and_names_the_record_as_read() {
+        let first = 1_795_000_000_000;
+        let seen = Stored {
+            queued_at: Some(first),
+            ..claimed("0A", "old", 1)
+        };
+        let write = redispatch(&image("0A"), &seen, "new", 3, NOW);
+
+        assert_eq!(write.condition, rule::redispatch_condition(false));
+        assert_eq!(write.writer, Writer::Update { claim: Some("new") });
+        assert_eq!(bound(&write), [":queued", ":rev", ":seen_claim"]);
+        assert_eq!(named(&write), ["#owner", "#status"]);
+        assert_eq!(text(&write, ":seen_claim"), "old");
+        let item = put_item(&write);
+        assert_eq!(item[attr::CLAIM].as_s().unwrap(), "new");
+        assert_eq!(item[attr::DISPATCHES].as_n().unwrap(), "3");
+        let queued_at = Clock { unix_millis: first }.rfc3339();
+        assert_eq!(item[attr::QUEUED_AT].as_s().unwrap(), &queued_at);
+        assert_eq!(
+            item[attr::REASON].as_s().unwrap(),
+            "re-dispatched by the reconciler; waiting for its job"
+        );
+        assert!(holds(&write, Some(&seen)));
+        assert!(!holds(&write, Some(&claimed("0A", "other", 1))));
+        let taken = Stored {
+            owner: Some("j:1".into()),
+            ..seen.clone()
+        };
+        assert!(!holds(&write, Some(&taken)));
+        let write = redispatch(&image("0A"), &taken, "new", 3, NOW);
+        assert_eq!(write.condition, rule::redispatch_condition(true));
+        assert_eq!(text(&write, ":seen_owner"), "j:1");
+        assert!(holds(&write, Some(&taken)));
+    }
+
+    #[test]
+    fn a_take_sets_the_owner_and_agrees_with_its_in_memory_twin() {
+        let attempt = attempt();
+        let write = take(&image("0A"), &attempt, NOW);
+
+        assert_eq!(write.condition, rule::TAKE_CONDITION);
+        assert_eq!(write.writer, Writer::Take { owner: "a1b2c3:4" });
+        assert_eq!(
+            write.update_expression().unwrap(),
+            "SET #owner = :owner, attempts = :attempts, updated_at = :now, job_id = :job_id"
+        );
+        let values = [":attempts", ":job_id", ":now", ":owner", ":queued", ":rev"];
+        assert_eq!(bound(&write), values);
+        assert_eq!(named(&write), ["#owner", "#status"]);
+        assert_eq!(number(&write, ":attempts"), "2");
+        for example in examples() {
+            let twin = rule::take_would_win(example.as_ref(), &rev("0A"), "a1b2c3:4");
+            assert_eq!(holds(&write, example.as_ref()), twin, "{example:?}");
+        }
+        let outside_batch = Attempt::default();
+        let write = take(&image("0A"), &outside_batch, NOW);
+        assert_eq!(
+            write.update_expression().unwrap(),
+            "SET #owner = :owner, attempts = :attempts, updated_at = :now"
+        );
+    }
+
+    #[test]
+    fn a_labeling_updates_the_owned_record_then_puts_one_entry_per_label() {
+        let attempt = attempt();
+        let labeling = Labeling {
+            labels: vec![label("Cat", 99.0), label("Pet", 90.0)],
+            model_version: Some("3.0"),
+            provenance: Provenance::Reused {
+                from: "s3://photos/a.jpg",
+                conversion: Some("converted from WebP"),
+            },
+        };
+        let transaction = labeled(&image("0A"), &labeling, &attempt, NOW);
+        let write = &transaction.record;
+
+        assert_eq!(write.condition, rule::OWNED_BY_JOB);
+        let writer = Writer::Result {
+            owner: "a1b2c3:4",
+            wrote: Status::Labeled,
+        };
+        assert_eq!(write.writer, writer);
+        assert_eq!(
+            write.update_expression().unwrap(),
+            "SET #status = :labeled, labels = :labels, attempts = :attempts, updated_at = :now, \
+             label_model_version = :model, job_id = :job_id, reused_from = :from, \
+             conversion = :conversion REMOVE reason, status_key, status_at"
+        );
+        let values = [
+            ":attempts",
+            ":conversion",
+            ":from",
+            ":job_id",
+            ":labeled",
+            ":labels",
+            ":model",
+            ":now",
+            ":owner",
+            ":queued",
+            ":rev",
+        ];
+        assert_eq!(bound(write), values);
+        assert_eq!(text(write, ":from"), "s3://photos/a.jpg");
+        assert_eq!(write.values[":labels"].as_l().unwrap().len(), 2);
+        assert_eq!(transaction.entries.len(), 2);
+        let keys = transaction.entry_keys();
+        assert_eq!(
+            keys,
+            HashSet::from(["LABEL#Cat".into(), "LABEL#Pet".into()])
+        );
+        assert!(holds(write, Some(&owned("0A", "a1b2c3:4", Status::Queued))));
+        assert!(!holds(write, Some(&owned("0A", "other:1", Status::Queued))));
+        assert!(!holds(write, Some(&stored("0A", Status::Queued))));
+        assert!(!holds(
+            write,
+            Some(&owned("0A", "a1b2c3:4", Status::Labeled))
+        ));
+        assert!(!holds(
+            write,
+            Some(&owned("0B", "a1b2c3:4", Status::Queued))
+        ));
+    }
+
+    #[test]
+    fn a_failure_result_is_written_only_on_the_record_this_job_owns() {
+        let attempt = attempt();
+        let write = failed(&image("0A"), "DetectLabels refused", &attempt, NOW);
+
+        assert_eq!(write.condition, rule::OWNED_BY_JOB);
+        let writer = Writer::Result {
+            owner: "a1b2c3:4",
+            wrote: Status::Failed,
+        };
+        assert_eq!(write.writer, writer);
+        assert_eq!(
+            write.update_expression().unwrap(),
+            "SET #status = :failed, reason = :reason, attempts = :attempts, updated_at = :now, \
+             status_key = :status_key, status_at = :now, job_id = :job_id"
+        );
+        let values = [
+            ":attempts",
+            ":failed",
+            ":job_id",
+            ":now",
+            ":owner",
+            ":queued",
+            ":reason",
+            ":rev",
+            ":status_key",
+        ];
+        assert_eq!(bound(&write), values);
+        assert_eq!(named(&write), ["#owner", "#status"]);
+        assert!(holds(
+            &write,
+            Some(&owned("0A", "a1b2c3:4", Status::Queued))
+        ));
+        assert!(!holds(
+            &write,
+            Some(&owned("0A", "other:1", Status::Queued))
+        ));
+        assert!(!holds(&write, None));
+    }
+}
