@@ -17,6 +17,13 @@
 //! dispatcher died, or SubmitJob failed and the claim was released) can be
 //! taken again once its lease has expired, by a redelivery or by the
 //! reconciler.
+//!
+//! Each function here is thin: it builds its write as a value with the
+//! crate's `write` module (one pure builder per writer, e.g. `write::claim`,
+//! `write::skip`) and sends it with `write::Table::apply`, the one place that
+//! sends writes and reads conflicts. What is left here is the order of what
+//! goes around a write: label entries of older uploads are deleted only
+//! after the record names the newer upload ([`clear_older_entries`]).
 
 pub use crate::db::{get_image, image_key, Clock, Item, StoreError, WriteOutcome};
 pub use crate::rule::{
