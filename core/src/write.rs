@@ -8,22 +8,11 @@
 //!
 //! The functions below build them, one per writer, and are pure: no client,
 //! no I/O, so a unit test reads exactly what DynamoDB will be asked and can
-//! hold a condition against its in-memory twin. [`crate::rule`]'s table names
-//! them beside the conditions they send.
-//!
-//! | writer | builder | condition |
-//! |---|---|---|
-//! | dispatcher claim, operator retry | [`claim`] | [`rule::CLAIM_CONDITION`], [`rule::RETRY_CONDITION`] |
-//! | skip | [`skip`] | [`rule::NEWER_THAN_STORED`] |
-//! | tombstone | [`tombstone`] | [`rule::NEWER_THAN_STORED`] |
-//! | version delete | [`version_delete`] | [`rule::VERSION_DELETE_CONDITION`] |
-//! | job submitted | [`submitted`] | [`rule::SUBMITTED_CONDITION`] |
-//! | claim released | [`release`] | [`rule::RELEASE_CONDITION`] |
-//! | QUEUED record failed | [`fail_queued`] | by [`QueuedBy`] |
-//! | reconciler re-dispatch | [`redispatch`] | [`rule::redispatch_condition`] |
-//! | worker take | [`take`] | [`rule::TAKE_CONDITION`] |
-//! | worker LABELED | [`labeled`] | [`rule::OWNED_BY_JOB`] |
-//! | worker FAILED | [`failed`] | [`rule::OWNED_BY_JOB`] |
+//! hold a condition against its in-memory twin. The table at the top of
+//! [`crate::rule`] names each builder beside the condition it sends. A
+//! builder binds every expression attribute value through one method
+//! ([`Write::value`]); the attribute names a write binds follow from its
+//! expressions ([`Write::names`]).
 //!
 //! [`Table::apply`] (and [`Table::apply_transaction`] for the labeling) is
 //! the only place that sends a write and reads the record when its condition
@@ -45,7 +34,7 @@ use std::collections::{BTreeMap, HashSet};
 
 /// What a write does to the record.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Kind {
+enum Kind {
     /// A PutItem: the record becomes this item.
     Put(Item),
     /// An UpdateItem: these `SET` clauses, then these attributes removed.
@@ -143,7 +132,7 @@ impl<'a> Write<'a> {
     }
 
     /// The record's partition key, for errors.
-    pub(crate) fn pk(&self) -> String {
+    fn pk(&self) -> String {
         self.key
             .get(PK)
             .and_then(|v| v.as_s().ok())
@@ -152,7 +141,7 @@ impl<'a> Write<'a> {
     }
 
     /// The update expression, for an update: `SET …` then ` REMOVE …`.
-    pub(crate) fn update_expression(&self) -> Option<String> {
+    fn update_expression(&self) -> Option<String> {
         let Kind::Update { set, remove } = &self.kind else {
             return None;
         };
@@ -167,7 +156,7 @@ impl<'a> Write<'a> {
     /// Expression attribute names: exactly the placeholders of [`NAMES`]
     /// that the condition or the update mentions (DynamoDB refuses unused
     /// ones).
-    pub(crate) fn names(&self) -> BTreeMap<&'static str, &'static str> {
+    fn names(&self) -> BTreeMap<&'static str, &'static str> {
         let update = self.update_expression().unwrap_or_default();
         NAMES
             .into_iter()
@@ -190,7 +179,7 @@ pub(crate) struct Transaction<'a> {
 
 impl<'a> Transaction<'a> {
     /// The record update.
-    pub(crate) fn record(&self) -> &Write<'a> {
+    fn record(&self) -> &Write<'a> {
         &self.record
     }
 
