@@ -1,15 +1,14 @@
 //! DynamoDB primitives shared by every writer of the results table: the
 //! clock, the error, the outcome of a conditional write, the record's key
-//! and a consistent read. The dispatcher's writes ([`crate::store`]), the
-//! worker's ([`crate::labeling`]) and the label-index upkeep
-//! ([`crate::entries`]) build on this module; it depends on none of them,
-//! only on the pure rule ([`crate::rule`]), whose outcome type it re-exports.
+//! and a consistent read. The label-index upkeep ([`crate::entries`]), the
+//! writes as values and their sending (`write`) and the dispatcher's
+//! and worker's writes ([`crate::store`], [`crate::labeling`]) build on this
+//! module; it depends on none of them, only on the pure rule
+//! ([`crate::rule`]), whose outcome type it re-exports.
 
 pub use crate::rule::{Item, WriteOutcome};
 
-use crate::rule::{self, Stored, Writer};
 use crate::schema::{self, IMAGE_SK, PK, SK};
-use crate::Revision;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
@@ -132,44 +131,29 @@ pub async fn get_image(
     bucket: &str,
     key: &str,
 ) -> Result<Option<Item>, StoreError> {
+    get_record(client, table, image_key(bucket, key)).await
+}
+
+/// Reads the item under `key` (strongly consistent).
+pub(crate) async fn get_record(
+    client: &Client,
+    table: &str,
+    key: Item,
+) -> Result<Option<Item>, StoreError> {
+    let pk = key
+        .get(PK)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
     client
         .get_item()
         .table_name(table)
-        .set_key(Some(image_key(bucket, key)))
+        .set_key(Some(key))
         .consistent_read(true)
         .send()
         .await
         .map(|out| out.item)
-        .map_err(|e| StoreError::new("GetItem", schema::image_pk(bucket, key), e))
-}
-
-/// Turns a failed condition into a [`WriteOutcome`] with [`rule::conflict`],
-/// from the item DynamoDB returned with the failure or, when it returned
-/// none, from a fresh consistent read.
-pub(crate) async fn resolve_conflict(
-    client: &Client,
-    table: &str,
-    bucket: &str,
-    key: &str,
-    incoming: &Revision,
-    writer: Writer<'_>,
-    returned: Option<&Item>,
-) -> Result<WriteOutcome, StoreError> {
-    let fetched;
-    let item = match returned {
-        Some(item) if !item.is_empty() => Some(item),
-        _ => {
-            fetched = get_image(client, table, bucket, key).await?;
-            fetched.as_ref()
-        }
-    };
-    let stored = item.map(Stored::from_item);
-    rule::conflict(writer, incoming, stored.as_ref()).map_err(|changed| StoreError {
-        operation: "conditional write",
-        pk: schema::image_pk(bucket, key),
-        source: changed.into(),
-        transient: true,
-    })
+        .map_err(|e| StoreError::new("GetItem", pk, e))
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! entries of older uploads:
 //!
 //! * the dispatcher's SKIPPED, tombstone and FAILED writes delete them
-//!   *after* the record names the newer upload (`store::clear_older_entries`):
+//!   *after* the record names the newer upload (`store::clear_older_entries`;
+//!   a version delete through [`remove_entries_through`] once the record is
+//!   that version's tombstone):
 //!   before that, an older upload's worker could still commit entries in the
 //!   gap, and they would stay forever;
 //! * the worker's LABELED and FAILED writes delete them *before* the record:
@@ -56,7 +58,12 @@ pub async fn remove_stale_entries(
     revision: &Revision,
     keep: &HashSet<String>,
 ) -> Result<usize, StoreError> {
-    remove_entries(client, table, bucket, key, revision, keep, false).await
+    let older = Older {
+        than: revision,
+        inclusive: false,
+        keep,
+    };
+    remove_entries(client, table, &schema::image_pk(bucket, key), &older).await
 }
 
 /// Deletes every label-index entry of `bucket/key` of upload `revision` or
@@ -68,24 +75,51 @@ pub async fn remove_entries_through(
     key: &str,
     revision: &Revision,
 ) -> Result<usize, StoreError> {
-    remove_entries(client, table, bucket, key, revision, &HashSet::new(), true).await
+    let older = Older {
+        than: revision,
+        inclusive: true,
+        keep: &HashSet::new(),
+    };
+    remove_entries(client, table, &schema::image_pk(bucket, key), &older).await
 }
 
+/// Which label entries of a key a removal deletes.
+struct Older<'a> {
+    /// The upload they are older than.
+    than: &'a Revision,
+    /// Whether that upload's own entries go too.
+    inclusive: bool,
+    /// Sort keys kept whatever their upload (the ones about to be written).
+    keep: &'a HashSet<String>,
+}
+
+impl Older<'_> {
+    /// The condition each delete is sent with.
+    fn condition(&self) -> &'static str {
+        if self.inclusive {
+            "revision <= :rev"
+        } else {
+            "revision < :rev"
+        }
+    }
+
+    /// Whether the entry `sk` of upload `revision` (as the Query read it) is
+    /// one to delete.
+    fn covers(&self, sk: &str, revision: Option<&str>) -> bool {
+        let than = self.than.as_str();
+        let older = revision.is_some_and(|r| r < than || (self.inclusive && r == than));
+        older && !self.keep.contains(sk)
+    }
+}
+
+/// Deletes the entries of the item collection `pk` that `older` covers, page
+/// by page of a consistent Query.
 async fn remove_entries(
     client: &Client,
     table: &str,
-    bucket: &str,
-    key: &str,
-    revision: &Revision,
-    keep: &HashSet<String>,
-    inclusive: bool,
+    pk: &str,
+    older: &Older<'_>,
 ) -> Result<usize, StoreError> {
-    let condition = if inclusive {
-        "revision <= :rev"
-    } else {
-        "revision < :rev"
-    };
-    let pk = schema::image_pk(bucket, key);
     let mut removed = 0;
     let mut start: Option<Item> = None;
     loop {
@@ -94,41 +128,22 @@ async fn remove_entries(
             .table_name(table)
             .consistent_read(true)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":prefix", s(schema::LABEL_SK_PREFIX))
             .projection_expression("pk, sk, revision")
             .set_exclusive_start_key(start.take())
             .send()
             .await
-            .map_err(|e| StoreError::new("Query", &pk, e))?;
+            .map_err(|e| StoreError::new("Query", pk, e))?;
         for entry in page.items() {
             let Some(sk) = entry.get(SK).and_then(|v| v.as_s().ok()) else {
                 continue;
             };
-            let older = entry
-                .get(attr::REVISION)
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|r| {
-                    r.as_str() < revision.as_str() || (inclusive && r.as_str() == revision.as_str())
-                });
-            if !older || keep.contains(sk) {
-                continue;
-            }
-            let entry_key = HashMap::from([(PK.to_owned(), s(&pk)), (SK.to_owned(), s(sk))]);
-            let deleted = client
-                .delete_item()
-                .table_name(table)
-                .set_key(Some(entry_key))
-                .condition_expression(condition)
-                .expression_attribute_values(":rev", s(revision.as_str()))
-                .send()
-                .await;
-            match deleted {
-                Ok(_) => removed += 1,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(StoreError::new("DeleteItem", &pk, e)),
+            let revision = entry.get(attr::REVISION).and_then(|v| v.as_s().ok());
+            if older.covers(sk, revision.map(String::as_str))
+                && delete_entry(client, table, (pk, sk), older).await?
+            {
+                removed += 1;
             }
         }
         match page.last_evaluated_key() {
@@ -137,4 +152,33 @@ async fn remove_entries(
         }
     }
     Ok(removed)
+}
+
+/// Deletes the entry `(pk, sk)` under `older`'s condition; `false` when the
+/// condition failed (the entry is this or a newer upload's by now).
+async fn delete_entry(
+    client: &Client,
+    table: &str,
+    (pk, sk): (&str, &str),
+    older: &Older<'_>,
+) -> Result<bool, StoreError> {
+    let entry_key = HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))]);
+    let deleted = client
+        .delete_item()
+        .table_name(table)
+        .set_key(Some(entry_key))
+        .condition_expression(older.condition())
+        .expression_attribute_values(":rev", s(older.than.as_str()))
+        .send()
+        .await;
+    match deleted {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::new("DeleteItem", pk, e)),
+    }
 }

@@ -2,10 +2,10 @@
 //! upload, and the label-index entries that go with it.
 //!
 //! Before it calls DetectLabels, the worker **takes** the image for its job
-//! ([`take`], [`rule::TAKE_CONDITION`]): the record must be this upload's,
+//! ([`take`], [`TAKE_CONDITION`]): the record must be this upload's,
 //! QUEUED, and not owned by another job. Both outcomes are then written only
 //! while the record is still this upload's, QUEUED and owned by this job
-//! ([`rule::OWNED_BY_JOB`]), so a Batch retry (same job id) carries on, while
+//! ([`OWNED_BY_JOB`]), so a Batch retry (same job id) carries on, while
 //! a duplicate job, a job for an older upload or a job the reconciler gave up
 //! on can never label an image a second time or overwrite a newer upload's
 //! record (invariants 2 and 3).
@@ -32,19 +32,23 @@
 //! atomic write is worth more than a hundredth label of lowest confidence.
 //! Splitting the entries into several batches ahead of the record would have
 //! left entries of a labeling that lost its race to a newer upload behind.
+//!
+//! Each write is a value built by the crate's `write` module (`write::take`,
+//! `write::labeled`, `write::failed`) and sent by its `Table`, the one place
+//! that sends writes and reads conflicts; the functions here order the
+//! stale-entry deletes before it.
+//!
+//! [`TAKE_CONDITION`]: crate::rule::TAKE_CONDITION
+//! [`OWNED_BY_JOB`]: crate::rule::OWNED_BY_JOB
 
-use crate::db::{n, resolve_conflict, s, Clock, StoreError, WriteOutcome};
-use crate::entries::{label_entry, remove_stale_entries};
+pub use crate::write::{Attempt, Provenance};
+
+use crate::db::{Clock, StoreError, WriteOutcome};
+use crate::entries::remove_stale_entries;
 use crate::job::ImageRef;
-use crate::rule::{self, Writer};
-use crate::schema::{self, attr, Label, Status, SK};
-use crate::store::image_key;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use crate::schema::{self, Label};
+use crate::write::{self, Labeling, Table};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use aws_sdk_dynamodb::Client;
 use std::collections::HashSet;
 
@@ -53,22 +57,6 @@ pub const MAX_TRANSACT_ITEMS: usize = 100;
 /// Most labels stored per image: one transaction holds the record update and
 /// one index entry per label.
 pub const MAX_LABELS_PER_RECORD: usize = MAX_TRANSACT_ITEMS - 1;
-
-/// Cancellation code DynamoDB reports for an action whose condition failed.
-const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
-
-/// The Batch job attempt that produces a result, recorded on the image.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attempt {
-    /// Batch job id (the parent id for array children), when run by Batch.
-    pub job_id: Option<String>,
-    /// Who takes images: the Batch job id as Batch gives it to the
-    /// container (`parent:index` for array children), the same across Batch
-    /// retries; a per-process token outside Batch.
-    pub owner: String,
-    /// Batch attempt number, starting at 1.
-    pub attempt: u32,
-}
 
 /// An owner token for a worker run outside Batch (no `AWS_BATCH_JOB_ID`):
 /// unique per process, so two local runs never share a take.
@@ -88,6 +76,20 @@ pub fn prepare_labels(labels: Vec<Label>) -> Vec<Label> {
     labels
 }
 
+/// A LABELED result of `labels`, passed through [`prepare_labels`], so that
+/// its transaction never exceeds [`MAX_TRANSACT_ITEMS`] actions.
+fn labeling<'a>(
+    labels: &[Label],
+    model_version: Option<&'a str>,
+    provenance: Provenance<'a>,
+) -> Labeling<'a> {
+    Labeling {
+        labels: prepare_labels(labels.to_vec()),
+        model_version,
+        provenance,
+    }
+}
+
 /// Takes `image` for this job before DetectLabels is called: sets the
 /// record's owner (and job id) under [`rule::TAKE_CONDITION`].
 ///
@@ -95,6 +97,8 @@ pub fn prepare_labels(labels: Vec<Label>) -> Vec<Label> {
 /// in an earlier Batch attempt); `Duplicate` that the upload already has a
 /// terminal record; `Superseded` that another job owns it, or a newer upload
 /// or a delete does. Only `Written` leads to a Rekognition call.
+///
+/// [`rule::TAKE_CONDITION`]: crate::rule::TAKE_CONDITION
 pub async fn take(
     client: &Client,
     table: &str,
@@ -102,36 +106,8 @@ pub async fn take(
     attempt: &Attempt,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let mut set = vec![
-        "#owner = :owner",
-        "attempts = :attempts",
-        "updated_at = :now",
-    ];
-    let mut request = client
-        .update_item()
-        .table_name(table)
-        .set_key(Some(image_key(&image.bucket, &image.key)))
-        .condition_expression(rule::TAKE_CONDITION)
-        .expression_attribute_names("#status", attr::STATUS)
-        .expression_attribute_names("#owner", attr::OWNER)
-        .expression_attribute_values(":rev", s(image.revision.as_str()))
-        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
-        .expression_attribute_values(":owner", s(&attempt.owner))
-        .expression_attribute_values(":attempts", n(attempt.attempt))
-        .expression_attribute_values(":now", s(now.rfc3339()))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-    if let Some(job_id) = &attempt.job_id {
-        set.push("job_id = :job_id");
-        request = request.expression_attribute_values(":job_id", s(job_id));
-    }
-    let result = request
-        .update_expression(format!("SET {}", set.join(", ")))
-        .send()
-        .await;
-    let writer = Writer::Take {
-        owner: &attempt.owner,
-    };
-    update_outcome(client, table, image, writer, result).await
+    let write = write::take(image, attempt, now);
+    Table::new(client, table).apply(&write).await
 }
 
 /// The actions of the labeling transaction: the conditional record update
@@ -147,76 +123,8 @@ pub fn labeled_transaction(
     attempt: &Attempt,
     now: Clock,
 ) -> Vec<TransactWriteItem> {
-    let labels = prepare_labels(labels.to_vec());
-    let mut set = vec![
-        "#status = :labeled",
-        "labels = :labels",
-        "attempts = :attempts",
-        "updated_at = :now",
-    ];
-    let mut remove = vec!["reason", schema::STATUS_INDEX_PK, schema::STATUS_INDEX_SK];
-    let mut update = Update::builder()
-        .table_name(table)
-        .set_key(Some(image_key(&image.bucket, &image.key)))
-        .condition_expression(rule::OWNED_BY_JOB)
-        .expression_attribute_names("#status", attr::STATUS)
-        .expression_attribute_names("#owner", attr::OWNER)
-        .expression_attribute_values(":rev", s(image.revision.as_str()))
-        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
-        .expression_attribute_values(":owner", s(&attempt.owner))
-        .expression_attribute_values(":labeled", s(Status::Labeled.as_str()))
-        .expression_attribute_values(
-            ":labels",
-            AttributeValue::L(labels.iter().map(schema::label_to_attr).collect()),
-        )
-        .expression_attribute_values(":attempts", n(attempt.attempt))
-        .expression_attribute_values(":now", s(now.rfc3339()))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-    if let Some(version) = model_version {
-        set.push("label_model_version = :model");
-        update = update.expression_attribute_values(":model", s(version));
-    }
-    if let Some(job_id) = &attempt.job_id {
-        set.push("job_id = :job_id");
-        update = update.expression_attribute_values(":job_id", s(job_id));
-    }
-    let conversion = match provenance {
-        Provenance::Detected { conversion } => {
-            remove.push(attr::REUSED_FROM);
-            conversion
-        }
-        Provenance::Reused { from, conversion } => {
-            set.push("reused_from = :from");
-            update = update.expression_attribute_values(":from", s(from));
-            conversion
-        }
-    };
-    match conversion {
-        Some(note) => {
-            set.push("conversion = :conversion");
-            update = update.expression_attribute_values(":conversion", s(note));
-        }
-        None => remove.push(attr::CONVERSION),
-    }
-    let update = update
-        .update_expression(format!(
-            "SET {} REMOVE {}",
-            set.join(", "),
-            remove.join(", ")
-        ))
-        .build()
-        .expect("key, table and update expression are set");
-    let mut items = Vec::with_capacity(labels.len() + 1);
-    items.push(TransactWriteItem::builder().update(update).build());
-    for label in &labels {
-        let put = Put::builder()
-            .table_name(table)
-            .set_item(Some(label_entry(image, label)))
-            .build()
-            .expect("table and item are set");
-        items.push(TransactWriteItem::builder().put(put).build());
-    }
-    items
+    let labeling = labeling(labels, model_version, provenance);
+    write::labeled(image, &labeling, attempt, now).items(table)
 }
 
 /// Stores `labels` as the LABELED outcome of `image`, with their index
@@ -235,18 +143,11 @@ pub async fn record_labeled(
     attempt: &Attempt,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let items = labeled_transaction(
-        table,
-        image,
-        detected.labels,
-        detected.model_version,
-        Provenance::Detected {
-            conversion: detected.conversion,
-        },
-        attempt,
-        now,
-    );
-    write_labeled(client, table, image, items, attempt).await
+    let provenance = Provenance::Detected {
+        conversion: detected.conversion,
+    };
+    let labeling = labeling(detected.labels, detected.model_version, provenance);
+    write_labeled(Table::new(client, table), image, &labeling, attempt, now).await
 }
 
 /// Stores labels found for the same content ([`crate::reuse`]) as the
@@ -260,19 +161,12 @@ pub async fn record_reused(
     attempt: &Attempt,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let items = labeled_transaction(
-        table,
-        image,
-        &reused.labels,
-        reused.model_version.as_deref(),
-        Provenance::Reused {
-            from: &reused.source,
-            conversion: reused.conversion.as_deref(),
-        },
-        attempt,
-        now,
-    );
-    write_labeled(client, table, image, items, attempt).await
+    let provenance = Provenance::Reused {
+        from: &reused.source,
+        conversion: reused.conversion.as_deref(),
+    };
+    let labeling = labeling(&reused.labels, reused.model_version.as_deref(), provenance);
+    write_labeled(Table::new(client, table), image, &labeling, attempt, now).await
 }
 
 /// What DetectLabels answered for an image.
@@ -285,6 +179,8 @@ pub struct Detected<'a> {
     /// What the worker did to the image before the call (e.g. "converted
     /// from WebP, 4032×3024 → 3024×2268"); `None` when Rekognition read the
     /// object as it is. Stored as [`attr::CONVERSION`].
+    ///
+    /// [`attr::CONVERSION`]: crate::schema::attr::CONVERSION
     pub conversion: Option<&'a str>,
 }
 
@@ -313,87 +209,21 @@ pub struct Reused {
     pub conversion: Option<String>,
 }
 
-/// Where a LABELED record's labels come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provenance<'a> {
-    /// A DetectLabels call for this image, on the object as it is or on a
-    /// conversion of it.
-    Detected {
-        /// What was done to the image first, if anything.
-        conversion: Option<&'a str>,
-    },
-    /// A content entry: the labels of `from` (`s3://BUCKET/KEY`), an image
-    /// with the same bytes. Stored as [`attr::REUSED_FROM`].
-    Reused {
-        /// The image that paid for the labels.
-        from: &'a str,
-        /// The conversion those bytes went through, if any.
-        conversion: Option<&'a str>,
-    },
-}
-
+/// Steps 1 and 2 of the module documentation: deletes the stale entries the
+/// transaction does not overwrite, then sends the transaction.
 async fn write_labeled(
-    client: &Client,
-    table: &str,
+    table: Table<'_>,
     image: &ImageRef,
-    items: Vec<TransactWriteItem>,
+    labeling: &Labeling<'_>,
     attempt: &Attempt,
+    now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let keep: HashSet<String> = items
-        .iter()
-        .filter_map(|i| i.put()?.item().get(SK)?.as_s().ok().cloned())
-        .collect();
-    remove_stale_entries(
-        client,
-        table,
-        &image.bucket,
-        &image.key,
-        &image.revision,
-        &keep,
-    )
-    .await?;
-    let result = client
-        .transact_write_items()
-        .set_transact_items(Some(items))
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(WriteOutcome::Written),
-        Err(SdkError::ServiceError(se)) => {
-            let record_condition_failed = match se.err() {
-                TransactWriteItemsError::TransactionCanceledException(e) => e
-                    .cancellation_reasons()
-                    .first()
-                    .filter(|r| r.code() == Some(CONDITIONAL_CHECK_FAILED))
-                    .map(|r| r.item()),
-                _ => None,
-            };
-            match record_condition_failed {
-                Some(returned) => {
-                    let writer = Writer::Result {
-                        owner: &attempt.owner,
-                        wrote: Status::Labeled,
-                    };
-                    resolve_conflict(
-                        client,
-                        table,
-                        &image.bucket,
-                        &image.key,
-                        &image.revision,
-                        writer,
-                        returned,
-                    )
-                    .await
-                }
-                None => Err(store_error(
-                    "TransactWriteItems",
-                    image,
-                    SdkError::ServiceError(se),
-                )),
-            }
-        }
-        Err(e) => Err(store_error("TransactWriteItems", image, e)),
-    }
+    let transaction = write::labeled(image, labeling, attempt, now);
+    let keep = transaction.entry_keys();
+    let (client, name) = (table.client(), table.name());
+    let (bucket, key, revision) = (&image.bucket, &image.key, &image.revision);
+    remove_stale_entries(client, name, bucket, key, revision, &keep).await?;
+    table.apply_transaction(&transaction).await
 }
 
 /// Marks `image` FAILED with `reason` (capped with [`schema::capped_reason`])
@@ -407,102 +237,20 @@ pub async fn record_failed(
     attempt: &Attempt,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    remove_stale_entries(
-        client,
-        table,
-        &image.bucket,
-        &image.key,
-        &image.revision,
-        &HashSet::new(),
-    )
-    .await?;
-    let pk = schema::image_pk(&image.bucket, &image.key);
-    let status_key = schema::status_key(&pk, Status::Failed).expect("FAILED is indexed");
-    let mut set = vec![
-        "#status = :failed",
-        "reason = :reason",
-        "attempts = :attempts",
-        "updated_at = :now",
-        "status_key = :status_key",
-        "status_at = :now",
-    ];
-    let mut request = client
-        .update_item()
-        .table_name(table)
-        .set_key(Some(image_key(&image.bucket, &image.key)))
-        .condition_expression(rule::OWNED_BY_JOB)
-        .expression_attribute_names("#status", attr::STATUS)
-        .expression_attribute_names("#owner", attr::OWNER)
-        .expression_attribute_values(":rev", s(image.revision.as_str()))
-        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
-        .expression_attribute_values(":owner", s(&attempt.owner))
-        .expression_attribute_values(":failed", s(Status::Failed.as_str()))
-        .expression_attribute_values(":reason", s(schema::capped_reason(reason)))
-        .expression_attribute_values(":attempts", n(attempt.attempt))
-        .expression_attribute_values(":now", s(now.rfc3339()))
-        .expression_attribute_values(":status_key", s(status_key))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-    if let Some(job_id) = &attempt.job_id {
-        set.push("job_id = :job_id");
-        request = request.expression_attribute_values(":job_id", s(job_id));
-    }
-    let result = request
-        .update_expression(format!("SET {}", set.join(", ")))
-        .send()
-        .await;
-    let writer = Writer::Result {
-        owner: &attempt.owner,
-        wrote: Status::Failed,
-    };
-    update_outcome(client, table, image, writer, result).await
-}
-
-async fn update_outcome<O>(
-    client: &Client,
-    table: &str,
-    image: &ImageRef,
-    writer: Writer<'_>,
-    result: Result<O, SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>>,
-) -> Result<WriteOutcome, StoreError> {
-    match result {
-        Ok(_) => Ok(WriteOutcome::Written),
-        Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-            let returned = match se.err() {
-                UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
-                _ => None,
-            };
-            resolve_conflict(
-                client,
-                table,
-                &image.bucket,
-                &image.key,
-                &image.revision,
-                writer,
-                returned,
-            )
-            .await
-        }
-        Err(e) => Err(store_error("UpdateItem", image, e)),
-    }
-}
-
-fn store_error<E>(
-    operation: &'static str,
-    image: &ImageRef,
-    e: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> StoreError
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    StoreError::new(operation, schema::image_pk(&image.bucket, &image.key), e)
+    let (bucket, key, revision) = (&image.bucket, &image.key, &image.revision);
+    remove_stale_entries(client, table, bucket, key, revision, &HashSet::new()).await?;
+    let write = write::failed(image, reason, attempt, now);
+    Table::new(client, table).apply(&write).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::PK;
-    use crate::schema::{BoundingBox, Instance};
+    use crate::entries::label_entry;
+    use crate::rule;
+    use crate::schema::{attr, BoundingBox, Instance, PK, SK};
     use crate::{store, Revision};
+    use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 
     fn image() -> ImageRef {
         ImageRef {

@@ -11,16 +11,19 @@
 //!   condition expression beside its in-memory twin.
 //! * [`db`]: primitives every writer shares (clock, errors, outcomes, reads).
 //! * [`entries`]: label-index entries and their removal.
+//! * `write` (crate-private): every conditional write as a value, built by
+//!   one pure function per writer, and `Table::apply`, the one place that
+//!   sends a write and reads the record when its condition fails.
 //! * [`store`]: the dispatcher's conditional writes (claims, skips,
-//!   failures, tombstones, re-dispatches).
+//!   failures, tombstones, re-dispatches): build, apply, clean up entries.
 //! * [`labeling`]: the worker's conditional writes (take, LABELED, FAILED).
 //! * [`reuse`]: content entries, so each distinct picture is labeled once.
 //! * [`table`]: the table's key schema and indexes, for tools that create it.
 //! * [`emf`]: CloudWatch metrics written as log lines (embedded metric
 //!   format), and a check of lines against the format's specification.
 //!
-//! Layering, bottom up: `rule` (pure) → `db` → `entries` → `store`,
-//! `labeling` → `reuse`; nothing imports upwards.
+//! Layering, bottom up: `rule` (pure) → `db` → `entries` → `write` →
+//! `store`, `labeling` → `reuse`; nothing imports upwards.
 
 pub mod db;
 pub mod emf;
@@ -34,6 +37,7 @@ pub mod rule;
 pub mod schema;
 pub mod store;
 pub mod table;
+mod write;
 
 pub use job::{ImageRef, JobSpec, LabelOptions};
 pub use revision::Revision;

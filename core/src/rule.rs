@@ -4,21 +4,27 @@
 //!
 //! Every write names the upload it is about by its [`Revision`]; the stored
 //! record names one too. [`order`] compares them, and everything else here is
-//! a documented arm over that comparison:
+//! a documented arm over that comparison. Each write is built, as a value,
+//! by one pure function of the crate's `write` module (named in the last
+//! column), which sends exactly this condition:
 //!
-//! | writer | writes when the stored record is … | condition |
-//! |---|---|---|
-//! | dispatcher claim | missing, older, or the same upload's abandoned claim | [`CLAIM_CONDITION`] / [`claim_would_win`] |
-//! | operator retry | the same upload, FAILED | [`RETRY_CONDITION`] |
-//! | reconciler re-dispatch | exactly as the reconciler read it | [`redispatch_condition`] |
-//! | skip, tombstone | missing or older | [`NEWER_THAN_STORED`] |
-//! | version delete | older and of that version | [`VERSION_DELETE_CONDITION`] |
-//! | worker take | the same upload, QUEUED, not owned by another job | [`TAKE_CONDITION`] / [`take_would_win`] |
-//! | worker result | the same upload, QUEUED, owned by this job | [`OWNED_BY_JOB`] |
+//! | writer | writes when the stored record is … | condition | built by |
+//! |---|---|---|---|
+//! | dispatcher claim | missing, older, or the same upload's abandoned claim | [`CLAIM_CONDITION`] / [`claim_would_win`] | `write::claim` ([`ClaimKind::New`]) |
+//! | operator retry | the same upload, FAILED | [`RETRY_CONDITION`] | `write::claim` ([`ClaimKind::RetryFailed`]) |
+//! | reconciler re-dispatch | exactly as the reconciler read it | [`redispatch_condition`] | `write::redispatch` |
+//! | skip, tombstone | missing or older | [`NEWER_THAN_STORED`] | `write::skip`, `write::tombstone` |
+//! | version delete | older and of that version | [`VERSION_DELETE_CONDITION`] | `write::version_delete` |
+//! | job submitted | the same upload, QUEUED under this claim | [`SUBMITTED_CONDITION`] | `write::submitted` |
+//! | claim released | the same upload under this claim, no job, no owner | [`RELEASE_CONDITION`] | `write::release` |
+//! | dispatcher failure | the same upload, QUEUED under this claim, in this dead job, or as read | [`FAIL_CLAIMED_CONDITION`], [`FAIL_IN_JOB_CONDITION`], [`redispatch_condition`] | `write::fail_queued` |
+//! | worker take | the same upload, QUEUED, not owned by another job | [`TAKE_CONDITION`] / [`take_would_win`] | `write::take` |
+//! | worker result | the same upload, QUEUED, owned by this job | [`OWNED_BY_JOB`] | `write::labeled`, `write::failed` |
 //!
 //! When a condition fails, [`conflict`] reads the stored record to tell a
 //! redelivery from a lost race, with one explicit arm per writer where they
-//! differ.
+//! differ. The one place that sends a write and calls [`conflict`] with the
+//! record is the crate's `write::Table::apply`.
 
 use crate::schema::{attr, Status};
 use crate::Revision;
@@ -231,7 +237,7 @@ pub enum Writer<'a> {
         claim: Option<&'a str>,
     },
     /// A dispatcher write to the record of its own upload: retry claims,
-    /// re-dispatches, submissions, releases, failures, version deletes.
+    /// re-dispatches, submissions, releases, failures.
     Update {
         /// The writer's claim token, for retry claims and re-dispatches.
         claim: Option<&'a str>,
@@ -247,6 +253,12 @@ pub enum Writer<'a> {
         owner: &'a str,
         /// The status it wrote (LABELED or FAILED).
         wrote: Status,
+    },
+    /// The permanent delete of one version in a versioned bucket
+    /// ([`VERSION_DELETE_CONDITION`]).
+    VersionDelete {
+        /// The deleted version.
+        version: &'a str,
     },
 }
 
@@ -281,6 +293,9 @@ pub struct Changed {
 ///   recorded (deleted, expired, never claimed): `Superseded` with no newer
 ///   revision. For a replacing write, whose condition accepts exactly that,
 ///   the record moved between the write and the read: [`Changed`].
+/// * a version delete, first of all: finding that version's tombstone is a
+///   redelivery (`Duplicate`); anything else, another version's record or
+///   none, is `Superseded`, naming the stored revision when it is newer.
 pub fn conflict(
     writer: Writer<'_>,
     incoming: &Revision,
@@ -298,6 +313,20 @@ pub fn conflict(
             && stored.is_some_and(|s| s.claim.as_deref() == claim && s.job_id.is_none())
     };
     Ok(match (order(stored, incoming), writer) {
+        (ordered, Writer::VersionDelete { version }) => match stored {
+            Some(s)
+                if s.status == Some(Status::Deleted)
+                    && s.version_id.as_deref() == Some(version) =>
+            {
+                WriteOutcome::Duplicate { existing: status }
+            }
+            _ => WriteOutcome::Superseded {
+                newer: match ordered {
+                    Order::StoredNewer(newer) => Some(newer),
+                    Order::Same | Order::IncomingNewer => None,
+                },
+            },
+        },
         (Order::StoredNewer(newer), _) => WriteOutcome::Superseded { newer: Some(newer) },
         (Order::Same, Writer::Replace { claim } | Writer::Update { claim }) => {
             if own_claim(claim) {
@@ -639,6 +668,44 @@ mod tests {
         for (name, writer, s, expected) in cases {
             let got = conflict(writer, &rev("0A"), s.as_ref()).map_err(|_| ());
             assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_version_delete_is_a_redelivery_only_when_it_finds_its_own_tombstone() {
+        let writer = Writer::VersionDelete { version: "v-1" };
+        let of_version = |seq: &str, version: &str, status: Status| Stored {
+            version_id: Some(version.into()),
+            ..stored(seq, status)
+        };
+        let cases: Vec<(&str, Option<Stored>, WriteOutcome)> = vec![
+            (
+                "its own tombstone",
+                Some(of_version("09", "v-1", Status::Deleted)),
+                WriteOutcome::Duplicate {
+                    existing: Some(Status::Deleted),
+                },
+            ),
+            (
+                "another version's record",
+                Some(of_version("09", "v-2", Status::Labeled)),
+                WriteOutcome::Superseded { newer: None },
+            ),
+            (
+                "a newer version's record",
+                Some(of_version("0B", "v-2", Status::Labeled)),
+                WriteOutcome::Superseded {
+                    newer: Some(rev("0B")),
+                },
+            ),
+            ("no record", None, WriteOutcome::Superseded { newer: None }),
+        ];
+        for (name, s, expected) in cases {
+            assert_eq!(
+                conflict(writer, &rev("0A"), s.as_ref()),
+                Ok(expected),
+                "{name}"
+            );
         }
     }
 

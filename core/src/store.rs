@@ -17,63 +17,30 @@
 //! dispatcher died, or SubmitJob failed and the claim was released) can be
 //! taken again once its lease has expired, by a redelivery or by the
 //! reconciler.
+//!
+//! Each function here is thin: it builds its write as a value with the
+//! crate's `write` module (one pure builder per writer, e.g. `write::claim`,
+//! `write::skip`) and sends it with `write::Table::apply`, the one place that
+//! sends writes and reads conflicts. What is left here is the order of what
+//! goes around a write: label entries of older uploads are deleted only
+//! after the record names the newer upload ([`clear_older_entries`]).
 
 pub use crate::db::{get_image, image_key, Clock, Item, StoreError, WriteOutcome};
 pub use crate::rule::{
     ClaimKind, CLAIM_CONDITION, NEWER_THAN_STORED, RETRY_CONDITION, VERSION_DELETE_CONDITION,
 };
+pub use crate::write::{Deletion, QueuedBy, Submission};
 
-use crate::db::{n, resolve_conflict, s};
 use crate::entries::{remove_entries_through, remove_stale_entries};
 use crate::job::ImageRef;
-use crate::revision::Revision;
-use crate::rule::{self, Stored, Writer};
-use crate::schema::{self, attr, Status};
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use crate::rule::{self, Stored};
+use crate::write::{self, ClaimRequest, Table};
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::Client;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-/// Attributes describing the upload, shared by every fresh record, with the
-/// status index keys its status calls for.
-fn identity_attrs(image: &ImageRef, status: Status, now: Clock) -> Item {
-    let mut item = image_key(&image.bucket, &image.key);
-    item.insert(attr::BUCKET.into(), s(&image.bucket));
-    item.insert(attr::KEY.into(), s(&image.key));
-    item.insert(attr::REVISION.into(), s(image.revision.as_str()));
-    item.insert(attr::STATUS.into(), s(status.as_str()));
-    item.insert(attr::UPDATED_AT.into(), s(now.rfc3339()));
-    let pk = schema::image_pk(&image.bucket, &image.key);
-    if let Some(key) = schema::status_key(&pk, status) {
-        item.insert(schema::STATUS_INDEX_PK.into(), s(key));
-        item.insert(schema::STATUS_INDEX_SK.into(), s(now.rfc3339()));
-    }
-    if let Some(v) = &image.version_id {
-        item.insert(attr::VERSION_ID.into(), s(v));
-    }
-    if let Some(e) = &image.etag {
-        item.insert(attr::ETAG.into(), s(e));
-    }
-    if let Some(size) = image.size {
-        item.insert(attr::SIZE.into(), n(size));
-    }
-    item
-}
-
-/// A fresh QUEUED record of `image` under `claim`, dispatched `dispatches` times.
-fn queued_item(image: &ImageRef, claim: &str, dispatches: u32, now: Clock) -> Item {
-    let mut item = identity_attrs(image, Status::Queued, now);
-    item.insert(attr::CLAIM.into(), s(claim));
-    item.insert(attr::CLAIMED_AT.into(), n(now.unix_secs()));
-    item.insert(attr::QUEUED_AT.into(), s(now.rfc3339()));
-    item.insert(attr::ATTEMPTS.into(), n(0));
-    item.insert(attr::DISPATCHES.into(), n(dispatches));
-    item
-}
-
-/// Builds the conditional PutItem that claims `image` for dispatch.
+/// Builds the conditional PutItem that claims `image` for dispatch: the
+/// request [`claim_as`] sends.
 pub fn claim_request(
     client: &Client,
     table: &str,
@@ -82,28 +49,15 @@ pub fn claim_request(
     kind: ClaimKind,
     now: Clock,
     lease_secs: u64,
-) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
-    let request = client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(queued_item(image, claim, 1, now)))
-        .expression_attribute_names("#status", attr::STATUS)
-        .expression_attribute_values(":rev", s(image.revision.as_str()))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-    match kind {
-        ClaimKind::New => request
-            .condition_expression(CLAIM_CONDITION)
-            .expression_attribute_names("#owner", attr::OWNER)
-            .expression_attribute_values(":queued", s(Status::Queued.as_str()))
-            .expression_attribute_values(":claim", s(claim))
-            .expression_attribute_values(
-                ":lease_cutoff",
-                n(now.unix_secs().saturating_sub(lease_secs)),
-            ),
-        ClaimKind::RetryFailed => request
-            .condition_expression(RETRY_CONDITION)
-            .expression_attribute_values(":failed", s(Status::Failed.as_str())),
-    }
+) -> PutItemFluentBuilder {
+    let request = ClaimRequest {
+        claim,
+        kind,
+        lease_secs,
+    };
+    write::claim(image, &request, now)
+        .put_request(client, table)
+        .expect("a claim is a PutItem")
 }
 
 /// Claims a new upload for dispatch by writing its QUEUED record.
@@ -131,14 +85,13 @@ pub async fn claim_as(
     now: Clock,
     lease_secs: u64,
 ) -> Result<WriteOutcome, StoreError> {
-    let result = claim_request(client, table, image, claim, kind, now, lease_secs)
-        .send()
-        .await;
-    let writer = match kind {
-        ClaimKind::New => Writer::Replace { claim: Some(claim) },
-        ClaimKind::RetryFailed => Writer::Update { claim: Some(claim) },
+    let request = ClaimRequest {
+        claim,
+        kind,
+        lease_secs,
     };
-    outcome(client, table, image, writer, "PutItem", result).await
+    let write = write::claim(image, &request, now);
+    Table::new(client, table).apply(&write).await
 }
 
 /// [`NEWER_THAN_STORED`] evaluated in memory: no record, or an older upload's.
@@ -179,20 +132,9 @@ pub async fn record_skipped(
     reason: &str,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let mut item = identity_attrs(image, Status::Skipped, now);
-    item.insert(attr::REASON.into(), s(schema::capped_reason(reason)));
-    let result = client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression(NEWER_THAN_STORED)
-        .expression_attribute_values(":rev", s(image.revision.as_str()))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .send()
-        .await;
-    let writer = Writer::Replace { claim: None };
-    let written = outcome(client, table, image, writer, "PutItem", result).await?;
-    clear_older_entries(client, table, image, written).await
+    let table = Table::new(client, table);
+    let written = table.apply(&write::skip(image, reason, now)).await?;
+    clear_older_entries(table, image, written).await
 }
 
 /// Deletes the label entries older uploads of `image`'s key left behind,
@@ -207,8 +149,7 @@ pub async fn record_skipped(
 /// process that dies between the two leaves the cleanup to the redelivery,
 /// which finds its own record (`Duplicate`) and clears again.
 async fn clear_older_entries(
-    client: &Client,
-    table: &str,
+    table: Table<'_>,
     image: &ImageRef,
     written: WriteOutcome,
 ) -> Result<WriteOutcome, StoreError> {
@@ -218,20 +159,10 @@ async fn clear_older_entries(
     ) {
         let (bucket, key, revision) = (&image.bucket, &image.key, &image.revision);
         let none = HashSet::new();
+        let (client, table) = (table.client(), table.name());
         remove_stale_entries(client, table, bucket, key, revision, &none).await?;
     }
     Ok(written)
-}
-
-/// The Batch job a claimed image was submitted in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Submission<'a> {
-    /// Job id (the parent's, for array jobs).
-    pub job_id: &'a str,
-    /// Job name.
-    pub job_name: &'a str,
-    /// Array child holding the image, for array jobs.
-    pub array_index: Option<usize>,
 }
 
 /// Records the job that now holds a claimed image.
@@ -243,32 +174,8 @@ pub async fn record_submitted(
     submission: Submission<'_>,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let Submission {
-        job_id,
-        job_name,
-        array_index,
-    } = submission;
-    let mut update = "SET job_id = :job_id, job_name = :job_name, updated_at = :now".to_owned();
-    let mut request = client
-        .update_item()
-        .table_name(table)
-        .set_key(Some(image_key(&image.bucket, &image.key)))
-        .condition_expression(rule::SUBMITTED_CONDITION)
-        .expression_attribute_names("#status", attr::STATUS)
-        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
-        .expression_attribute_values(":rev", s(image.revision.as_str()))
-        .expression_attribute_values(":claim", s(claim))
-        .expression_attribute_values(":job_id", s(job_id))
-        .expression_attribute_values(":job_name", s(job_name))
-        .expression_attribute_values(":now", s(now.rfc3339()))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-    if let Some(index) = array_index {
-        update.push_str(", array_index = :index");
-        request = request.expression_attribute_values(":index", n(index));
-    }
-    let result = request.update_expression(update).send().await;
-    let writer = Writer::Update { claim: None };
-    outcome(client, table, image, writer, "UpdateItem", result).await
+    let write = write::submitted(image, claim, submission, now);
+    Table::new(client, table).apply(&write).await
 }
 
 /// Gives a claim back after SubmitJob failed, so that a redelivery of the
@@ -282,47 +189,8 @@ pub async fn release_claim(
     reason: &str,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let result = client
-        .update_item()
-        .table_name(table)
-        .set_key(Some(image_key(&image.bucket, &image.key)))
-        .update_expression("SET claimed_at = :zero, reason = :reason, updated_at = :now")
-        .condition_expression(rule::RELEASE_CONDITION)
-        .expression_attribute_names("#owner", attr::OWNER)
-        .expression_attribute_values(":rev", s(image.revision.as_str()))
-        .expression_attribute_values(":claim", s(claim))
-        .expression_attribute_values(":zero", n(0))
-        .expression_attribute_values(":reason", s(schema::capped_reason(reason)))
-        .expression_attribute_values(":now", s(now.rfc3339()))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .send()
-        .await;
-    let writer = Writer::Update { claim: None };
-    outcome(client, table, image, writer, "UpdateItem", result).await
-}
-
-/// Which QUEUED record a failure may replace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueuedBy<'a> {
-    /// Claimed under this token and not taken by a worker (a job that can
-    /// never be submitted): [`rule::FAIL_CLAIMED_CONDITION`].
-    Claim(&'a str),
-    /// Recorded in this Batch job and not taken by any other, when `dead`
-    /// died: [`rule::FAIL_IN_JOB_CONDITION`].
-    Job {
-        /// The recorded job id (the parent's, for array jobs).
-        job_id: &'a str,
-        /// The job that died, as Batch names it (`parent:index` for an
-        /// array child): the only owner whose images it may fail.
-        dead: &'a str,
-    },
-    /// Exactly as the reconciler read it: [`rule::redispatch_condition`].
-    Seen {
-        /// The claim token read.
-        claim: &'a str,
-        /// The owner read, if any.
-        owner: Option<&'a str>,
-    },
+    let write = write::release(image, claim, reason, now);
+    Table::new(client, table).apply(&write).await
 }
 
 /// Marks `image` FAILED with `reason` if it is still QUEUED as `by` says,
@@ -336,49 +204,10 @@ pub async fn fail_queued(
     reason: &str,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let pk = schema::image_pk(&image.bucket, &image.key);
-    let status_key = schema::status_key(&pk, Status::Failed).expect("FAILED is indexed");
-    let request = client
-        .update_item()
-        .table_name(table)
-        .set_key(Some(image_key(&image.bucket, &image.key)))
-        .update_expression(
-            "SET #status = :failed, reason = :reason, updated_at = :now, \
-             status_key = :status_key, status_at = :now",
-        )
-        .expression_attribute_names("#status", attr::STATUS)
-        .expression_attribute_values(":rev", s(image.revision.as_str()))
-        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
-        .expression_attribute_values(":failed", s(Status::Failed.as_str()))
-        .expression_attribute_values(":reason", s(schema::capped_reason(reason)))
-        .expression_attribute_values(":now", s(now.rfc3339()))
-        .expression_attribute_values(":status_key", s(status_key))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-    let request = match by {
-        QueuedBy::Claim(claim) => request
-            .condition_expression(rule::FAIL_CLAIMED_CONDITION)
-            .expression_attribute_names("#owner", attr::OWNER)
-            .expression_attribute_values(":claim", s(claim)),
-        QueuedBy::Job { job_id, dead } => request
-            .condition_expression(rule::FAIL_IN_JOB_CONDITION)
-            .expression_attribute_names("#owner", attr::OWNER)
-            .expression_attribute_values(":job_id", s(job_id))
-            .expression_attribute_values(":dead", s(dead)),
-        QueuedBy::Seen { claim, owner } => {
-            let request = request
-                .condition_expression(rule::redispatch_condition(owner.is_some()))
-                .expression_attribute_names("#owner", attr::OWNER)
-                .expression_attribute_values(":seen_claim", s(claim));
-            match owner {
-                Some(owner) => request.expression_attribute_values(":seen_owner", s(owner)),
-                None => request,
-            }
-        }
-    };
-    let result = request.send().await;
-    let writer = Writer::Update { claim: None };
-    let written = outcome(client, table, image, writer, "UpdateItem", result).await?;
-    clear_older_entries(client, table, image, written).await
+    let table = Table::new(client, table);
+    let write = write::fail_queued(image, by, reason, now);
+    let written = table.apply(&write).await?;
+    clear_older_entries(table, image, written).await
 }
 
 /// Replaces a QUEUED record the reconciler read (`seen`) by a fresh claim
@@ -393,52 +222,8 @@ pub async fn redispatch(
     dispatches: u32,
     now: Clock,
 ) -> Result<WriteOutcome, StoreError> {
-    let mut item = queued_item(image, claim, dispatches, now);
-    // The upload's first dispatch stays its `queued_at`: the reconciler
-    // gives up on elapsed time since then, never on a count.
-    if let Some(first) = seen.queued_at {
-        let first = Clock { unix_millis: first };
-        item.insert(attr::QUEUED_AT.into(), s(first.rfc3339()));
-    }
-    let seen_claim = seen.claim.clone().unwrap_or_default();
-    let mut request = client
-        .put_item()
-        .table_name(table)
-        .condition_expression(rule::redispatch_condition(seen.owner.is_some()))
-        .expression_attribute_names("#status", attr::STATUS)
-        .expression_attribute_names("#owner", attr::OWNER)
-        .expression_attribute_values(":rev", s(image.revision.as_str()))
-        .expression_attribute_values(":queued", s(Status::Queued.as_str()))
-        .expression_attribute_values(":seen_claim", s(seen_claim))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-    if let Some(owner) = &seen.owner {
-        request = request.expression_attribute_values(":seen_owner", s(owner));
-    }
-    item.insert(
-        attr::REASON.into(),
-        s("re-dispatched by the reconciler; waiting for its job"),
-    );
-    let result = request.set_item(Some(item)).send().await;
-    let writer = Writer::Update { claim: Some(claim) };
-    outcome(client, table, image, writer, "PutItem", result).await
-}
-
-/// A deleted object: which record a delete may replace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deletion<'a> {
-    /// Bucket.
-    pub bucket: &'a str,
-    /// Key.
-    pub key: &'a str,
-    /// Revision of the delete (its sequencer).
-    pub revision: &'a Revision,
-    /// `Some(v)` for the permanent delete of version `v` in a versioned
-    /// bucket: only the record of that version becomes a tombstone. `None`
-    /// for a delete in an unversioned bucket, a delete marker or a
-    /// lifecycle expiration: the key is gone.
-    pub version: Option<&'a str>,
-    /// Why, for the tombstone's reason.
-    pub reason: &'a str,
+    let write = write::redispatch(image, seen, claim, dispatches, now);
+    Table::new(client, table).apply(&write).await
 }
 
 /// Records a delete as a tombstone: a DELETED record without labels that
@@ -454,9 +239,10 @@ pub struct Deletion<'a> {
 ///   versions, so a newer version's create, even one delivered later, still
 ///   wins, while a redelivered create of the deleted version does not.
 ///
-/// Label entries of the deleted upload and older ones are removed (for a
-/// plain delete before the write, which is safe whatever it finds; for a
-/// version delete after it, because a newer version's record may stay).
+/// Label entries of the deleted upload and older ones are removed after the
+/// write: for a plain delete once the tombstone names the delete
+/// ([`clear_older_entries`]); for a version delete only when the record was
+/// that version's, because a newer version's record may stay.
 pub async fn tombstone(
     client: &Client,
     table: &str,
@@ -464,173 +250,36 @@ pub async fn tombstone(
     now: Clock,
     ttl_secs: u64,
 ) -> Result<WriteOutcome, StoreError> {
-    let image = ImageRef {
-        bucket: deletion.bucket.to_owned(),
-        key: deletion.key.to_owned(),
-        revision: deletion.revision.clone(),
-        version_id: deletion.version.map(str::to_owned),
-        etag: None,
-        size: None,
-    };
+    let table = Table::new(client, table);
     if let Some(version) = deletion.version {
-        return forget_version(
-            client,
-            table,
-            &image,
-            version,
-            deletion.reason,
-            now,
-            ttl_secs,
-        )
-        .await;
+        return forget_version(table, deletion, version, now, ttl_secs).await;
     }
-    let mut item = identity_attrs(&image, Status::Deleted, now);
-    item.insert(
-        attr::REASON.into(),
-        s(schema::capped_reason(deletion.reason)),
-    );
-    item.insert(attr::EXPIRES_AT.into(), n(now.unix_secs() + ttl_secs));
-    let result = client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression(NEWER_THAN_STORED)
-        .expression_attribute_values(":rev", s(deletion.revision.as_str()))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .send()
-        .await;
-    let writer = Writer::Replace { claim: None };
-    let written = outcome(client, table, &image, writer, "PutItem", result).await?;
-    clear_older_entries(client, table, &image, written).await
+    let written = table
+        .apply(&write::tombstone(deletion, now, ttl_secs))
+        .await?;
+    clear_older_entries(table, &deletion.image(), written).await
 }
 
 /// The version-delete arm of [`tombstone`]: marks the record of `version`
-/// DELETED in place, keeping its revision.
+/// DELETED in place, keeping its revision, then removes the label entries
+/// of that revision and older ones, when the record is that version's
+/// tombstone (written now, or by an earlier delivery of the delete).
 async fn forget_version(
-    client: &Client,
-    table: &str,
-    delete: &ImageRef,
+    table: Table<'_>,
+    deletion: &Deletion<'_>,
     version: &str,
-    reason: &str,
     now: Clock,
     ttl_secs: u64,
 ) -> Result<WriteOutcome, StoreError> {
-    let result = client
-        .update_item()
-        .table_name(table)
-        .set_key(Some(image_key(&delete.bucket, &delete.key)))
-        .update_expression(
-            "SET #status = :deleted, reason = :reason, updated_at = :now, expires_at = :expires \
-             REMOVE labels, status_key, status_at, #owner, claim, claimed_at",
-        )
-        .condition_expression(VERSION_DELETE_CONDITION)
-        .expression_attribute_names("#status", attr::STATUS)
-        .expression_attribute_names("#owner", attr::OWNER)
-        .expression_attribute_values(":rev", s(delete.revision.as_str()))
-        .expression_attribute_values(":version", s(version))
-        .expression_attribute_values(":deleted", s(Status::Deleted.as_str()))
-        .expression_attribute_values(":reason", s(schema::capped_reason(reason)))
-        .expression_attribute_values(":now", s(now.rfc3339()))
-        .expression_attribute_values(":expires", n(now.unix_secs() + ttl_secs))
-        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .send()
-        .await;
-    let (written, stored) = match result {
-        Ok(out) => (
-            WriteOutcome::Written,
-            out.attributes.map(|a| Stored::from_item(&a)),
-        ),
-        Err(SdkError::ServiceError(se)) if se.err().failed_condition().is_some() => {
-            // The record is another version's, newer, or gone: nothing to do,
-            // unless it is this version's tombstone already (a redelivery,
-            // whose entries may still need removing).
-            let returned = se.err().failed_condition().flatten().map(Stored::from_item);
-            match returned {
-                Some(st)
-                    if st.status == Some(Status::Deleted)
-                        && st.version_id.as_deref() == Some(version) =>
-                {
-                    let existing = Some(Status::Deleted);
-                    (WriteOutcome::Duplicate { existing }, Some(st))
-                }
-                other => {
-                    let newer = other
-                        .and_then(|st| st.revision)
-                        .filter(|r| *r > delete.revision);
-                    return Ok(WriteOutcome::Superseded { newer });
-                }
-            }
-        }
-        Err(e) => {
-            return Err(StoreError::new(
-                "UpdateItem",
-                schema::image_pk(&delete.bucket, &delete.key),
-                e,
-            ))
-        }
-    };
-    if let Some(deleted) = stored.and_then(|st| st.revision) {
-        remove_entries_through(client, table, &delete.bucket, &delete.key, &deleted).await?;
+    let write = write::version_delete(deletion, version, now, ttl_secs);
+    let (written, record) = table.apply_returning(&write).await?;
+    if let WriteOutcome::Superseded { .. } = written {
+        return Ok(written);
+    }
+    let deleted = record.and_then(|item| Stored::from_item(&item).revision);
+    if let Some(deleted) = deleted {
+        let (client, name) = (table.client(), table.name());
+        remove_entries_through(client, name, deletion.bucket, deletion.key, &deleted).await?;
     }
     Ok(written)
-}
-
-/// A modeled DynamoDB error that may be a failed condition carrying the
-/// item that failed it.
-trait ConditionFailure:
-    aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static
-{
-    /// `Some(item)` (possibly empty) when the error is a failed condition.
-    fn failed_condition(&self) -> Option<Option<&HashMap<String, AttributeValue>>>;
-}
-
-impl ConditionFailure for PutItemError {
-    fn failed_condition(&self) -> Option<Option<&HashMap<String, AttributeValue>>> {
-        match self {
-            PutItemError::ConditionalCheckFailedException(c) => Some(c.item()),
-            _ => None,
-        }
-    }
-}
-
-impl ConditionFailure for UpdateItemError {
-    fn failed_condition(&self) -> Option<Option<&HashMap<String, AttributeValue>>> {
-        match self {
-            UpdateItemError::ConditionalCheckFailedException(c) => Some(c.item()),
-            _ => None,
-        }
-    }
-}
-
-/// Turns a conditional write's result into a [`WriteOutcome`].
-async fn outcome<O, E: ConditionFailure>(
-    client: &Client,
-    table: &str,
-    image: &ImageRef,
-    writer: Writer<'_>,
-    operation: &'static str,
-    result: Result<O, SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>,
-) -> Result<WriteOutcome, StoreError> {
-    match result {
-        Ok(_) => Ok(WriteOutcome::Written),
-        Err(SdkError::ServiceError(se)) if se.err().failed_condition().is_some() => {
-            let returned = se.err().failed_condition().flatten();
-            resolve_conflict(
-                client,
-                table,
-                &image.bucket,
-                &image.key,
-                &image.revision,
-                writer,
-                returned,
-            )
-            .await
-        }
-        Err(e) => Err(StoreError::new(
-            operation,
-            schema::image_pk(&image.bucket, &image.key),
-            e,
-        )),
-    }
 }
