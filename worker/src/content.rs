@@ -9,7 +9,6 @@
 //! ([`Models`]), and stored only when DetectLabels read the bytes that were
 //! hashed ([`remember`]).
 
-use crate::run::Reuse;
 use crate::source::{self, Digested};
 use aws_sdk_dynamodb::Client;
 use labeler_core::labeling::{Detected, Reused};
@@ -22,21 +21,23 @@ use tracing::{info, warn};
 /// Content reuse for one run: its settings and the label model it serves.
 #[derive(Debug)]
 pub(crate) struct ContentReuse {
-    settings: Reuse,
+    ttl_days: u64,
+    table: String,
     models: Mutex<CurrentModel>,
 }
 
 impl ContentReuse {
-    /// Reuse with `settings`, serving entries of the fleet's current label
-    /// model (read once; a failed read serves nothing until this run pays
-    /// for an answer).
-    pub(crate) async fn load(settings: Reuse, db: &Client, table: &str) -> Self {
+    /// Reuse of entries kept `ttl_days` in `table`, serving those of the
+    /// fleet's current label model (read once; a failed read serves nothing
+    /// until this run pays for an answer).
+    pub(crate) async fn load(ttl_days: u64, db: &Client, table: &str) -> Self {
         let current = reuse::current_model(db, table).await.unwrap_or_else(|e| {
             warn!(error = %e, "could not read the current label model; reusing nothing until an answer names it");
             CurrentModel::Unknown
         });
         Self {
-            settings,
+            ttl_days,
+            table: table.to_owned(),
             models: Mutex::new(current),
         }
     }
@@ -71,12 +72,12 @@ pub(crate) struct Lookup {
 /// is then labeled as if reuse were off (logged; never a wrong label).
 pub(crate) async fn look_up(
     reuse: &ContentReuse,
-    clients: &crate::Clients,
-    (table, options): (&str, &LabelOptions),
+    (s3, db): (&aws_sdk_s3::Client, &Client),
+    options: &LabelOptions,
     image: &ImageRef,
 ) -> Option<Lookup> {
     let (bucket, object) = (image.bucket.as_str(), image.key.as_str());
-    let read = match source::digest(&clients.s3, image).await {
+    let read = match source::digest(s3, image).await {
         Ok(read) => read,
         Err(e) => {
             warn!(bucket, key = object, error = %e, "could not hash the object; labeling without reuse");
@@ -85,7 +86,7 @@ pub(crate) async fn look_up(
     };
     let key = ContentKey::new(&read.content, options);
     let current = reuse.current();
-    match reuse::lookup(&clients.dynamodb, table, &key, &current, Clock::now()).await {
+    match reuse::lookup(db, &reuse.table, &key, &current, Clock::now()).await {
         Ok(found) => Some(Lookup { key, read, found }),
         Err(e) => {
             warn!(bucket, key = object, error = %e, "content lookup failed; labeling without reuse");
@@ -101,20 +102,19 @@ pub(crate) async fn look_up(
 /// Failures are logged: the entry is an optimisation.
 pub(crate) async fn remember(
     reuse: &ContentReuse,
-    clients: &crate::Clients,
-    table: &str,
+    (s3, db): (&aws_sdk_s3::Client, &Client),
     (image, lookup): (&ImageRef, &Lookup),
     detected: &Detected<'_>,
 ) {
     let (bucket, object) = (image.bucket.as_str(), image.key.as_str());
-    let db = &clients.dynamodb;
+    let table = reuse.table.as_str();
     if reuse.saw(detected.model_version) {
         let marker = reuse::model_marker(detected.model_version, Clock::now());
         if let Err(e) = reuse::remember(db, table, marker).await {
             warn!(error = %e, "could not record the current label model");
         }
     }
-    if !source::unchanged(&clients.s3, image, &lookup.read).await {
+    if !source::unchanged(s3, image, &lookup.read).await {
         info!(
             bucket,
             key = object,
@@ -122,13 +122,7 @@ pub(crate) async fn remember(
         );
         return;
     }
-    let entry = reuse::entry(
-        &lookup.key,
-        image,
-        detected,
-        Clock::now(),
-        reuse.settings.ttl_days,
-    );
+    let entry = reuse::entry(&lookup.key, image, detected, Clock::now(), reuse.ttl_days);
     if let Err(e) = reuse::remember(db, table, entry).await {
         warn!(bucket, key = object, error = %e, "could not store the content entry; copies will be labeled again");
     }

@@ -302,7 +302,7 @@ pub async fn run(
     let pace = &Pace::new(settings);
     let telemetry = &Telemetry::default();
     let reuse = match settings.reuse {
-        Some(r) => Some(ContentReuse::load(r, &clients.dynamodb, &job.table).await),
+        Some(r) => Some(ContentReuse::load(r.ttl_days, &clients.dynamodb, &job.table).await),
         None => None,
     };
     let shared = &Shared {
@@ -453,7 +453,7 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
     }
     // Taken: look for labels of the same bytes before paying for them.
     let lookup = match reuse {
-        Some(r) => content::look_up(r, clients, (table, &job.options), image).await,
+        Some(r) => content::look_up(r, (&clients.s3, db), &job.options, image).await,
         None => None,
     };
     if let Some(found) = lookup.as_ref().and_then(|l| l.found.as_ref()) {
@@ -489,7 +489,7 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
             };
             let outcome = keep_paid_answer(shared, image, &detected).await?;
             if let (Some(r), Some(lookup), WriteOutcome::Written) = (reuse, &lookup, &outcome) {
-                content::remember(r, clients, table, (image, lookup), &detected).await;
+                content::remember(r, (&clients.s3, db), (image, lookup), &detected).await;
             }
             (
                 outcome,
