@@ -121,7 +121,7 @@ const ACTIONS_WITHOUT_RESOURCE_TYPES: [&str; 4] = [
 /// SDK fluent operations (as called on a client) and the IAM action each
 /// needs. `transact_write_items` is absent on purpose: a transaction is
 /// authorised per action, found through its `Put`/`Update`/`Delete`/
-/// `ConditionCheck` builders in [`TRANSACTION_ACTIONS`].
+/// `ConditionCheck` builders in [`WRITE_BUILDERS`].
 const SDK_OPERATIONS: [(&str, &str); 27] = [
     ("submit_job", "batch:SubmitJob"),
     ("describe_jobs", "batch:DescribeJobs"),
@@ -155,8 +155,13 @@ const SDK_OPERATIONS: [(&str, &str); 27] = [
     ("tag_resource", "batch:TagResource"),
 ];
 
-/// Builders of `TransactWriteItems` actions and the permission each needs.
-const TRANSACTION_ACTIONS: [(&str, &str); 4] = [
+/// Builders of writes and the permission each needs: the `TransactWriteItems`
+/// actions, and the constructors of core's typed write layer
+/// (`core/src/write.rs`), whose values only `Table::apply*` sends: a built
+/// `Write` is a sent one.
+const WRITE_BUILDERS: [(&str, &str); 6] = [
+    ("Write::put(", "dynamodb:PutItem"),
+    ("Write::update(", "dynamodb:UpdateItem"),
     ("Put::builder()", "dynamodb:PutItem"),
     ("Update::builder()", "dynamodb:UpdateItem"),
     ("Delete::builder()", "dynamodb:DeleteItem"),
@@ -500,7 +505,7 @@ fn actions_called_in(sources: &[String]) -> BTreeSet<String> {
                 actions.insert(action.to_owned());
             }
         }
-        for (builder, action) in TRANSACTION_ACTIONS {
+        for (builder, action) in WRITE_BUILDERS {
             if source.contains(builder) {
                 actions.insert(action.to_owned());
             }
