@@ -12,6 +12,14 @@
 //!   then answered 500), or the calling process **killed** at that call
 //!   (before or after the service acted: the gateway never answers and
 //!   signals [`Gateway::killed`], and the test drops the caller's future).
+//! * It has **lanes** ([`Gateway::lane`]): each lane is an endpoint of its
+//!   own, with its own armed fault, kill signal and DetectLabels counts, over
+//!   the same Batch job table, outages and objects. Actors that run at once
+//!   each talk through a lane, so a fault armed for one never hits another.
+//! * Its Batch is **eventually consistent and forgetful**, as AWS Batch is:
+//!   a new job stays out of `ListJobs` answers for a few calls
+//!   ([`Gateway::list_lag`]), and finished jobs can be forgotten
+//!   ([`Gateway::forget_finished`]), as Batch forgets them after days.
 //! * It plays **outages** ([`Gateway::outage`]): while one is on, every
 //!   call to that service is answered 503 without reaching it, as in a
 //!   regional brownout, until the test ends it.
@@ -19,11 +27,14 @@
 //!   releases it, so a test can run another actor in exactly that gap.
 //! * It counts Rekognition `DetectLabels` calls per object key at the
 //!   endpoint, and whether their answers reached the caller.
-//! * It plays the images' bytes: the chaos suite's uploads are events
-//!   without objects, so a ranged `GetObject` (the worker reading an image's
-//!   first bytes to tell its format) is answered with a real 320×200 JPEG,
-//!   which the worker then hands to Rekognition as an `S3Object`. Whole
-//!   reads (manifests) go to moto.
+//! * By default it plays the images' first bytes: a ranged `GetObject`
+//!   (the worker reading an image's first bytes to tell its format) is
+//!   answered with a real 320×200 JPEG whatever the object holds. With
+//!   [`Gateway::serve_real_objects`] every read goes to moto's objects, and
+//!   the gateway **plays Rekognition**: `DetectLabels` reads the object
+//!   (the version asked for) or the bytes sent and answers labels that
+//!   depend on those bytes ([`labels_of`]), so a test can tell whose labels
+//!   a record holds.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -105,17 +116,32 @@ pub struct Job {
     pub attempts: u32,
 }
 
+/// What every lane shares: Batch, outages, barriers, the fault log.
 #[derive(Default)]
 struct State {
-    armed: Option<Armed>,
     fault_log: Vec<(String, Fault)>,
     jobs: BTreeMap<String, Job>,
     next_job: u64,
+    /// `ListJobs` calls each new job stays hidden for.
+    list_lag: u32,
+    /// Jobs hidden from `ListJobs`, and for how many more calls.
+    hidden: BTreeMap<String, u32>,
+    /// Jobs Batch no longer knows.
+    forgotten: std::collections::BTreeSet<String>,
     detect_calls: BTreeMap<String, DetectCount>,
-    killed: bool,
     outage: Option<Service>,
     outage_calls: usize,
     hold: Option<(String, Hold)>,
+    /// Set by [`Gateway::serve_real_objects`]: the client DetectLabels reads with.
+    real_objects: Option<aws_sdk_s3::Client>,
+}
+
+/// What one lane (one actor's endpoint) has of its own.
+#[derive(Default)]
+struct Lane {
+    armed: Option<Armed>,
+    killed: bool,
+    detect_calls: BTreeMap<String, DetectCount>,
 }
 
 /// A barrier for one call ([`Gateway::hold`]).
@@ -153,7 +179,9 @@ pub struct DetectCount {
 #[derive(Clone)]
 pub struct Gateway {
     state: Arc<Mutex<State>>,
+    lane: Arc<Mutex<Lane>>,
     killed: Arc<tokio::sync::Notify>,
+    upstream: Arc<str>,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
 }
@@ -163,14 +191,25 @@ type Body = Full<Bytes>;
 impl Gateway {
     /// Starts the gateway in front of `upstream` (moto's endpoint).
     pub async fn start(upstream: &str) -> std::io::Result<Gateway> {
+        Self::serve(Arc::default(), upstream.trim_end_matches('/').into()).await
+    }
+
+    /// Another lane: an endpoint of its own, with its own armed fault, kill
+    /// signal and DetectLabels counts, over this gateway's shared state.
+    pub async fn lane(&self) -> std::io::Result<Gateway> {
+        Self::serve(self.state.clone(), self.upstream.clone()).await
+    }
+
+    async fn serve(state: Arc<Mutex<State>>, upstream: Arc<str>) -> std::io::Result<Gateway> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let gateway = Gateway {
-            state: Arc::default(),
+            state,
+            lane: Arc::default(),
             killed: Arc::new(tokio::sync::Notify::new()),
+            upstream: upstream.clone(),
             endpoint,
         };
-        let upstream: Arc<str> = upstream.trim_end_matches('/').into();
         let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
         let server = gateway.clone();
         tokio::spawn(async move {
@@ -197,9 +236,14 @@ impl Gateway {
         self.state.lock().expect("gateway state")
     }
 
-    /// Arms `fault` for the call `countdown` calls from now (0: the next).
+    fn lane_state(&self) -> std::sync::MutexGuard<'_, Lane> {
+        self.lane.lock().expect("gateway lane")
+    }
+
+    /// Arms `fault` for this lane's call `countdown` calls from now (0: the
+    /// next).
     pub fn arm(&self, countdown: usize, fault: Fault) {
-        let mut st = self.state();
+        let mut st = self.lane_state();
         st.armed = Some(Armed { countdown, fault });
         st.killed = false;
     }
@@ -207,7 +251,7 @@ impl Gateway {
     /// Disarms any pending fault; returns whether a kill happened since the
     /// last [`Gateway::arm`].
     pub fn disarm(&self) -> bool {
-        let mut st = self.state();
+        let mut st = self.lane_state();
         st.armed = None;
         std::mem::take(&mut st.killed)
     }
@@ -227,12 +271,22 @@ impl Gateway {
         hold
     }
 
+    /// Reads go to moto's objects and DetectLabels is answered from the
+    /// bytes it reads ([`labels_of`]), instead of a fixed JPEG and moto's
+    /// fixed labels.
+    /// `s3` is a client of moto itself (not of the gateway), which the
+    /// played Rekognition reads objects with, as Rekognition reads them with
+    /// the caller's permissions.
+    pub fn serve_real_objects(&self, s3: aws_sdk_s3::Client) {
+        self.state().real_objects = Some(s3);
+    }
+
     /// Calls answered 503 by outages so far.
     pub fn outage_calls(&self) -> usize {
         self.state().outage_calls
     }
 
-    /// Resolves when an armed kill fires.
+    /// Resolves when a kill armed on this lane fires.
     pub async fn killed(&self) {
         self.killed.notified().await
     }
@@ -242,12 +296,36 @@ impl Gateway {
         self.state().fault_log.clone()
     }
 
-    /// DetectLabels calls per key.
+    /// DetectLabels calls per key, through every lane.
     pub fn detect_calls(&self) -> BTreeMap<String, DetectCount> {
         self.state().detect_calls.clone()
     }
 
-    /// Every job, parents and children.
+    /// DetectLabels calls per key through this lane.
+    pub fn lane_detect_calls(&self) -> BTreeMap<String, DetectCount> {
+        self.lane_state().detect_calls.clone()
+    }
+
+    /// Keeps each job submitted from now on out of the next `calls`
+    /// `ListJobs` answers.
+    pub fn list_lag(&self, calls: u32) {
+        self.state().list_lag = calls;
+    }
+
+    /// Forgets every finished job: `DescribeJobs` and `ListJobs` no longer
+    /// name it, as after Batch's retention of finished jobs has passed.
+    pub fn forget_finished(&self) {
+        let mut st = self.state();
+        let done: Vec<String> = st
+            .jobs
+            .values()
+            .filter(|j| j.status == "SUCCEEDED" || j.status == "FAILED")
+            .map(|j| j.id.clone())
+            .collect();
+        st.forgotten.extend(done);
+    }
+
+    /// Every job, parents and children, forgotten ones too.
     pub fn jobs(&self) -> Vec<Job> {
         self.state().jobs.values().cloned().collect()
     }
@@ -331,10 +409,11 @@ impl Gateway {
                     &json!({"__type": "ServiceUnavailableException", "message": "brownout"}),
                 );
             }
-            match st.armed.as_mut() {
+            let mut lane = self.lane_state();
+            match lane.armed.as_mut() {
                 Some(a) if a.countdown == 0 => {
                     let fault = a.fault;
-                    st.armed = None;
+                    lane.armed = None;
                     st.fault_log.push((operation.clone(), fault));
                     Some(fault)
                 }
@@ -358,22 +437,27 @@ impl Gateway {
             })
             .flatten();
         let ranged_read = parts.method == hyper::Method::GET && parts.headers.contains_key("range");
+        let real = self.state().real_objects.clone();
         let response = match path.as_str() {
             "/v1/submitjob" => self.submit_job(&body),
             "/v1/describejobs" => self.describe_jobs(&body),
             "/v1/listjobs" => self.list_jobs(&body),
-            _ if ranged_read => image_head(),
+            _ if ranged_read && real.is_none() => image_head(),
+            _ if target == "RekognitionService.DetectLabels" && real.is_some() => {
+                detect_labels(real.as_ref(), &body).await
+            }
             _ => forward(client, upstream, parts, body).await,
         };
         if let Some(key) = &detect_key {
+            let answered = fault.is_none() && response.status().is_success();
+            let lost = fault == Some(Fault::LoseResponse);
             let mut st = self.state();
-            let count = st.detect_calls.entry(key.clone()).or_default();
-            count.charged += 1;
-            if fault.is_none() && response.status().is_success() {
-                count.answered += 1;
-            }
-            if fault == Some(Fault::LoseResponse) {
-                count.lost += 1;
+            let mut lane = self.lane_state();
+            for counts in [&mut st.detect_calls, &mut lane.detect_calls] {
+                let count = counts.entry(key.clone()).or_default();
+                count.charged += 1;
+                count.answered += u32::from(answered);
+                count.lost += u32::from(lost);
             }
         }
         match fault {
@@ -388,7 +472,7 @@ impl Gateway {
 
     /// The caller is dead: tell the test, and never answer.
     async fn die(&self) -> Response<Body> {
-        self.state().killed = true;
+        self.lane_state().killed = true;
         self.killed.notify_waiters();
         tokio::time::sleep(std::time::Duration::from_secs(30)).await;
         json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"message": "dead"}))
@@ -426,6 +510,8 @@ impl Gateway {
         let mut parent = job(id.clone());
         parent.array_size = array_size;
         st.jobs.insert(id.clone(), parent);
+        let lag = st.list_lag;
+        st.hidden.insert(id.clone(), lag);
         json_response(
             StatusCode::OK,
             &json!({"jobArn": format!("arn:aws:batch:us-east-1:123456789012:job/{id}"), "jobName": name, "jobId": id}),
@@ -440,6 +526,7 @@ impl Gateway {
             .into_iter()
             .flatten()
             .filter_map(|id| st.jobs.get(id.as_str()?))
+            .filter(|j| !st.forgotten.contains(&j.id))
             .map(|j| {
                 json!({
                     "jobArn": format!("arn:aws:batch:us-east-1:123456789012:job/{}", j.id),
@@ -461,11 +548,22 @@ impl Gateway {
             .pointer("/filters/0/values/0")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let st = self.state();
+        let mut st = self.state();
+        let st = &mut *st;
+        let hidden: std::collections::BTreeSet<String> = st
+            .hidden
+            .iter()
+            .filter(|(_, calls)| **calls > 0)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for calls in st.hidden.values_mut() {
+            *calls = calls.saturating_sub(1);
+        }
         let jobs: Vec<Value> = st
             .jobs
             .values()
             .filter(|j| !j.id.contains(':'))
+            .filter(|j| !hidden.contains(&j.id) && !st.forgotten.contains(&j.id))
             .filter(|j| name.as_deref().is_none_or(|n| n == j.name))
             .map(|j| json!({"jobId": j.id, "jobName": j.name, "status": j.status, "createdAt": 1}))
             .collect();
@@ -511,6 +609,70 @@ async fn forward(
     }
 }
 
+/// The labels the gateway's Rekognition gives `bytes`: one naming the
+/// bytes' SHA-256 prefix, so different pictures get different labels and
+/// the same picture the same ones, and one every picture has.
+pub fn labels_of(bytes: &[u8]) -> Vec<String> {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    vec![format!("Picture {hex}"), "Photograph".to_owned()]
+}
+
+/// DetectLabels played from the bytes it reads: the `Bytes` sent, or the
+/// `S3Object` (and version) read from moto with `s3`; an object that cannot
+/// be read is Rekognition's `InvalidS3ObjectException`.
+async fn detect_labels(s3: Option<&aws_sdk_s3::Client>, body: &[u8]) -> Response<Body> {
+    use base64::Engine;
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return client_error("request is not JSON");
+    };
+    let bytes = match (
+        request.pointer("/Image/Bytes").and_then(Value::as_str),
+        request.pointer("/Image/S3Object"),
+        s3,
+    ) {
+        (Some(b64), _, _) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map(Bytes::from)
+            .ok(),
+        (None, Some(object), Some(s3)) => read_object(s3, object).await,
+        _ => None,
+    };
+    let Some(bytes) = bytes else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"__type": "InvalidS3ObjectException", "message": "Unable to get object metadata from S3. Check object key, region and/or access permissions."}),
+        );
+    };
+    let labels: Vec<Value> = labels_of(&bytes)
+        .into_iter()
+        .map(|name| json!({"Name": name, "Confidence": 97.5, "Instances": [], "Parents": [], "Aliases": [], "Categories": []}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"Labels": labels, "LabelModelVersion": "3.0"}),
+    )
+}
+
+/// An object's bytes (the version named, else the current one), or `None`
+/// if it cannot be read.
+async fn read_object(s3: &aws_sdk_s3::Client, object: &Value) -> Option<Bytes> {
+    let got = s3
+        .get_object()
+        .bucket(object.get("Bucket")?.as_str()?)
+        .key(object.get("Name")?.as_str()?)
+        .set_version_id(
+            object
+                .get("Version")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        )
+        .send()
+        .await
+        .ok()?;
+    Some(got.body.collect().await.ok()?.into_bytes())
+}
 /// The first bytes of every image: the whole sample JPEG, as a 206.
 fn image_head() -> Response<Body> {
     const JPEG: &[u8] = include_bytes!("../../samples/sunset.jpg");
