@@ -26,7 +26,7 @@
 use crate::config::Config;
 use crate::event::{recognise, Delivery, JobEnded, Notice, ObjectChange};
 use crate::plan::{self, Decision};
-use crate::restore;
+use crate::restore::{self, Current};
 use crate::telemetry;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use aws_sdk_batch::types::ArrayProperties;
@@ -413,7 +413,22 @@ async fn remove_one(
                 key,
                 revision,
             };
-            restore::current_version(clients, table, deleted).await
+            match restore::current_version(clients, table, deleted).await {
+                Ok(Current::Dispatch(change)) => Ok(Some(change)),
+                Ok(Current::Recorded) => Ok(None),
+                Ok(Current::Nothing) => {
+                    let gone = store::Deletion {
+                        version: None,
+                        reason: "no version is current after a version delete",
+                        ..deletion
+                    };
+                    store::tombstone(&clients.dynamodb, table, &gone, now, ttl)
+                        .await
+                        .map(|_| None)
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            }
         }
         _ => Ok(None),
     };

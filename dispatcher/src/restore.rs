@@ -6,6 +6,13 @@
 //! record does not describe that version ([`needs_dispatch`]), dispatches it
 //! like an upload that carries the delete's revision: newer than the
 //! tombstone it replaces, older than any later upload of the key.
+//!
+//! When no version is current after the delete (a delete marker is, or no
+//! version is left), the key is gone as of the delete: the dispatcher
+//! tombstones it under the delete's revision ([`Current::Nothing`]). Without
+//! that, the late event of an upload whose version was deleted for good
+//! before the event arrived found a record older than itself, claimed the
+//! deleted version, and its job ended FAILED on a key S3 no longer has.
 
 use crate::aws::Clients;
 use crate::event::{Change, ObjectChange};
@@ -41,14 +48,25 @@ pub fn needs_dispatch(stored: Option<&Stored>, current: Option<&str>, delete: &R
     stored.status == Some(Status::Deleted) || stored.version_id.as_deref() != current
 }
 
-/// The key's current version as an object change carrying the revision of
-/// the version delete (`deleted`), when it must be dispatched; `None` when
-/// the key has no current object or its record already describes it.
+/// What a version delete leaves current, and what the record must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Current {
+    /// A version its record does not describe: dispatch it, as an object
+    /// change carrying the delete's revision.
+    Dispatch(ObjectChange),
+    /// A version its record already describes, or a newer change recorded.
+    Recorded,
+    /// No version (a delete marker, or none left): tombstone the key under
+    /// the delete's revision.
+    Nothing,
+}
+
+/// What is current after the version delete `deleted` ([`Current`]).
 pub async fn current_version(
     clients: &Clients,
     table: &str,
     deleted: Deleted<'_>,
-) -> Result<Option<ObjectChange>, String> {
+) -> Result<Current, String> {
     let Deleted {
         bucket,
         key,
@@ -63,7 +81,9 @@ pub async fn current_version(
         .await;
     let head = match head {
         Ok(head) => head,
-        Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => return Ok(None),
+        Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => {
+            return Ok(Current::Nothing)
+        }
         Err(e) => {
             return Err(format!(
                 "HeadObject s3://{bucket}/{key}: {}",
@@ -76,9 +96,9 @@ pub async fn current_version(
         .map_err(|e| e.to_string())?;
     let stored = record.as_ref().map(Stored::from_item);
     if !needs_dispatch(stored.as_ref(), head.version_id(), revision) {
-        return Ok(None);
+        return Ok(Current::Recorded);
     }
-    Ok(Some(ObjectChange {
+    Ok(Current::Dispatch(ObjectChange {
         change: Change::Created,
         bucket: bucket.to_owned(),
         key: key.to_owned(),

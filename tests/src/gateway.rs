@@ -271,6 +271,11 @@ impl Gateway {
         hold
     }
 
+    /// Drops a hold no call has reached yet.
+    pub fn unhold(&self) {
+        self.state().hold = None;
+    }
+
     /// Reads go to moto's objects and DetectLabels is answered from the
     /// bytes it reads ([`labels_of`]), instead of a fixed JPEG and moto's
     /// fixed labels.
