@@ -22,7 +22,8 @@
 //!   ([`Gateway::forget_finished`]), as Batch forgets them after days.
 //! * It plays **outages** ([`Gateway::outage`]): while one is on, every
 //!   call to that service is answered 503 without reaching it, as in a
-//!   regional brownout, until the test ends it.
+//!   regional brownout, or throttled ([`Gateway::throttling`]), until the
+//!   test ends it.
 //! * It **holds** a call at a barrier ([`Gateway::hold`]) until the test
 //!   releases it, so a test can run another actor in exactly that gap.
 //! * It counts Rekognition `DetectLabels` calls per object key at the
@@ -112,6 +113,8 @@ pub struct Job {
     pub reason: String,
     /// The container's exit code, when it ran to an exit.
     pub exit_code: Option<i64>,
+    /// Why the container did not run (`CannotPullContainerError: …`).
+    pub container_reason: String,
     /// Attempts made.
     pub attempts: u32,
 }
@@ -130,6 +133,8 @@ struct State {
     forgotten: std::collections::BTreeSet<String>,
     detect_calls: BTreeMap<String, DetectCount>,
     outage: Option<Service>,
+    /// The outage answers as throttling rather than 503.
+    throttling: bool,
     outage_calls: usize,
     hold: Option<(String, Hold)>,
     /// Set by [`Gateway::serve_real_objects`]: the client DetectLabels reads with.
@@ -262,6 +267,12 @@ impl Gateway {
         self.state().outage = service;
     }
 
+    /// Whether the outage answers as throttling (`ThrottlingException`,
+    /// Batch's 429, S3's `SlowDown`) instead of 503.
+    pub fn throttling(&self, throttling: bool) {
+        self.state().throttling = throttling;
+    }
+
     /// Holds the next call whose operation ends with `operation` (a JSON
     /// target such as `DynamoDB_20120810.PutItem`, or `METHOD /path`) at
     /// a barrier until [`Hold::release`].
@@ -328,6 +339,17 @@ impl Gateway {
             .map(|j| j.id.clone())
             .collect();
         st.forgotten.extend(done);
+    }
+
+    /// A job attempt that never ran its container (an image pull failed, a
+    /// RUNNABLE job was cancelled): FAILED with Batch's `reason` and the
+    /// container's `container_reason`, its attempt spent.
+    pub fn never_ran(&self, id: &str, reason: &str, container_reason: &str) {
+        self.set_status(id, "FAILED", reason, None);
+        if let Some(job) = self.state().jobs.get_mut(id) {
+            job.attempts += 1;
+            job.container_reason = container_reason.to_owned();
+        }
     }
 
     /// Every job, parents and children, forgotten ones too.
@@ -407,12 +429,10 @@ impl Gateway {
         }
         let fault = {
             let mut st = self.state();
-            if st.outage == Some(Service::of(&target, &path)) {
+            let service = Service::of(&target, &path);
+            if st.outage == Some(service) {
                 st.outage_calls += 1;
-                return json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({"__type": "ServiceUnavailableException", "message": "brownout"}),
-                );
+                return refusal(service, st.throttling);
             }
             let mut lane = self.lane_state();
             match lane.armed.as_mut() {
@@ -504,6 +524,7 @@ impl Gateway {
             status: "SUBMITTED".into(),
             reason: String::new(),
             exit_code: None,
+            container_reason: String::new(),
             attempts: 0,
         };
         if let Some(n) = array_size {
@@ -537,7 +558,7 @@ impl Gateway {
                     "jobArn": format!("arn:aws:batch:us-east-1:123456789012:job/{}", j.id),
                     "jobName": j.name, "jobId": j.id, "jobQueue": j.queue,
                     "status": j.status, "statusReason": j.reason,
-                    "container": {"exitCode": j.exit_code},
+                    "container": {"exitCode": j.exit_code, "reason": j.container_reason},
                     "createdAt": 1, "startedAt": 1,
                     "jobDefinition": "arn:aws:batch:us-east-1:123456789012:job-definition/worker:1",
                     "parameters": j.parameters
@@ -690,6 +711,31 @@ fn image_head() -> Response<Body> {
         )
         .body(Full::new(Bytes::from_static(JPEG)))
         .expect("a static response")
+}
+
+/// How a service down answers: 503, or throttling as each service says it.
+fn refusal(service: Service, throttling: bool) -> Response<Body> {
+    match (service, throttling) {
+        (Service::S3, true) => Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .header("content-type", "application/xml")
+            .body(Full::new(Bytes::from_static(
+                b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+            )))
+            .expect("a SlowDown answer"),
+        (Service::Batch, true) => json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"__type": "TooManyRequestsException", "message": "Too Many Requests"}),
+        ),
+        (_, true) => json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"__type": "ThrottlingException", "message": "Rate exceeded"}),
+        ),
+        (_, false) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"__type": "ServiceUnavailableException", "message": "brownout"}),
+        ),
+    }
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Body> {

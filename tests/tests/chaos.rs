@@ -43,6 +43,7 @@
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ChecksumAlgorithm;
 use dispatcher::config::Config;
 use dispatcher::dispatch::{handle, Clients as DispatchClients};
 use futures::future::join_all;
@@ -139,7 +140,7 @@ impl Bucket {
         let (version, bytes) = match change {
             Change::PutImage | Change::PutEmpty | Change::PutText => {
                 let bytes = self.bytes_for(rng, key, change);
-                let (version, etag) = self.put(key, &bytes).await;
+                let (version, etag) = self.put(key, &bytes, rng.bool()).await;
                 etags = Some(etag);
                 (version, Some(bytes))
             }
@@ -190,13 +191,15 @@ impl Bucket {
         }
     }
 
-    /// Uploads `bytes`; returns the version id and the ETag S3 answered.
-    async fn put(&self, key: &str, bytes: &[u8]) -> (Option<String>, String) {
+    /// Uploads `bytes` (with a SHA-256 checksum S3 keeps, if `checksum`);
+    /// returns the version id and the ETag S3 answered.
+    async fn put(&self, key: &str, bytes: &[u8], checksum: bool) -> (Option<String>, String) {
         let out = self
             .s3
             .put_object()
             .bucket(&self.name)
             .key(key)
+            .set_checksum_algorithm(checksum.then_some(ChecksumAlgorithm::Sha256))
             .body(ByteStream::from(bytes.to_vec()))
             .send()
             .await
@@ -299,6 +302,10 @@ fn plan(rng: &mut fastrand::Rng, versioned: bool) -> Vec<(String, Change)> {
                     (4, true) => Change::Undelete,
                     _ => first,
                 });
+                // An operator restores from the console what was just deleted.
+                if versioned && changes.back() == Some(&Change::Delete) && rng.bool() {
+                    changes.push_back(Change::Undelete);
+                }
             }
             changes
         })
@@ -379,6 +386,8 @@ enum Done {
     /// calls it made.
     Worked(Job, u32, Option<Option<i32>>, BTreeMap<String, DetectCount>),
     Reconciled(Option<Result<u64, String>>),
+    /// A job attempt that never ran, and its state event.
+    NeverRan(Value),
 }
 
 struct Run {
@@ -403,6 +412,8 @@ struct Run {
     steps_at_once: usize,
     /// Steps in which one call was held until the other actors finished.
     barriers: usize,
+    /// Batch attempts spent without running.
+    never_ran_count: usize,
 }
 
 impl Run {
@@ -452,6 +463,7 @@ impl Run {
             outage_steps: 0,
             steps_at_once: 0,
             barriers: 0,
+            never_ran_count: 0,
         }
     }
 
@@ -470,6 +482,7 @@ impl Run {
             Some(_) => None,
             None if self.rng.f64() < p => {
                 let service = SERVICES[self.rng.usize(0..SERVICES.len())];
+                self.gateway.throttling(self.rng.bool());
                 Some((service, self.rng.u32(2..=6)))
             }
             None => None,
@@ -593,14 +606,45 @@ impl Run {
         }
         let mut jobs = self.runnable();
         self.rng.shuffle(&mut jobs);
+        let mut never_ran = Vec::new();
         for job in jobs.into_iter().take(self.rng.usize(0..=2)) {
+            if self.rng.f64() < 0.1 {
+                never_ran.push(self.never_ran(job));
+                continue;
+            }
             self.gateway.set_status(&job.id, "RUNNING", "", None);
             acts.push(Act::Work(job));
         }
         if self.rng.f64() < 0.15 {
             acts.push(Act::Reconcile);
         }
-        self.act_all(acts, faults).await
+        let mut done = self.act_all(acts, faults).await;
+        done.extend(never_ran);
+        done
+    }
+
+    /// An attempt Batch spends without running the container: a Spot
+    /// reclaim before start, an image that cannot be pulled, a RUNNABLE job
+    /// cancelled for capacity.
+    fn never_ran(&mut self, job: Job) -> Done {
+        const WAYS: [(&str, &str); 3] = [
+            ("Your Spot Task was interrupted.", ""),
+            (
+                "Task failed to start",
+                "CannotPullContainerError: ref pull has been retried 5 time(s)",
+            ),
+            ("CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", ""),
+        ];
+        let (reason, container) = WAYS[self.rng.usize(0..WAYS.len())];
+        self.gateway.never_ran(&job.id, reason, container);
+        self.never_ran_count += 1;
+        for key in job_keys(&job) {
+            self.note(
+                &key,
+                format!("job {} never ran: {reason} {container}", job.id),
+            );
+        }
+        Done::NeverRan(state_event(&job, reason, container, None))
     }
 
     async fn act_all(&mut self, acts: Vec<Act>, faults: f64) -> Vec<Done> {
@@ -746,6 +790,7 @@ impl Run {
                     job.id
                 ),
             ),
+            Done::NeverRan(_) => return,
             Done::Reconciled(r) => (
                 Vec::new(),
                 format!("reconciler, fault {fault:?}: {}", outcome(r)),
@@ -788,6 +833,14 @@ impl Run {
                         }
                     }
                 }
+                Done::NeverRan(event) => {
+                    if self.rng.f64() >= drop_events {
+                        queue.push_back(Delivery {
+                            payload: event,
+                            tries: 0,
+                        });
+                    }
+                }
                 Done::Reconciled(_) => {}
             }
         }
@@ -828,22 +881,7 @@ impl Run {
             ),
         };
         self.gateway.set_status(&job.id, status, reason, exit_code);
-        (status == "FAILED").then(|| {
-            let index = job
-                .id
-                .split_once(':')
-                .map(|(_, i)| i.parse::<u64>().expect("an index"));
-            json!({
-                "version": "0", "source": "aws.batch", "detail-type": "Batch Job State Change",
-                "detail": {
-                    "jobId": job.id, "jobName": job.name, "jobQueue": job.queue,
-                    "status": "FAILED", "statusReason": reason,
-                    "parameters": job.parameters,
-                    "arrayProperties": index.map(|i| json!({"index": i})),
-                    "container": {"exitCode": exit_code}
-                }
-            })
-        })
+        (status == "FAILED").then(|| state_event(job, reason, "", exit_code))
     }
 
     async fn records(&self) -> (BTreeMap<String, Item>, BTreeMap<String, Vec<Item>>) {
@@ -916,6 +954,24 @@ async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
         .send()
         .await
         .expect("versioning on");
+}
+
+/// The FAILED state event Batch sends for `job` through EventBridge.
+fn state_event(job: &Job, reason: &str, container: &str, exit_code: Option<i64>) -> Value {
+    let index = job
+        .id
+        .split_once(':')
+        .map(|(_, i)| i.parse::<u64>().expect("an index"));
+    json!({
+        "version": "0", "source": "aws.batch", "detail-type": "Batch Job State Change",
+        "detail": {
+            "jobId": job.id, "jobName": job.name, "jobQueue": job.queue,
+            "status": "FAILED", "statusReason": reason,
+            "parameters": job.parameters,
+            "arrayProperties": index.map(|i| json!({"index": i})),
+            "container": {"exitCode": exit_code, "reason": container}
+        }
+    })
 }
 
 /// What comes back after an invocation: nothing if it succeeded; the whole
@@ -1289,18 +1345,36 @@ async fn chaos_run(seed: u64) {
         );
     }
     judge_charges(&run, &applied);
-    let charged: u32 = run.gateway.detect_calls().values().map(|c| c.charged).sum();
     eprintln!(
-        "chaos seed {seed}: {} changes ({}{}), {} steps with actors at once ({} with a call held back), {} faults fired, {} storm steps in an outage ({} calls refused), {redriven} deliveries redriven, {charged} DetectLabels calls; every key converged",
-        applied.len(),
-        if run.bucket.versioned { "versioned bucket" } else { "plain bucket" },
-        if run.sqs { ", through SQS" } else { "" },
+        "chaos seed {seed}: {}; every key converged",
+        tally(&run, &applied, redriven)
+    );
+}
+
+/// What a run covered, for its closing line (and the README's long run).
+fn tally(run: &Run, applied: &[Applied], redriven: usize) -> String {
+    let count = |change: Change| applied.iter().filter(|a| a.change == change).count();
+    let mut seen = BTreeSet::new();
+    let overwrites = applied
+        .iter()
+        .filter(|a| a.change == Change::PutImage && !seen.insert(&a.key))
+        .count();
+    let charged: u32 = run.gateway.detect_calls().values().map(|c| c.charged).sum();
+    format!(
+        "{} bucket, {}; uploads {} (overwrites {overwrites}), deletes {}, version deletes {}, undeletes {}; steps at once {} (held {}); faults {}; outage steps {} (calls refused {}); attempts never ran {}; redriven {redriven}; DetectLabels {charged}",
+        if run.bucket.versioned { "versioned" } else { "plain" },
+        if run.sqs { "through SQS" } else { "direct" },
+        count(Change::PutImage) + count(Change::PutEmpty) + count(Change::PutText),
+        count(Change::Delete),
+        count(Change::DeleteVersion),
+        count(Change::Undelete),
         run.steps_at_once,
         run.barriers,
         run.gateway.fault_log().len(),
         run.outage_steps,
         run.gateway.outage_calls(),
-    );
+        run.never_ran_count,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
