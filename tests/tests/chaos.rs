@@ -647,51 +647,30 @@ impl Run {
         Done::NeverRan(state_event(&job, reason, container, None))
     }
 
+    /// Runs `acts` at once, actor `i` on lane `i`, each with a fault armed
+    /// with probability `faults`.
     async fn act_all(&mut self, acts: Vec<Act>, faults: f64) -> Vec<Done> {
-        let armed: Vec<Option<(usize, Fault)>> = (0..acts.len())
-            .map(|lane| self.maybe_arm(lane, faults))
-            .collect();
-        self.steps_at_once += usize::from(acts.len() > 1);
+        let n = acts.len();
+        let armed: Vec<Option<(usize, Fault)>> =
+            (0..n).map(|lane| self.maybe_arm(lane, faults)).collect();
+        self.steps_at_once += usize::from(n > 1);
         let reconcile_at = self
             .now
             .plus_secs(self.cfg.reconcile.after_secs + self.cfg.claim_lease_secs + 1);
-        let ids_len = acts.len();
-        let ids: Vec<String> = acts
-            .iter()
+        let ids: Vec<String> = (0..n)
             .map(|_| format!("req-{:016x}", self.rng.u64(..)))
             .collect();
-        let barrier = self.barrier(acts.len());
+        let barrier = self.barrier(n);
         let finished = std::sync::atomic::AtomicUsize::new(0);
         let this = &*self;
         let futures = acts.into_iter().zip(ids).enumerate().map(|(i, (act, id))| {
-            let lane = &this.lanes[i];
             let finished = &finished;
             async move {
-                let done = match act {
-                    Act::Deliver(d) => {
-                        let r = lane
-                            .run(handle(&d.payload, &id, &lane.dispatch, &this.cfg, this.now))
-                            .await;
-                        Done::Delivered(d, r.map(|r| r.map_err(|e| e.to_string())))
-                    }
-                    Act::Work(job) => this.work(lane, job).await,
-                    Act::Reconcile => {
-                        let pass = dispatcher::dispatch::reconcile_now(
-                            &lane.dispatch,
-                            &this.cfg,
-                            reconcile_at,
-                        );
-                        let r = lane.run(pass).await;
-                        Done::Reconciled(
-                            r.map(|r| r.map(|rep| rep.examined as u64).map_err(|e| e.to_string())),
-                        )
-                    }
-                };
+                let done = this.act(&this.lanes[i], act, &id, reconcile_at).await;
                 finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 done
             }
         });
-        let n = ids_len;
         let release = async {
             let Some(hold) = &barrier else { return };
             // The held call's actor cannot finish before its release: once
@@ -710,6 +689,28 @@ impl Run {
             self.now = reconcile_at;
         }
         done
+    }
+
+    /// One actor's turn on `lane`: a delivery as Lambda invokes the handler
+    /// (`id` its request id), a Batch job's attempt, or a reconciler pass at
+    /// `reconcile_at`.
+    async fn act(&self, lane: &Lane, act: Act, id: &str, reconcile_at: Clock) -> Done {
+        match act {
+            Act::Deliver(d) => {
+                let handled = handle(&d.payload, id, &lane.dispatch, &self.cfg, self.now);
+                let r = lane.run(handled).await;
+                Done::Delivered(d, r.map(|r| r.map_err(|e| e.to_string())))
+            }
+            Act::Work(job) => self.work(lane, job).await,
+            Act::Reconcile => {
+                let pass =
+                    dispatcher::dispatch::reconcile_now(&lane.dispatch, &self.cfg, reconcile_at);
+                let r = lane.run(pass).await;
+                Done::Reconciled(
+                    r.map(|r| r.map(|rep| rep.examined as u64).map_err(|e| e.to_string())),
+                )
+            }
+        }
     }
 
     /// Sometimes, when actors run at once, holds the next call of one kind
