@@ -33,7 +33,7 @@ use aws_sdk_batch::types::ArrayProperties;
 use futures::{stream, StreamExt};
 use labeler_core::job::{ImageSource, Manifest, PlannedJob, JOB_PARAMETER};
 use labeler_core::store::{self, ClaimKind, Clock, QueuedBy, WriteOutcome};
-use labeler_core::{ImageRef, JobSpec, Revision};
+use labeler_core::{ImageRef, JobSpec};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -354,15 +354,7 @@ fn sort(deliveries: &[Delivery], run: &mut Run<'_>) -> Work {
                 Notice::Object(change) => match plan::decide(change, run.cfg) {
                     Decision::Label(image) => work.labels.push((d, image)),
                     Decision::Skip(image, reason) => work.skips.push((d, image, reason)),
-                    Decision::Remove {
-                        bucket,
-                        key,
-                        revision,
-                        version,
-                        reason,
-                    } => work
-                        .removes
-                        .push((d, bucket, key, revision, version, reason)),
+                    Decision::Remove(removal) => work.removes.push((d, removal)),
                     Decision::Ignore(reason) => {
                         info!(bucket = %change.bucket, key = %change.key, reason, "ignored");
                         run.summary.ignored += 1;
@@ -385,58 +377,86 @@ fn sort(deliveries: &[Delivery], run: &mut Run<'_>) -> Work {
     work
 }
 
+/// What recording one removal did.
+struct Removed {
+    /// The tombstone's write; `None` when S3 showed a version current after
+    /// a delete marker, and none was written.
+    tombstone: Option<Result<WriteOutcome, store::StoreError>>,
+    /// A version current again, to dispatch (or the error asking S3).
+    back: Result<Option<ObjectChange>, String>,
+}
+
 /// Records one removal as a tombstone; after a version delete, also finds
 /// the version that is current again, if one must be dispatched
 /// ([`restore`]).
+///
+/// A delete marker's event can arrive after the marker was deleted again
+/// (a console undelete whose event came first, and found the record already
+/// describing the version current again): S3 is asked first, and the key
+/// is tombstoned only when no version is current. If S3 changes between the
+/// question and the tombstone, the change's own event comes later, with a
+/// newer revision, and corrects the record.
 async fn remove_one(
     clients: &Clients,
     table: &str,
-    removal: &Removal,
+    removal: &plan::Removal,
     (now, ttl): (Clock, u64),
-) -> (
-    Result<WriteOutcome, store::StoreError>,
-    Result<Option<ObjectChange>, String>,
-) {
-    let (_, bucket, key, revision, version, reason) = removal;
-    let deletion = store::Deletion {
-        bucket,
-        key,
-        revision,
-        version: version.as_deref(),
-        reason,
-    };
-    let r = store::tombstone(&clients.dynamodb, table, &deletion, now, ttl).await;
-    let back = match (&r, version) {
-        (Ok(_), Some(_)) => {
-            let deleted = restore::Deleted {
-                bucket,
-                key,
-                revision,
+) -> Removed {
+    let deletion = removal.deletion();
+    if removal.marker {
+        let back =
+            match restore::current_version(clients, table, restore::Deleted::of(&deletion)).await {
+                Ok(Current::Nothing) => None,
+                Ok(Current::Recorded) => Some(Ok(None)),
+                Ok(Current::Dispatch(change)) => Some(Ok(Some(change))),
+                Err(e) => Some(Err(e)),
             };
-            match restore::current_version(clients, table, deleted).await {
-                Ok(Current::Dispatch(change)) => Ok(Some(change)),
-                Ok(Current::Recorded) => Ok(None),
-                Ok(Current::Nothing) => {
-                    let gone = store::Deletion {
-                        version: None,
-                        reason: "no version is current after a version delete",
-                        ..deletion
-                    };
-                    store::tombstone(&clients.dynamodb, table, &gone, now, ttl)
-                        .await
-                        .map(|_| None)
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e),
-            }
+        if let Some(back) = back {
+            return Removed {
+                tombstone: None,
+                back,
+            };
         }
+    }
+    let r = store::tombstone(&clients.dynamodb, table, &deletion, now, ttl).await;
+    let back = match (&r, &removal.version) {
+        (Ok(_), Some(_)) => after_version_delete(clients, table, &deletion, (now, ttl)).await,
         _ => Ok(None),
     };
-    (r, back)
+    Removed {
+        tombstone: Some(r),
+        back,
+    }
 }
 
-/// A delete to record: delivery, bucket, key, revision, version, reason.
-type Removal = (usize, String, String, Revision, Option<String>, String);
+/// After the permanent delete of a version: the version current again, to
+/// dispatch; or, when none is, the key tombstoned under the delete's
+/// revision, so the late event of an upload already deleted loses.
+async fn after_version_delete(
+    clients: &Clients,
+    table: &str,
+    deletion: &store::Deletion<'_>,
+    (now, ttl): (Clock, u64),
+) -> Result<Option<ObjectChange>, String> {
+    match restore::current_version(clients, table, restore::Deleted::of(deletion)).await? {
+        Current::Dispatch(change) => Ok(Some(change)),
+        Current::Recorded => Ok(None),
+        Current::Nothing => {
+            let gone = store::Deletion {
+                version: None,
+                reason: "no version is current after a version delete",
+                ..deletion.clone()
+            };
+            store::tombstone(&clients.dynamodb, table, &gone, now, ttl)
+                .await
+                .map(|_| None)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// A delete to record, and the delivery it came in.
+type Removal = (usize, plan::Removal);
 
 struct Run<'a> {
     clients: &'a Clients,
@@ -499,15 +519,21 @@ impl Run<'_> {
         let (table, now, ttl) = (&self.cfg.table, self.now, self.cfg.tombstone_ttl_secs);
         let clients = self.clients;
         let results: Vec<_> = stream::iter(removes)
-            .map(|removal| async move {
-                let (r, back) = remove_one(clients, table, &removal, (now, ttl)).await;
-                (removal, r, back)
+            .map(|(d, removal)| async move {
+                let removed = remove_one(clients, table, &removal, (now, ttl)).await;
+                (d, removal, removed)
             })
             .buffer_unordered(self.cfg.write_concurrency)
             .collect()
             .await;
         let mut again = Vec::new();
-        for ((d, bucket, key, _, version, _), r, back) in results {
+        for (d, removal, Removed { tombstone, back }) in results {
+            let plan::Removal {
+                bucket,
+                key,
+                version,
+                ..
+            } = removal;
             match back {
                 Ok(Some(change)) => {
                     info!(
@@ -522,6 +548,13 @@ impl Run<'_> {
                 Ok(None) => {}
                 Err(e) => self.fail(d, e),
             }
+            let Some(r) = tombstone else {
+                info!(
+                    bucket,
+                    key, "a version is current after the delete marker; no tombstone"
+                );
+                continue;
+            };
             match r {
                 Ok(WriteOutcome::Written) => {
                     info!(bucket, key, version, "tombstone recorded");

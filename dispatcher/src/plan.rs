@@ -15,19 +15,7 @@ pub enum Decision {
     Skip(ImageRef, String),
     /// Replace its record by a tombstone and drop its label entries (unless
     /// a newer upload owns them).
-    Remove {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-        /// Revision of the delete.
-        revision: Revision,
-        /// `Some(v)` for a permanent delete of version `v` in a versioned
-        /// bucket: only the record of that version is affected.
-        version: Option<String>,
-        /// What happened, for the tombstone.
-        reason: String,
-    },
+    Remove(Removal),
     /// Do nothing; the reason is logged.
     Ignore(String),
 }
@@ -60,13 +48,14 @@ pub fn decide(change: &ObjectChange, cfg: &Config) -> Decision {
                 (None, true) => "a delete marker hides the object".to_owned(),
                 (None, false) => "the object was deleted".to_owned(),
             };
-            Decision::Remove {
+            Decision::Remove(Removal {
                 bucket: change.bucket.clone(),
                 key: change.key.clone(),
                 revision: change.revision.clone(),
                 version,
+                marker: change.delete_marker,
                 reason,
-            }
+            })
         } else {
             Decision::Ignore("object removed; DELETE_ON_REMOVE is off".into())
         };
@@ -99,6 +88,39 @@ pub fn decide(change: &ObjectChange, cfg: &Config) -> Decision {
             ),
         ),
         _ => Decision::Label(image),
+    }
+}
+
+/// A delete to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Removal {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Revision of the delete.
+    pub revision: Revision,
+    /// `Some(v)` for a permanent delete of version `v` in a versioned
+    /// bucket: only the record of that version is affected.
+    pub version: Option<String>,
+    /// A delete marker was created: the key is tombstoned only if S3 shows
+    /// no version current when the event is handled (its undelete may have
+    /// come first).
+    pub marker: bool,
+    /// What happened, for the tombstone.
+    pub reason: String,
+}
+
+impl Removal {
+    /// The tombstone this removal writes.
+    pub fn deletion(&self) -> labeler_core::store::Deletion<'_> {
+        labeler_core::store::Deletion {
+            bucket: &self.bucket,
+            key: &self.key,
+            revision: &self.revision,
+            version: self.version.as_deref(),
+            reason: &self.reason,
+        }
     }
 }
 

@@ -32,6 +32,17 @@ pub struct Deleted<'a> {
     pub revision: &'a Revision,
 }
 
+impl<'a> Deleted<'a> {
+    /// The key and revision of a tombstone.
+    pub fn of(deletion: &store::Deletion<'a>) -> Self {
+        Self {
+            bucket: deletion.bucket,
+            key: deletion.key,
+            revision: deletion.revision,
+        }
+    }
+}
+
 /// Whether the key's current version (`current`, by version id) must be
 /// dispatched after a version delete of revision `delete`, given its record.
 ///

@@ -219,7 +219,7 @@ fn prefixes_and_manifests_are_ignored_and_removal_is_switchable() {
 
     let del = &objects(&fixture("s3-delete.json"))[0];
     let mut cfg = config();
-    assert!(matches!(decide(del, &cfg), Decision::Remove { .. }));
+    assert!(matches!(decide(del, &cfg), Decision::Remove(_)));
     cfg.delete_on_remove = false;
     assert!(matches!(decide(del, &cfg), Decision::Ignore(_)));
 }
@@ -314,7 +314,7 @@ fn lifecycle_expirations_and_delete_markers_are_removals_of_the_right_kind() {
     let decided: Vec<(String, Option<String>)> = changes
         .iter()
         .map(|c| match decide(c, &cfg) {
-            Decision::Remove { key, version, .. } => (key, version),
+            Decision::Remove(removal) => (removal.key, removal.version),
             other => panic!("{}: {other:?}", c.key),
         })
         .collect();

@@ -56,6 +56,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use worker::{JobRequest, Settings, Shutdown};
 
 type Item = HashMap<String, AttributeValue>;
+/// An upload (or a version made current again): its key and revision.
+type Upload = (String, String);
 
 const PICTURE: &[u8] = include_bytes!("../../samples/sunset.jpg");
 const KILL_OR_LOSE: [Fault; 3] = [Fault::LoseResponse, Fault::KillBefore, Fault::KillAfter];
@@ -405,7 +407,10 @@ struct Run {
     history: BTreeMap<String, Vec<String>>,
     /// Extra DetectLabels answers a key may have: calls answered to a worker
     /// that was killed, or ran out of time, before it could store the result.
-    allowance: BTreeMap<String, u32>,
+    allowance: BTreeMap<Upload, u32>,
+    /// DetectLabels calls charged for each upload (key and revision of the
+    /// image the worker held), net of answers the gateway lost in transit.
+    charged: BTreeMap<Upload, u32>,
     /// The service down now, and for how many more steps of the storm.
     outage: Option<(Service, u32)>,
     outage_steps: u32,
@@ -459,6 +464,7 @@ impl Run {
             now: Clock::now(),
             history: BTreeMap::new(),
             allowance: BTreeMap::new(),
+            charged: BTreeMap::new(),
             outage: None,
             outage_steps: 0,
             steps_at_once: 0,
@@ -824,7 +830,7 @@ impl Run {
                     }
                 }
                 Done::Worked(job, attempt, ran, calls) => {
-                    self.allow(&calls, ran.is_none()).await;
+                    self.allow(&job, &calls, ran.is_none()).await;
                     if let Some(event) = self.batch_result(&job, attempt, ran) {
                         if self.rng.f64() >= drop_events {
                             queue.push_back(Delivery {
@@ -850,18 +856,28 @@ impl Run {
     /// The documented ways to pay twice: a worker killed after Rekognition
     /// answered, and one whose DynamoDB stayed down for the rest of its time
     /// budget while it kept the answer (the record still QUEUED after it).
-    async fn allow(&mut self, calls: &BTreeMap<String, DetectCount>, killed: bool) {
+    /// Each call is charged to the upload the job held for that key.
+    async fn allow(&mut self, job: &Job, calls: &BTreeMap<String, DetectCount>, killed: bool) {
         if calls.values().all(|c| c.charged == c.lost) {
             return;
         }
+        let held = job_images(job);
         let (images, _) = self.records().await;
         for (key, count) in calls {
+            let revision = held
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, r)| r.clone())
+                .unwrap_or_else(|| "(not in the job's spec)".into());
+            let upload = (key.clone(), revision);
+            let net = count.charged - count.lost;
+            *self.charged.entry(upload.clone()).or_default() += net;
             let unwritten = killed
                 || images
                     .get(key)
                     .is_some_and(|r| text(r, "status") == "QUEUED");
             if unwritten {
-                *self.allowance.entry(key.clone()).or_default() += count.charged - count.lost;
+                *self.allowance.entry(upload).or_default() += net;
             }
         }
     }
@@ -1059,9 +1075,14 @@ fn keys_of(payload: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The keys a job's chunk holds, from its inline spec (empty if the spec
-/// lives in a manifest).
+/// The keys a job's chunk holds.
 fn job_keys(job: &Job) -> Vec<String> {
+    job_images(job).into_iter().map(|(key, _)| key).collect()
+}
+
+/// The images (key and revision) a job's chunk holds, from its inline spec
+/// (empty if the spec lives in a manifest).
+fn job_images(job: &Job) -> Vec<Upload> {
     let Some(spec) = job.parameters.get("job") else {
         return Vec::new();
     };
@@ -1081,7 +1102,12 @@ fn job_keys(job: &Job) -> Vec<String> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|i| i["key"].as_str().map(str::to_owned))
+        .filter_map(|i| {
+            Some((
+                i["key"].as_str()?.to_owned(),
+                i["revision"].as_str()?.to_owned(),
+            ))
+        })
         .collect()
 }
 
@@ -1301,14 +1327,26 @@ fn judge_index(run: &Run, key: &str, record: Option<&Item>, entries: &[Item]) {
     }
 }
 
-/// DetectLabels is charged once per image made current, plus allowances.
+/// DetectLabels is charged at most once per upload, and per key at most
+/// once per image made current, plus the allowances counted.
 fn judge_charges(run: &Run, applied: &[Applied]) {
+    for (upload, net) in &run.charged {
+        let allowance = run.allowance.get(upload).copied().unwrap_or(0);
+        if *net > 1 + allowance {
+            run.fail(&upload.0, format!("DetectLabels charged {net} times (net of answers lost in transit) for the upload of revision {} (allowed: {allowance} for workers killed or out of time after an answer)", upload.1));
+        }
+    }
     for (key, DetectCount { charged, lost, .. }) in run.gateway.detect_calls() {
         let owed = applied
             .iter()
             .filter(|a| a.key == key && a.owes_labels() && !a.record.is_null())
             .count() as u32;
-        let allowance = run.allowance.get(&key).copied().unwrap_or(0);
+        let allowance: u32 = run
+            .allowance
+            .iter()
+            .filter(|((k, _), _)| *k == key)
+            .map(|(_, n)| n)
+            .sum();
         if charged > owed + allowance + lost {
             run.fail(&key, format!("DetectLabels charged {charged} times for {owed} images made current (allowed: {allowance} for workers killed or out of time after an answer, {lost} for answers lost in transit)"));
         }

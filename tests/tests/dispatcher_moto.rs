@@ -523,6 +523,41 @@ async fn a_version_deleted_before_its_upload_event_arrives_leaves_the_key_delete
     assert!(w.jobs().await.is_empty(), "no job for a deleted version");
 }
 
+/// Counterexample (chaos seed 14, versioned bucket, actors at once): a
+/// delete marker is created and deleted again from the console, and the
+/// undelete's event is handled before the marker's. The undelete found the
+/// record already describing the current version and wrote nothing; the
+/// late marker event then tombstoned the key, and it ended DELETED while S3
+/// held the picture. A marker event now asks S3 first, and tombstones the
+/// key only when no version is current.
+#[tokio::test]
+async fn a_delete_marker_event_arriving_after_its_undelete_leaves_the_picture_labeled() {
+    let w = world(&[]).await;
+    let s3 = versioned(&w).await;
+    let v1 = put_version(&w, &s3, "back.jpg").await;
+    w.event("ObjectCreated:Put", "back.jpg", "0A", Some(&v1))
+        .await;
+    let marker = delete_version(&w, &s3, "back.jpg", None).await;
+    delete_version(&w, &s3, "back.jpg", marker.as_deref()).await;
+
+    w.event("ObjectRemoved:Delete", "back.jpg", "0C", marker.as_deref())
+        .await;
+    w.event(
+        "ObjectRemoved:DeleteMarkerCreated",
+        "back.jpg",
+        "0B",
+        marker.as_deref(),
+    )
+    .await;
+
+    let record = w.record("back.jpg").await.unwrap();
+    assert_eq!(
+        (text(&record, "status"), text(&record, "version_id")),
+        ("QUEUED".to_owned(), v1),
+        "{record:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_newer_upload_recorded_skipped_takes_the_older_labels_out_of_the_index() {
     let w = world(&[]).await;

@@ -382,7 +382,7 @@ async fn preview(
         match decide(change, cfg) {
             Decision::Label(image) => candidates.push((image, None)),
             Decision::Skip(image, reason) => candidates.push((image, Some(reason))),
-            Decision::Remove { .. } | Decision::Ignore(_) => summary.ignored += 1,
+            Decision::Remove(_) | Decision::Ignore(_) => summary.ignored += 1,
         }
     }
     let keys: Vec<(String, String)> = candidates
