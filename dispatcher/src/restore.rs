@@ -13,6 +13,10 @@
 //! that, the late event of an upload whose version was deleted for good
 //! before the event arrived found a record older than itself, claimed the
 //! deleted version, and its job ended FAILED on a key S3 no longer has.
+//!
+//! A delete marker's event asks the same question *before* its tombstone:
+//! handled after its own undelete (the console deleting the marker), it
+//! finds a version current and writes nothing, or dispatches that version.
 
 use crate::aws::Clients;
 use crate::event::{Change, ObjectChange};

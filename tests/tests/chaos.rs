@@ -33,7 +33,8 @@
 //! must be those of a picture the key held at or after that change. FAILED
 //! is accepted only for an object that is gone, with "cannot be read".
 //! Label-index entries must match the record, and DetectLabels must be
-//! charged no more than once per image made current, plus the documented
+//! charged no more than once per upload (the key and revision the worker
+//! held) and, per key, once per image made current, plus the documented
 //! allowances (answers lost in transit, workers killed after an answer).
 //!
 //! `CHAOS_SEED=N` replays one run; `CHAOS_RUNS=K` runs seeds N..N+K (default
