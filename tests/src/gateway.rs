@@ -184,6 +184,10 @@ pub struct DetectCount {
 #[derive(Clone)]
 pub struct Gateway {
     state: Arc<Mutex<State>>,
+    /// DynamoDB applies one conditional write to an item atomically; moto's
+    /// threaded server does not (two concurrent takes can both pass their
+    /// condition), so the gateway forwards DynamoDB writes one at a time.
+    db_writes: Arc<tokio::sync::Mutex<()>>,
     lane: Arc<Mutex<Lane>>,
     killed: Arc<tokio::sync::Notify>,
     upstream: Arc<str>,
@@ -196,20 +200,36 @@ type Body = Full<Bytes>;
 impl Gateway {
     /// Starts the gateway in front of `upstream` (moto's endpoint).
     pub async fn start(upstream: &str) -> std::io::Result<Gateway> {
-        Self::serve(Arc::default(), upstream.trim_end_matches('/').into()).await
+        let db_writes = Arc::default();
+        Self::serve(
+            Arc::default(),
+            db_writes,
+            upstream.trim_end_matches('/').into(),
+        )
+        .await
     }
 
     /// Another lane: an endpoint of its own, with its own armed fault, kill
     /// signal and DetectLabels counts, over this gateway's shared state.
     pub async fn lane(&self) -> std::io::Result<Gateway> {
-        Self::serve(self.state.clone(), self.upstream.clone()).await
+        Self::serve(
+            self.state.clone(),
+            self.db_writes.clone(),
+            self.upstream.clone(),
+        )
+        .await
     }
 
-    async fn serve(state: Arc<Mutex<State>>, upstream: Arc<str>) -> std::io::Result<Gateway> {
+    async fn serve(
+        state: Arc<Mutex<State>>,
+        db_writes: Arc<tokio::sync::Mutex<()>>,
+        upstream: Arc<str>,
+    ) -> std::io::Result<Gateway> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let gateway = Gateway {
             state,
+            db_writes,
             lane: Arc::default(),
             killed: Arc::new(tokio::sync::Notify::new()),
             upstream: upstream.clone(),
@@ -471,6 +491,10 @@ impl Gateway {
             _ if target == "RekognitionService.DetectLabels" && real.is_some() => {
                 detect_labels(real.as_ref(), &body).await
             }
+            _ if is_dynamodb_write(&target) => {
+                let _one_at_a_time = self.db_writes.lock().await;
+                forward(client, upstream, parts, body).await
+            }
             _ => forward(client, upstream, parts, body).await,
         };
         if let Some(key) = &detect_key {
@@ -711,6 +735,16 @@ fn image_head() -> Response<Body> {
         )
         .body(Full::new(Bytes::from_static(JPEG)))
         .expect("a static response")
+}
+
+/// A DynamoDB call that writes.
+fn is_dynamodb_write(target: &str) -> bool {
+    target.strip_prefix("DynamoDB_20120810.").is_some_and(|op| {
+        matches!(
+            op,
+            "PutItem" | "UpdateItem" | "DeleteItem" | "TransactWriteItems" | "BatchWriteItem"
+        )
+    })
 }
 
 /// How a service down answers: 503, or throttling as each service says it.
