@@ -558,10 +558,9 @@ async fn a_delete_marker_event_arriving_after_its_undelete_leaves_the_picture_la
     );
 }
 
-/// Counterexample (chaos seed 92, versioned bucket): two uploads over a
-/// labeled version, the newer one deleted for good, and the three events in
-/// one delivery. The version delete came first in the batch, found the
-/// record describing the first version, and asked S3 what is current; ...
+/// Two uploads over a labeled version, the newer one deleted for good, and
+/// the three events in one delivery: removals are handled before creates,
+/// and the version current after them (the first upload) is the one queued.
 #[tokio::test]
 async fn a_batch_with_an_upload_and_its_version_delete_labels_the_version_current_after_them() {
     let w = world(&[]).await;
