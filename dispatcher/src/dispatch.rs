@@ -528,19 +528,13 @@ impl Run<'_> {
             .await;
         let mut again = Vec::new();
         for (d, removal, Removed { tombstone, back }) in results {
-            let plan::Removal {
-                bucket,
-                key,
-                version,
-                ..
-            } = removal;
+            let (bucket, key) = (&removal.bucket, &removal.key);
             match back {
                 Ok(Some(change)) => {
+                    let version = change.version_id.as_deref();
                     info!(
                         bucket,
-                        key,
-                        version = change.version_id,
-                        "an older version is current again; dispatching it"
+                        key, version, "an older version is current again; dispatching it"
                     );
                     self.summary.restored += 1;
                     again.push((d, change));
@@ -548,33 +542,43 @@ impl Run<'_> {
                 Ok(None) => {}
                 Err(e) => self.fail(d, e),
             }
-            let Some(r) = tombstone else {
-                info!(
+            match tombstone {
+                Some(r) => self.count_tombstone(d, &removal, r),
+                None => info!(
                     bucket,
                     key, "a version is current after the delete marker; no tombstone"
-                );
-                continue;
-            };
-            match r {
-                Ok(WriteOutcome::Written) => {
-                    info!(bucket, key, version, "tombstone recorded");
-                    self.summary.removed += 1;
-                }
-                Ok(WriteOutcome::Duplicate { .. }) => {
-                    info!(bucket, key, "delete already recorded");
-                    self.summary.duplicates += 1;
-                }
-                Ok(WriteOutcome::Superseded { .. }) => {
-                    info!(
-                        bucket,
-                        key, version, "a newer upload, or another version, owns the record; kept"
-                    );
-                    self.summary.superseded += 1;
-                }
-                Err(e) => self.fail(d, e.to_string()),
+                ),
             }
         }
         again
+    }
+
+    /// Counts (and logs) what one removal's tombstone write did.
+    fn count_tombstone(
+        &mut self,
+        d: usize,
+        removal: &plan::Removal,
+        written: Result<WriteOutcome, store::StoreError>,
+    ) {
+        let (bucket, key, version) = (&removal.bucket, &removal.key, removal.version.as_deref());
+        match written {
+            Ok(WriteOutcome::Written) => {
+                info!(bucket, key, version, "tombstone recorded");
+                self.summary.removed += 1;
+            }
+            Ok(WriteOutcome::Duplicate { .. }) => {
+                info!(bucket, key, "delete already recorded");
+                self.summary.duplicates += 1;
+            }
+            Ok(WriteOutcome::Superseded { .. }) => {
+                info!(
+                    bucket,
+                    key, version, "a newer upload, or another version, owns the record; kept"
+                );
+                self.summary.superseded += 1;
+            }
+            Err(e) => self.fail(d, e.to_string()),
+        }
     }
 
     fn count_conflict(&mut self, image: &ImageRef, outcome: &WriteOutcome) {
