@@ -11,10 +11,11 @@
 //! | writer | writes when the stored record is … | condition | built by |
 //! |---|---|---|---|
 //! | dispatcher claim | missing, older, or the same upload's abandoned claim | [`CLAIM_CONDITION`] / [`claim_would_win`] | `write::claim` ([`ClaimKind::New`]) |
-//! | operator retry | the same upload, FAILED | [`RETRY_CONDITION`] | `write::claim` ([`ClaimKind::RetryFailed`]) |
-//! | reconciler re-dispatch | exactly as the reconciler read it | [`redispatch_condition`] | `write::redispatch` |
+//! | operator retry | the same upload, FAILED | [`retry_condition`] | `write::claim` ([`ClaimKind::RetryFailed`]) |
+//! | reconciler re-dispatch | exactly as the reconciler read it, floor included | [`redispatch_put_condition`] | `write::redispatch` |
 //! | skip, tombstone | missing or older | [`NEWER_THAN_STORED`] | `write::skip`, `write::tombstone` |
 //! | version delete | older and of that version | [`VERSION_DELETE_CONDITION`] | `write::version_delete` |
+//! | versions gone | exactly as read, its floor older | [`VERSIONS_GONE_CONDITION`] | `write::versions_gone` |
 //! | job submitted | the same upload, QUEUED under this claim | [`SUBMITTED_CONDITION`] | `write::submitted` |
 //! | claim released | the same upload under this claim, no job, no owner | [`RELEASE_CONDITION`] | `write::release` |
 //! | dispatcher failure | the same upload, QUEUED under this claim, in this dead job, or as read | [`FAIL_CLAIMED_CONDITION`], [`FAIL_IN_JOB_CONDITION`], [`redispatch_condition`] | `write::fail_queued` |
@@ -54,24 +55,50 @@ pub enum WriteOutcome {
 }
 
 /// Condition for replacing the record with a fresh one for `:rev`: no
-/// record, or an older upload's (tombstones included).
-pub const NEWER_THAN_STORED: &str = "attribute_not_exists(pk) OR revision < :rev";
+/// record, or an older upload's (tombstones included), whose floor
+/// ([`attr::GONE_BEFORE`], see [`VERSIONS_GONE_CONDITION`]) is older too.
+/// In memory: [`order`] answering [`Order::IncomingNewer`].
+pub const NEWER_THAN_STORED: &str = "(attribute_not_exists(pk) OR revision < :rev) AND \
+     (attribute_not_exists(gone_before) OR gone_before < :rev)";
 
-/// Condition for taking a QUEUED claim: a newer upload, or the same upload
-/// whose earlier claim never produced a job (no job id, no owner) and either
-/// has expired or is the claimant's own (a resumed backfill retaking what it
-/// claimed before it was interrupted; a Lambda invocation's claim token is
-/// never reused). In memory: [`claim_would_win`].
-pub const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR revision < :rev OR \
+/// Condition for taking a QUEUED claim: a newer upload (as in
+/// [`NEWER_THAN_STORED`]), or the same upload whose earlier claim never
+/// produced a job (no job id, no owner) and either has expired or is the
+/// claimant's own (a resumed backfill retaking what it claimed before it
+/// was interrupted; a Lambda invocation's claim token is never reused).
+///
+/// The same upload's claim is a PutItem that knows no floor, so it requires
+/// none ([`VERSIONS_GONE_CONDITION`]): a floored claim is left to the
+/// reconciler, whose re-dispatch reads the floor and carries it
+/// ([`redispatch_put_condition`]); a claimant finding its own claim still
+/// goes on ([`conflict`]). In memory: [`claim_would_win`].
+pub const CLAIM_CONDITION: &str = "((attribute_not_exists(pk) OR revision < :rev) AND \
+      (attribute_not_exists(gone_before) OR gone_before < :rev)) OR \
      (revision = :rev AND #status = :queued AND attribute_not_exists(job_id) AND \
-      attribute_not_exists(#owner) AND (claimed_at < :lease_cutoff OR claim = :claim))";
-
-/// Condition for claiming a FAILED upload again (an operator's retry).
-pub const RETRY_CONDITION: &str = "revision = :rev AND #status = :failed";
+      attribute_not_exists(#owner) AND (claimed_at < :lease_cutoff OR claim = :claim) AND \
+      attribute_not_exists(gone_before))";
 
 /// Condition of a permanent delete of one version in a versioned bucket:
 /// only the recorded version's delete changes the record.
 pub const VERSION_DELETE_CONDITION: &str = "revision < :rev AND version_id = :version";
+
+/// Condition of recording a floor on the record, after a version delete
+/// or a delete marker of revision `:rev` found the version the record
+/// describes current in S3: the record is still the one read (`:seen`),
+/// and its floor, if any, is older.
+///
+/// Why a floor is true: S3's current version is the newest one that
+/// exists. The record describes version *v* as of revision *r* ≥ *v*'s
+/// upload; if *v* is current after the delete, every version uploaded
+/// after *r* and before the delete is gone for good (or is a delete marker
+/// that was itself deleted). An upload or marker event older than the
+/// floor, arriving late, names such a version: replacing the record for it
+/// ([`NEWER_THAN_STORED`], [`CLAIM_CONDITION`]) would claim a version S3
+/// no longer has, and its job would end FAILED on a readable key. The
+/// floor sits beside the record's revision rather than replacing it: the
+/// worker's take and result still name the recorded upload.
+pub const VERSIONS_GONE_CONDITION: &str =
+    "revision = :seen AND (attribute_not_exists(gone_before) OR gone_before < :rev)";
 
 /// Condition of the worker's take: the record is this upload's, still
 /// QUEUED, and no other job owns it (the same Batch job id across Batch
@@ -102,14 +129,68 @@ pub const FAIL_CLAIMED_CONDITION: &str = "revision = :rev AND claim = :claim AND
 pub const FAIL_IN_JOB_CONDITION: &str =
     "revision = :rev AND #status = :queued AND job_id = :job_id AND (attribute_not_exists(#owner) OR #owner = :dead)";
 
+/// The start of [`redispatch_condition`]: the same upload, QUEUED, under
+/// the claim token read.
+macro_rules! as_read {
+    () => {
+        "revision = :rev AND #status = :queued AND claim = :seen_claim AND "
+    };
+}
+
+/// The floor as a same-upload rewrite read it: none, or the one it carries
+/// (`:floor`) into the record it puts.
+macro_rules! floor_as_read {
+    (none) => {
+        " AND attribute_not_exists(gone_before)"
+    };
+    (carried) => {
+        " AND gone_before = :floor"
+    };
+}
+
 /// The reconciler's re-dispatch condition: the record is still exactly the
 /// QUEUED claim it read (same upload, same claim token, same owner or none),
 /// so a worker or dispatcher that moved it meanwhile wins.
 pub fn redispatch_condition(seen_owner: bool) -> &'static str {
-    if seen_owner {
-        "revision = :rev AND #status = :queued AND claim = :seen_claim AND #owner = :seen_owner"
-    } else {
-        "revision = :rev AND #status = :queued AND claim = :seen_claim AND attribute_not_exists(#owner)"
+    match seen_owner {
+        true => concat!(as_read!(), "#owner = :seen_owner"),
+        false => concat!(as_read!(), "attribute_not_exists(#owner)"),
+    }
+}
+
+/// The re-dispatch's PutItem condition: [`redispatch_condition`], and the
+/// floor ([`VERSIONS_GONE_CONDITION`]) as read, which the new record
+/// carries: a put replaces the whole record, and a floor written after the
+/// read must not be lost with it.
+pub fn redispatch_put_condition(seen_owner: bool, seen_floor: bool) -> &'static str {
+    match (seen_owner, seen_floor) {
+        (true, false) => concat!(as_read!(), "#owner = :seen_owner", floor_as_read!(none)),
+        (true, true) => concat!(as_read!(), "#owner = :seen_owner", floor_as_read!(carried)),
+        (false, false) => concat!(
+            as_read!(),
+            "attribute_not_exists(#owner)",
+            floor_as_read!(none)
+        ),
+        (false, true) => concat!(
+            as_read!(),
+            "attribute_not_exists(#owner)",
+            floor_as_read!(carried)
+        ),
+    }
+}
+
+/// An operator's retry of a FAILED upload, with its floor as read (the
+/// retry reads the record first, and the claim it puts carries the floor).
+pub fn retry_condition(floored: bool) -> &'static str {
+    match floored {
+        false => concat!(
+            "revision = :rev AND #status = :failed",
+            floor_as_read!(none)
+        ),
+        true => concat!(
+            "revision = :rev AND #status = :failed",
+            floor_as_read!(carried)
+        ),
     }
 }
 
@@ -133,6 +214,9 @@ pub struct Stored {
     /// When this upload was first queued (Unix milliseconds); re-dispatches
     /// keep it.
     pub queued_at: Option<u64>,
+    /// The floor: every other version uploaded before it is gone
+    /// ([`VERSIONS_GONE_CONDITION`]).
+    pub gone_before: Option<Revision>,
 }
 
 impl Stored {
@@ -153,27 +237,39 @@ impl Stored {
             queued_at: text(attr::QUEUED_AT)
                 .as_deref()
                 .and_then(crate::schema::parse_rfc3339_millis),
+            gone_before: text(attr::GONE_BEFORE).and_then(|r| Revision::try_from(r).ok()),
         }
+    }
+
+    /// The newest change the record accounts for: its upload's revision, or
+    /// its floor when that is newer.
+    pub fn known_through(&self) -> Option<&Revision> {
+        self.revision.as_ref().max(self.gone_before.as_ref())
     }
 }
 
 /// How an incoming upload compares with the stored record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Order {
-    /// No record, or one of an older upload (or an unreadable revision).
+    /// No record, or one of an older upload (or an unreadable revision)
+    /// with an older floor or none.
     IncomingNewer,
     /// The record describes the incoming upload.
     Same,
-    /// The record describes a newer upload or delete.
+    /// The record describes a newer upload or delete, or its floor is the
+    /// incoming revision or newer (the incoming upload is gone).
     StoredNewer(Revision),
 }
 
-/// Compares the stored record's upload with the incoming one.
+/// Compares the stored record's upload, and its floor, with the incoming
+/// upload.
 pub fn order(stored: Option<&Stored>, incoming: &Revision) -> Order {
     match stored.and_then(|s| s.revision.as_ref()) {
         Some(rev) if rev == incoming => Order::Same,
-        Some(rev) if rev > incoming => Order::StoredNewer(rev.clone()),
-        _ => Order::IncomingNewer,
+        _ => match stored.and_then(Stored::known_through) {
+            Some(newer) if newer >= incoming => Order::StoredNewer(newer.clone()),
+            _ => Order::IncomingNewer,
+        },
     }
 }
 
@@ -183,11 +279,11 @@ pub enum ClaimKind {
     /// New uploads (and abandoned claims of them): [`CLAIM_CONDITION`].
     #[default]
     New,
-    /// The same upload, recorded FAILED: [`RETRY_CONDITION`].
+    /// The same upload, recorded FAILED: [`retry_condition`].
     RetryFailed,
 }
 
-/// [`CLAIM_CONDITION`] and [`RETRY_CONDITION`] evaluated in memory: whether a
+/// [`CLAIM_CONDITION`] and [`retry_condition`] evaluated in memory: whether a
 /// claim of `incoming` by `claim` under `kind` would be written over `stored`
 /// at `now_secs` with a lease of `lease_secs`.
 pub fn claim_would_win(
@@ -212,6 +308,7 @@ pub fn claim_would_win(
                 && s.job_id.is_none()
                 && s.owner.is_none()
                 && (expired || s.claim.as_deref() == Some(claim))
+                && s.gone_before.is_none()
         }
     }
 }
@@ -260,6 +357,11 @@ pub enum Writer<'a> {
         /// The deleted version.
         version: &'a str,
     },
+    /// A floor under the record as read ([`VERSIONS_GONE_CONDITION`]).
+    VersionsGone {
+        /// The revision of the record as read.
+        seen: &'a Revision,
+    },
 }
 
 /// The record changed between a failed condition and the read that
@@ -296,6 +398,11 @@ pub struct Changed {
 /// * a version delete, first of all: finding that version's tombstone is a
 ///   redelivery (`Duplicate`); anything else, another version's record or
 ///   none, is `Superseded`, naming the stored revision when it is newer.
+/// * a floor ([`Writer::VersionsGone`]), first of all: finding the record
+///   it read, whose floor is then already as high, is a redelivery
+///   (`Duplicate`); a newer record or floor is `Superseded`; any other
+///   record, or none, moved since it was read: [`Changed`], and the caller
+///   asks S3 again.
 pub fn conflict(
     writer: Writer<'_>,
     incoming: &Revision,
@@ -326,6 +433,13 @@ pub fn conflict(
                     Order::Same | Order::IncomingNewer => None,
                 },
             },
+        },
+        (ordered, Writer::VersionsGone { seen }) => match (stored, ordered) {
+            (Some(s), _) if s.revision.as_ref() == Some(seen) => {
+                WriteOutcome::Duplicate { existing: status }
+            }
+            (_, Order::StoredNewer(newer)) => WriteOutcome::Superseded { newer: Some(newer) },
+            _ => return Err(changed()),
         },
         (Order::StoredNewer(newer), _) => WriteOutcome::Superseded { newer: Some(newer) },
         (Order::Same, Writer::Replace { claim } | Writer::Update { claim }) => {
@@ -720,5 +834,78 @@ mod tests {
             order(Some(&stored("02", Status::Queued)), &rev("01")),
             Order::StoredNewer(rev("02"))
         );
+    }
+
+    #[test]
+    fn a_floor_puts_the_uploads_below_it_behind_the_record_but_not_the_record_s_own() {
+        let floored = Stored {
+            gone_before: Some(rev("05")),
+            ..stored("02", Status::Labeled)
+        };
+        let cases = [
+            ("the recorded upload", "02", Order::Same),
+            (
+                "an upload gone under the floor",
+                "03",
+                Order::StoredNewer(rev("05")),
+            ),
+            (
+                "the floor's own delete",
+                "05",
+                Order::StoredNewer(rev("05")),
+            ),
+            ("an upload above the floor", "06", Order::IncomingNewer),
+        ];
+        for (name, incoming, expected) in cases {
+            assert_eq!(order(Some(&floored), &rev(incoming)), expected, "{name}");
+        }
+        let claim = |incoming: &str| {
+            claim_would_win(
+                Some(&floored),
+                &rev(incoming),
+                "me",
+                ClaimKind::New,
+                NOW,
+                LEASE,
+            )
+        };
+        assert!(!claim("03"), "a late event of a gone version");
+        assert!(claim("06"), "a newer upload");
+    }
+
+    #[test]
+    fn a_floor_is_a_redelivery_on_the_record_it_read_and_a_retry_on_any_other() {
+        let seen = rev("02");
+        let writer = Writer::VersionsGone { seen: &seen };
+        let floored = |at: &str| Stored {
+            gone_before: Some(rev(at)),
+            ..stored("02", Status::Labeled)
+        };
+        let cases: Vec<(&str, Option<Stored>, Result<WriteOutcome, ()>)> = vec![
+            (
+                "its own floor, written before",
+                Some(floored("05")),
+                Ok(WriteOutcome::Duplicate {
+                    existing: Some(Status::Labeled),
+                }),
+            ),
+            (
+                "a newer upload recorded",
+                Some(stored("06", Status::Queued)),
+                Ok(WriteOutcome::Superseded {
+                    newer: Some(rev("06")),
+                }),
+            ),
+            (
+                "another older upload claimed since",
+                Some(stored("03", Status::Queued)),
+                Err(()),
+            ),
+            ("no record", None, Err(())),
+        ];
+        for (name, s, expected) in cases {
+            let got = conflict(writer, &rev("05"), s.as_ref()).map_err(|_| ());
+            assert_eq!(got, expected, "{name}");
+        }
     }
 }

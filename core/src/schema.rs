@@ -70,6 +70,11 @@ pub mod attr {
     pub const CLAIMED_AT: &str = "claimed_at";
     /// When the record was first queued for this revision (RFC 3339).
     pub const QUEUED_AT: &str = "queued_at";
+    /// A revision below which every version of the key other than the one
+    /// the record describes is gone from S3 (see
+    /// [`crate::rule::VERSIONS_GONE_CONDITION`]): a late event older than
+    /// it cannot replace the record.
+    pub const GONE_BEFORE: &str = "gone_before";
     /// Last change (RFC 3339).
     pub const UPDATED_AT: &str = "updated_at";
     /// List of label maps.

@@ -27,7 +27,8 @@
 
 pub use crate::db::{get_image, image_key, Clock, Item, StoreError, WriteOutcome};
 pub use crate::rule::{
-    ClaimKind, CLAIM_CONDITION, NEWER_THAN_STORED, RETRY_CONDITION, VERSION_DELETE_CONDITION,
+    ClaimKind, CLAIM_CONDITION, NEWER_THAN_STORED, VERSIONS_GONE_CONDITION,
+    VERSION_DELETE_CONDITION,
 };
 pub use crate::write::{Deletion, QueuedBy, Submission};
 
@@ -35,6 +36,7 @@ use crate::entries::{remove_entries_through, remove_stale_entries};
 use crate::job::ImageRef;
 use crate::rule::{self, Stored};
 use crate::write::{self, ClaimRequest, Table};
+use crate::Revision;
 use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::Client;
 use std::collections::HashSet;
@@ -54,6 +56,7 @@ pub fn claim_request(
         claim,
         kind,
         lease_secs,
+        floor: None,
     };
     write::claim(image, &request, now)
         .put_request(client, table)
@@ -85,10 +88,19 @@ pub async fn claim_as(
     now: Clock,
     lease_secs: u64,
 ) -> Result<WriteOutcome, StoreError> {
+    // A retry reads the FAILED record first, for the floor its claim must
+    // carry (`rule::retry_condition`); a new upload's claim reads nothing.
+    let floor = match kind {
+        ClaimKind::New => None,
+        ClaimKind::RetryFailed => get_image(client, table, &image.bucket, &image.key)
+            .await?
+            .and_then(|item| Stored::from_item(&item).gone_before),
+    };
     let request = ClaimRequest {
         claim,
         kind,
         lease_secs,
+        floor: floor.as_ref(),
     };
     let write = write::claim(image, &request, now);
     Table::new(client, table).apply(&write).await
@@ -258,6 +270,23 @@ pub async fn tombstone(
         .apply(&write::tombstone(deletion, now, ttl_secs))
         .await?;
     clear_older_entries(table, &deletion.image(), written).await
+}
+
+/// Puts a floor under the record read as `seen` after the version delete or
+/// delete marker `deletion` found the version it describes current in S3:
+/// a late event of an upload older than the delete then loses
+/// ([`rule::VERSIONS_GONE_CONDITION`]). `Duplicate` when the floor is
+/// already there, `Superseded` when a newer change is recorded; a record
+/// that moved since it was read is a transient error, and the caller asks
+/// S3 again.
+pub async fn record_versions_gone(
+    client: &Client,
+    table: &str,
+    deletion: &Deletion<'_>,
+    seen: &Revision,
+) -> Result<WriteOutcome, StoreError> {
+    let write = write::versions_gone(deletion, seen);
+    Table::new(client, table).apply(&write).await
 }
 
 /// The version-delete arm of [`tombstone`]: marks the record of `version`

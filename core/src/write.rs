@@ -123,6 +123,17 @@ impl<'a> Write<'a> {
         self
     }
 
+    /// A put of the same upload keeps the floor it read: the item carries
+    /// it, and the condition requires it as read (`:floor`).
+    fn carry_floor(mut self, floor: Option<&Revision>) -> Self {
+        let Some(floor) = floor else { return self };
+        match &mut self.kind {
+            Kind::Put(item) => item.insert(attr::GONE_BEFORE.into(), s(floor.as_str())),
+            Kind::Update { .. } => unreachable!("an update keeps the floor it finds"),
+        };
+        self.value(":floor", s(floor.as_str()))
+    }
+
     /// `f(self, v)` when `value` is `Some(v)`: an optional clause.
     fn with<T>(self, value: Option<T>, f: impl FnOnce(Self, T) -> Self) -> Self {
         match value {
@@ -203,6 +214,9 @@ pub(crate) struct ClaimRequest<'a> {
     pub(crate) kind: ClaimKind,
     /// Lease of an unsubmitted claim, in seconds.
     pub(crate) lease_secs: u64,
+    /// The floor of the FAILED record a retry read, carried into the claim
+    /// ([`rule::retry_condition`]); `None` for new uploads.
+    pub(crate) floor: Option<&'a Revision>,
 }
 
 /// The Batch job a claimed image was submitted in.
@@ -362,8 +376,8 @@ fn failed_status_key(image: &ImageRef) -> String {
 
 /// The QUEUED claim of `image` for dispatch, a PutItem: under
 /// [`rule::CLAIM_CONDITION`] for a new upload (in memory:
-/// [`rule::claim_would_win`]), under [`rule::RETRY_CONDITION`] for an
-/// operator's retry of a FAILED one.
+/// [`rule::claim_would_win`]), under [`rule::retry_condition`] for an
+/// operator's retry of a FAILED one, carrying the floor the retry read.
 pub(crate) fn claim<'a>(image: &ImageRef, request: &ClaimRequest<'a>, now: Clock) -> Write<'a> {
     let item = queued_item(image, request.claim, 1, now);
     match request.kind {
@@ -381,8 +395,10 @@ pub(crate) fn claim<'a>(image: &ImageRef, request: &ClaimRequest<'a>, now: Clock
             let writer = Writer::Update {
                 claim: Some(request.claim),
             };
-            Write::put(image, item, rule::RETRY_CONDITION, writer)
+            let condition = rule::retry_condition(request.floor.is_some());
+            Write::put(image, item, condition, writer)
                 .value(":failed", s(Status::Failed.as_str()))
+                .carry_floor(request.floor)
         }
     }
 }
@@ -439,6 +455,19 @@ pub(crate) fn version_delete<'a>(
         .value(":expires", n(now.unix_secs() + ttl_secs));
     write.return_new = true;
     write
+}
+
+/// The floor a version delete or delete marker `deletion` puts under the
+/// record it read (of revision `seen`), when S3 shows the version that
+/// record describes current after it: an UpdateItem under
+/// [`rule::VERSIONS_GONE_CONDITION`] setting [`attr::GONE_BEFORE`] to the
+/// delete's revision. Nothing else changes: the record still names its
+/// upload, for the worker's take and result.
+pub(crate) fn versions_gone<'a>(deletion: &Deletion<'_>, seen: &'a Revision) -> Write<'a> {
+    let writer = Writer::VersionsGone { seen };
+    Write::update(&deletion.image(), rule::VERSIONS_GONE_CONDITION, writer)
+        .set("gone_before = :rev")
+        .value(":seen", s(seen.as_str()))
 }
 
 /// Records the job that holds `image`'s claim, an UpdateItem under
@@ -515,7 +544,7 @@ pub(crate) fn fail_queued(
 
 /// Replaces the QUEUED record the reconciler read (`seen`) by a fresh claim
 /// under `claim`, dispatched `dispatches` times, a PutItem under
-/// [`rule::redispatch_condition`]. The upload's first dispatch stays its
+/// [`rule::redispatch_put_condition`], carrying the floor read. The upload's first dispatch stays its
 /// `queued_at`: the reconciler gives up on elapsed time since then, never on
 /// a count.
 pub(crate) fn redispatch<'a>(
@@ -534,7 +563,8 @@ pub(crate) fn redispatch<'a>(
         attr::REASON.into(),
         s("re-dispatched by the reconciler; waiting for its job"),
     );
-    let condition = rule::redispatch_condition(seen.owner.is_some());
+    let floor = seen.gone_before.as_ref();
+    let condition = rule::redispatch_put_condition(seen.owner.is_some(), floor.is_some());
     let writer = Writer::Update { claim: Some(claim) };
     Write::put(image, item, condition, writer)
         .value(":queued", s(Status::Queued.as_str()))
@@ -542,6 +572,7 @@ pub(crate) fn redispatch<'a>(
         .with(seen.owner.as_deref(), |w, owner| {
             w.value(":seen_owner", s(owner))
         })
+        .carry_floor(floor)
 }
 
 /// The worker's take of `image` for `attempt`'s job, an UpdateItem under
@@ -769,6 +800,24 @@ mod tests {
             Some(owned("0A", "other:1", Status::Queued)),
             Some(owned("0A", "a1b2c3:4", Status::Labeled)),
             Some(owned("09", "a1b2c3:4", Status::Queued)),
+            with(stored("09", Status::Labeled), |s| {
+                s.gone_before = Some(rev("0A"))
+            }),
+            with(stored("09", Status::Labeled), |s| {
+                s.gone_before = Some(rev("0B"))
+            }),
+            with(stored("08", Status::Queued), |s| {
+                s.gone_before = Some(rev("09"))
+            }),
+            with(claimed("0A", "me", now - 10), |s| {
+                s.gone_before = Some(rev("0B"))
+            }),
+            with(claimed("0A", "other", 1), |s| {
+                s.gone_before = Some(rev("0B"))
+            }),
+            with(stored("0A", Status::Failed), |s| {
+                s.gone_before = Some(rev("0B"))
+            }),
         ]
     }
 
@@ -789,6 +838,10 @@ mod tests {
         text(attr::JOB_ID, &stored.job_id);
         text(attr::OWNER, &stored.owner);
         text(attr::VERSION_ID, &stored.version_id);
+        text(
+            attr::GONE_BEFORE,
+            &stored.gone_before.as_ref().map(|r| r.to_string()),
+        );
         if let Some(at) = stored.claimed_at {
             item.insert(attr::CLAIMED_AT.into(), n(at));
         }
@@ -910,8 +963,16 @@ mod tests {
 
     /// One write of every builder, with every optional part present or
     /// absent.
-    fn every_write<'a>(attempt: &'a Attempt, seen: &Stored, bare: &'a Attempt) -> Vec<Write<'a>> {
+    fn every_write<'a>(
+        (attempt, bare): (&'a Attempt, &'a Attempt),
+        seen: &Stored,
+        floor: &'a Revision,
+    ) -> Vec<Write<'a>> {
         let image = image("0A");
+        let floored = Stored {
+            gone_before: Some(floor.clone()),
+            ..seen.clone()
+        };
         let delete = rev("0B");
         let deletion = Deletion {
             bucket: "photos",
@@ -920,10 +981,11 @@ mod tests {
             version: Some("v-1"),
             reason: "ObjectRemoved:Delete",
         };
-        let request = |kind| ClaimRequest {
+        let request = |kind, floor| ClaimRequest {
             claim: "me",
             kind,
             lease_secs: LEASE,
+            floor,
         };
         let submission = |array_index| Submission {
             job_id: "j",
@@ -941,11 +1003,13 @@ mod tests {
             conversion: Some("converted from WebP"),
         };
         vec![
-            claim(&image, &request(ClaimKind::New), NOW),
-            claim(&image, &request(ClaimKind::RetryFailed), NOW),
+            claim(&image, &request(ClaimKind::New, None), NOW),
+            claim(&image, &request(ClaimKind::RetryFailed, None), NOW),
+            claim(&image, &request(ClaimKind::RetryFailed, Some(floor)), NOW),
             skip(&image, "too large", NOW),
             tombstone(&deletion, NOW, 60),
             version_delete(&deletion, "v-1", NOW, 60),
+            versions_gone(&deletion, floor),
             submitted(&image, "me", submission(None), NOW),
             submitted(&image, "me", submission(Some(3)), NOW),
             release(&image, "me", "SubmitJob failed", NOW),
@@ -979,6 +1043,7 @@ mod tests {
             ),
             redispatch(&image, &Stored::default(), "me", 2, NOW),
             redispatch(&image, seen, "me", 2, NOW),
+            redispatch(&image, &floored, "me", 2, NOW),
             take(&image, attempt, NOW),
             take(&image, bare, NOW),
             labeled(&image, &labeling(detected, Some("3.0")), attempt, NOW).record,
@@ -995,7 +1060,8 @@ mod tests {
             owner: Some("o".into()),
             ..claimed("0A", "c", 1)
         };
-        for write in every_write(&attempt, &seen, &bare) {
+        let floor = rev("0C");
+        for write in every_write((&attempt, &bare), &seen, &floor) {
             let text = format!(
                 "{} {}",
                 write.condition,
@@ -1020,6 +1086,7 @@ mod tests {
             claim: "me",
             kind: ClaimKind::New,
             lease_secs: LEASE,
+            floor: None,
         };
         let write = claim(&image("0A"), &request, NOW);
 
@@ -1054,32 +1121,52 @@ mod tests {
     }
 
     #[test]
-    fn a_retry_claim_is_conditioned_on_the_same_upload_being_failed() {
-        let request = ClaimRequest {
+    fn a_retry_claim_is_conditioned_on_the_same_upload_being_failed_under_the_floor_it_read() {
+        let floor = rev("0C");
+        let request = |floor| ClaimRequest {
             claim: "me",
             kind: ClaimKind::RetryFailed,
             lease_secs: LEASE,
+            floor,
         };
-        let write = claim(&image("0A"), &request, NOW);
+        let write = claim(&image("0A"), &request(None), NOW);
 
-        assert_eq!(write.condition, rule::RETRY_CONDITION);
+        assert_eq!(write.condition, rule::retry_condition(false));
         assert_eq!(write.writer, Writer::Update { claim: Some("me") });
         assert_eq!(bound(&write), [":failed", ":rev"]);
         assert_eq!(named(&write), ["#status"]);
         assert_eq!(text(&write, ":failed"), "FAILED");
         assert_eq!(put_item(&write)[attr::STATUS].as_s().unwrap(), "QUEUED");
+        assert!(!put_item(&write).contains_key(attr::GONE_BEFORE));
+
+        let floored = claim(&image("0A"), &request(Some(&floor)), NOW);
+        assert_eq!(floored.condition, rule::retry_condition(true));
+        assert_eq!(text(&floored, ":floor"), floor.as_str());
+        let item = put_item(&floored);
+        assert_eq!(item[attr::GONE_BEFORE].as_s().unwrap(), floor.as_str());
+        let failed_under = |floor: Option<&str>| Stored {
+            gone_before: floor.map(rev),
+            ..stored("0A", Status::Failed)
+        };
+        assert!(holds(&floored, Some(&failed_under(Some("0C")))));
+        assert!(!holds(&floored, Some(&failed_under(Some("0D")))));
+        assert!(!holds(&floored, Some(&failed_under(None))));
+        assert!(!holds(&write, Some(&failed_under(Some("0C")))));
     }
 
     #[test]
     fn both_claims_agree_with_their_in_memory_twin_on_every_example() {
         for kind in [ClaimKind::New, ClaimKind::RetryFailed] {
-            let request = ClaimRequest {
-                claim: "me",
-                kind,
-                lease_secs: LEASE,
-            };
-            let write = claim(&image("0A"), &request, NOW);
             for example in examples() {
+                // A retry carries the floor it read; a new upload's claim none.
+                let read = example.as_ref().and_then(|s| s.gone_before.as_ref());
+                let request = ClaimRequest {
+                    claim: "me",
+                    kind,
+                    lease_secs: LEASE,
+                    floor: read.filter(|_| kind == ClaimKind::RetryFailed),
+                };
+                let write = claim(&image("0A"), &request, NOW);
                 let twin = rule::claim_would_win(
                     example.as_ref(),
                     &rev("0A"),
@@ -1301,7 +1388,7 @@ mod tests {
     }
 
     #[test]
-    fn a_redispatch_keeps_the_first_queued_at_and_names_the_record_as_read() {
+    fn a_redispatch_keeps_the_first_queued_at_and_names_the_record_as_read_floor_included() {
         let first = 1_795_000_000_000;
         let seen = Stored {
             queued_at: Some(first),
@@ -1309,7 +1396,10 @@ mod tests {
         };
         let write = redispatch(&image("0A"), &seen, "new", 3, NOW);
 
-        assert_eq!(write.condition, rule::redispatch_condition(false));
+        assert_eq!(
+            write.condition,
+            rule::redispatch_put_condition(false, false)
+        );
         assert_eq!(write.writer, Writer::Update { claim: Some("new") });
         assert_eq!(bound(&write), [":queued", ":rev", ":seen_claim"]);
         assert_eq!(named(&write), ["#owner", "#status"]);
@@ -1331,9 +1421,62 @@ mod tests {
         };
         assert!(!holds(&write, Some(&taken)));
         let write = redispatch(&image("0A"), &taken, "new", 3, NOW);
-        assert_eq!(write.condition, rule::redispatch_condition(true));
+        assert_eq!(write.condition, rule::redispatch_put_condition(true, false));
         assert_eq!(text(&write, ":seen_owner"), "j:1");
         assert!(holds(&write, Some(&taken)));
+
+        let floor = |at: &str| Stored {
+            gone_before: Some(rev(at)),
+            ..seen.clone()
+        };
+        assert!(!holds(
+            &redispatch(&image("0A"), &seen, "new", 3, NOW),
+            Some(&floor("0C"))
+        ));
+        let write = redispatch(&image("0A"), &floor("0C"), "new", 3, NOW);
+        assert_eq!(write.condition, rule::redispatch_put_condition(false, true));
+        assert_eq!(
+            put_item(&write)[attr::GONE_BEFORE].as_s().unwrap(),
+            rev("0C").as_str()
+        );
+        assert!(holds(&write, Some(&floor("0C"))));
+        assert!(!holds(&write, Some(&floor("0D"))));
+        assert!(!holds(&write, Some(&seen)));
+    }
+
+    #[test]
+    fn a_floor_goes_under_the_record_only_as_it_was_read_and_only_upward() {
+        let delete = rev("0C");
+        let deletion = Deletion {
+            bucket: "photos",
+            key: "cats/Tabby Cat.jpg",
+            revision: &delete,
+            version: Some("v-2"),
+            reason: "ObjectRemoved:Delete",
+        };
+        let seen = rev("0A");
+        let write = versions_gone(&deletion, &seen);
+
+        assert_eq!(write.condition, rule::VERSIONS_GONE_CONDITION);
+        assert_eq!(write.writer, Writer::VersionsGone { seen: &seen });
+        assert_eq!(write.update_expression().unwrap(), "SET gone_before = :rev");
+        assert_eq!(bound(&write), [":rev", ":seen"]);
+        assert_eq!(text(&write, ":rev"), delete.as_str());
+        let floored = |at: Option<&str>| Stored {
+            gone_before: at.map(rev),
+            ..stored("0A", Status::Labeled)
+        };
+        let cases = [
+            ("the record as read", Some(floored(None)), true),
+            ("a lower floor", Some(floored(Some("0B"))), true),
+            ("the same floor", Some(floored(Some("0C"))), false),
+            ("a higher floor", Some(floored(Some("0D"))), false),
+            ("another upload", Some(stored("0B", Status::Queued)), false),
+            ("no record", None, false),
+        ];
+        for (name, example, expected) in cases {
+            assert_eq!(holds(&write, example.as_ref()), expected, "{name}");
+        }
     }
 
     #[test]

@@ -321,7 +321,7 @@ async fn process<'a>(
 struct Work {
     labels: Vec<(usize, ImageRef)>,
     skips: Vec<(usize, ImageRef, String)>,
-    removes: Vec<Removal>,
+    removes: Vec<TaggedRemoval>,
     ended: Vec<(usize, JobEnded)>,
     reconcile: bool,
 }
@@ -404,13 +404,12 @@ async fn remove_one(
 ) -> Removed {
     let deletion = removal.deletion();
     if removal.marker {
-        let back =
-            match restore::current_version(clients, table, restore::Deleted::of(&deletion)).await {
-                Ok(Current::Nothing) => None,
-                Ok(Current::Recorded) => Some(Ok(None)),
-                Ok(Current::Dispatch(change)) => Some(Ok(Some(change))),
-                Err(e) => Some(Err(e)),
-            };
+        let back = match restore::current_version(clients, table, &deletion).await {
+            Ok(Current::Nothing) => None,
+            Ok(Current::Recorded) => Some(Ok(None)),
+            Ok(Current::Dispatch(change)) => Some(Ok(Some(change))),
+            Err(e) => Some(Err(e)),
+        };
         if let Some(back) = back {
             return Removed {
                 tombstone: None,
@@ -438,7 +437,7 @@ async fn after_version_delete(
     deletion: &store::Deletion<'_>,
     (now, ttl): (Clock, u64),
 ) -> Result<Option<ObjectChange>, String> {
-    match restore::current_version(clients, table, restore::Deleted::of(deletion)).await? {
+    match restore::current_version(clients, table, deletion).await? {
         Current::Dispatch(change) => Ok(Some(change)),
         Current::Recorded => Ok(None),
         Current::Nothing => {
@@ -456,7 +455,7 @@ async fn after_version_delete(
 }
 
 /// A delete to record, and the delivery it came in.
-type Removal = (usize, plan::Removal);
+type TaggedRemoval = (usize, plan::Removal);
 
 struct Run<'a> {
     clients: &'a Clients,
@@ -515,7 +514,7 @@ impl Run<'_> {
 
     /// Records the removals; returns the versions that became current
     /// again through a version delete ([`crate::restore`]), to dispatch.
-    async fn remove_all(&mut self, removes: Vec<Removal>) -> Vec<(usize, ObjectChange)> {
+    async fn remove_all(&mut self, removes: Vec<TaggedRemoval>) -> Vec<(usize, ObjectChange)> {
         let (table, now, ttl) = (&self.cfg.table, self.now, self.cfg.tombstone_ttl_secs);
         let clients = self.clients;
         let results: Vec<_> = stream::iter(removes)

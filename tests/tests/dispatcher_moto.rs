@@ -523,6 +523,44 @@ async fn a_version_deleted_before_its_upload_event_arrives_leaves_the_key_delete
     assert!(w.jobs().await.is_empty(), "no job for a deleted version");
 }
 
+/// Counterexample (chaos seeds 92 and 144, versioned bucket): a version
+/// uploaded over the recorded one and deleted for good, the delete's event
+/// handled before the upload's. The delete found the record describing the
+/// version S3 holds again and wrote nothing; the late upload event then
+/// claimed the deleted version (or, for an empty one, recorded it SKIPPED),
+/// and its job ended FAILED on a version S3 no longer has. The delete now
+/// records that every version older than it, other than the recorded one,
+/// is gone, and the late event loses to that.
+#[tokio::test]
+async fn a_version_deleted_before_its_upload_event_arrives_leaves_the_version_before_it_recorded() {
+    let w = world(&[]).await;
+    let s3 = versioned(&w).await;
+    for (key, size) in [("gone.jpg", 1234), ("gone-empty.jpg", 0)] {
+        let v1 = put_version(&w, &s3, key).await;
+        w.event("ObjectCreated:Put", key, "0A", Some(&v1)).await;
+        let v2 = put_version(&w, &s3, key).await;
+        delete_version(&w, &s3, key, Some(&v2)).await;
+
+        w.event("ObjectRemoved:Delete", key, "0C", Some(&v2)).await;
+        let mut late = s3_record("ObjectCreated:Put", &w.stack.bucket, key, "0B", Some(&v2));
+        late["s3"]["object"]["size"] = json!(size);
+        w.deliver(&s3_event(vec![late]), &format!("req-late-{key}"))
+            .await;
+
+        let record = w.record(key).await.unwrap();
+        assert_eq!(
+            (text(&record, "status"), text(&record, "version_id")),
+            ("QUEUED".to_owned(), v1),
+            "{key}: {record:?}"
+        );
+    }
+    assert_eq!(
+        w.jobs().await.len(),
+        2,
+        "one job per first upload, none for the deleted versions"
+    );
+}
+
 /// Counterexample (chaos seed 14, versioned bucket, actors at once): a
 /// delete marker is created and deleted again from the console, and the
 /// undelete's event is handled before the marker's. The undelete found the
@@ -1111,6 +1149,30 @@ async fn claim_rules_previewed_in_memory_match_the_conditional_writes() {
     .await
     .unwrap();
     claimed("newer.jpg", "other").await;
+    // Floors: a version delete found these records describing the current
+    // version, and every other version older than it gone.
+    claimed("floored.jpg", "other").await;
+    claimed("failed-floored.jpg", "other").await;
+    let failed_floored = image("failed-floored.jpg", "0200");
+    labeler_core::labeling::take(db, table, &failed_floored, &attempt, now)
+        .await
+        .unwrap();
+    record_failed(db, table, &failed_floored, "broken", &attempt, now)
+        .await
+        .unwrap();
+    let delete = Revision::from_sequencer("0400").unwrap();
+    for key in ["floored.jpg", "failed-floored.jpg"] {
+        let deletion = store::Deletion {
+            bucket: &w.stack.bucket,
+            key,
+            revision: &delete,
+            version: Some("gone"),
+            reason: "ObjectRemoved:Delete",
+        };
+        let seen = Revision::from_sequencer("0200").unwrap();
+        let floor = store::record_versions_gone(db, table, &deletion, &seen).await;
+        assert_eq!(floor.unwrap(), WriteOutcome::Written, "{key}");
+    }
 
     let cases = [
         ("absent.jpg", "0200", ClaimKind::New, true),
@@ -1124,6 +1186,11 @@ async fn claim_rules_previewed_in_memory_match_the_conditional_writes() {
         ("newer.jpg", "0100", ClaimKind::New, false),
         ("absent-too.jpg", "0200", ClaimKind::RetryFailed, false),
         ("failed.jpg", "0200", ClaimKind::RetryFailed, true),
+        ("floored.jpg", "0300", ClaimKind::New, false),
+        ("floored.jpg", "0400", ClaimKind::New, false),
+        ("floored.jpg", "0500", ClaimKind::New, true),
+        ("failed-floored.jpg", "0300", ClaimKind::New, false),
+        ("failed-floored.jpg", "0200", ClaimKind::RetryFailed, true),
     ];
     for (key, seq, kind, expected) in cases {
         let img = image(key, seq);
@@ -1139,6 +1206,12 @@ async fn claim_rules_previewed_in_memory_match_the_conditional_writes() {
             "{key} {seq} {kind:?}: DynamoDB, got {written:?}"
         );
     }
+    let retried = w.record("failed-floored.jpg").await.unwrap();
+    assert_eq!(
+        (text(&retried, "status"), text(&retried, "gone_before")),
+        ("QUEUED".to_owned(), delete.as_str().to_owned()),
+        "a retry keeps the floor it read"
+    );
     // Once the lease is over, anyone may retake an abandoned claim.
     let later = Clock {
         unix_millis: now.unix_millis + 901_000,
