@@ -420,27 +420,12 @@ pub fn conflict(
             && stored.is_some_and(|s| s.claim.as_deref() == claim && s.job_id.is_none())
     };
     Ok(match (order(stored, incoming), writer) {
-        (ordered, Writer::VersionDelete { version }) => match stored {
-            Some(s)
-                if s.status == Some(Status::Deleted)
-                    && s.version_id.as_deref() == Some(version) =>
-            {
-                WriteOutcome::Duplicate { existing: status }
-            }
-            _ => WriteOutcome::Superseded {
-                newer: match ordered {
-                    Order::StoredNewer(newer) => Some(newer),
-                    Order::Same | Order::IncomingNewer => None,
-                },
-            },
-        },
-        (ordered, Writer::VersionsGone { seen }) => match (stored, ordered) {
-            (Some(s), _) if s.revision.as_ref() == Some(seen) => {
-                WriteOutcome::Duplicate { existing: status }
-            }
-            (_, Order::StoredNewer(newer)) => WriteOutcome::Superseded { newer: Some(newer) },
-            _ => return Err(changed()),
-        },
+        (ordered, Writer::VersionDelete { version }) => {
+            version_delete_found(version, ordered, stored)
+        }
+        (ordered, Writer::VersionsGone { seen }) => {
+            floor_found(seen, ordered, stored).ok_or_else(changed)?
+        }
         (Order::StoredNewer(newer), _) => WriteOutcome::Superseded { newer: Some(newer) },
         (Order::Same, Writer::Replace { claim } | Writer::Update { claim }) => {
             if own_claim(claim) {
@@ -466,6 +451,36 @@ pub fn conflict(
             Writer::Update { .. } | Writer::Take { .. } | Writer::Result { .. },
         ) => WriteOutcome::Superseded { newer: None },
     })
+}
+
+/// [`conflict`] for a version delete: its own tombstone is a redelivery;
+/// anything else is `Superseded`, naming the stored revision when newer.
+fn version_delete_found(version: &str, ordered: Order, stored: Option<&Stored>) -> WriteOutcome {
+    match stored {
+        Some(s)
+            if s.status == Some(Status::Deleted) && s.version_id.as_deref() == Some(version) =>
+        {
+            WriteOutcome::Duplicate { existing: s.status }
+        }
+        _ => WriteOutcome::Superseded {
+            newer: match ordered {
+                Order::StoredNewer(newer) => Some(newer),
+                Order::Same | Order::IncomingNewer => None,
+            },
+        },
+    }
+}
+
+/// [`conflict`] for a floor: the record it read is a redelivery, a newer
+/// change `Superseded`; `None` when the record moved since it was read.
+fn floor_found(seen: &Revision, ordered: Order, stored: Option<&Stored>) -> Option<WriteOutcome> {
+    match (stored, ordered) {
+        (Some(s), _) if s.revision.as_ref() == Some(seen) => {
+            Some(WriteOutcome::Duplicate { existing: s.status })
+        }
+        (_, Order::StoredNewer(newer)) => Some(WriteOutcome::Superseded { newer: Some(newer) }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
