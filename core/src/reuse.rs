@@ -85,13 +85,20 @@ pub struct ContentKey {
 }
 
 impl ContentKey {
-    /// The key for bytes `content` labeled with `options`.
+    /// The key for bytes `content` labeled by Rekognition with `options`.
     pub fn new(content: &Content, options: &LabelOptions) -> Self {
+        Self::scoped(content, options, None)
+    }
+
+    /// The key for bytes `content` labeled with `options` by the backend
+    /// `scope` names (`None`: Rekognition): backends never share entries.
+    pub fn scoped(content: &Content, options: &LabelOptions, scope: Option<&str>) -> Self {
         let hex: String = content.sha256.iter().map(|b| format!("{b:02x}")).collect();
+        let scope = scope.map(|s| format!("{s}#")).unwrap_or_default();
         Self {
             pk: format!("{CONTENT_PK_PREFIX}sha256={hex}#{}", content.size),
             sk: format!(
-                "{CONTENT_SK_PREFIX}max={}#min={}",
+                "{CONTENT_SK_PREFIX}{scope}max={}#min={}",
                 options.max_labels, options.min_confidence
             ),
         }
@@ -235,11 +242,31 @@ impl CurrentModel {
     }
 }
 
-/// The marker item saying answers now come from `model_version`.
+/// The marker's sort key for the backend `scope` names (`None`:
+/// Rekognition): each backend has its own current model.
+fn marker_sk(scope: Option<&str>) -> String {
+    match scope {
+        None => MODEL_SK.to_owned(),
+        Some(scope) => format!("{MODEL_SK}#{scope}"),
+    }
+}
+
+/// The marker item saying Rekognition's answers now come from
+/// `model_version`.
 pub fn model_marker(model_version: Option<&str>, now: Clock) -> HashMap<String, AttributeValue> {
+    scoped_model_marker(model_version, None, now)
+}
+
+/// The marker item saying the answers of the backend `scope` names now
+/// come from `model_version`.
+pub fn scoped_model_marker(
+    model_version: Option<&str>,
+    scope: Option<&str>,
+    now: Clock,
+) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
         (PK.to_owned(), s(MODEL_PK)),
-        (SK.to_owned(), s(MODEL_SK)),
+        (SK.to_owned(), s(marker_sk(scope))),
         (entry_attr::STORED_AT.to_owned(), s(now.rfc3339())),
     ]);
     if let Some(version) = model_version {
@@ -260,14 +287,23 @@ pub fn read_marker(item: Option<&HashMap<String, AttributeValue>>) -> CurrentMod
     }
 }
 
-/// Reads the fleet's current label model (a consistent read: it changes
-/// once per model release).
+/// Reads the fleet's current Rekognition label model (a consistent read:
+/// it changes once per model release).
 pub async fn current_model(client: &Client, table: &str) -> Result<CurrentModel, StoreError> {
+    scoped_current_model(client, table, None).await
+}
+
+/// Reads the current label model of the backend `scope` names.
+pub async fn scoped_current_model(
+    client: &Client,
+    table: &str,
+    scope: Option<&str>,
+) -> Result<CurrentModel, StoreError> {
     let item = client
         .get_item()
         .table_name(table)
         .key(PK, s(MODEL_PK))
-        .key(SK, s(MODEL_SK))
+        .key(SK, s(marker_sk(scope)))
         .consistent_read(true)
         .send()
         .await
@@ -343,6 +379,13 @@ mod tests {
             ..options
         };
         assert_ne!(base, ContentKey::new(&content(1, 1000), &stricter));
+        let local = ContentKey::scoped(&content(1, 1000), &options, Some("local:m@1"));
+        assert_ne!(base, local);
+        assert_eq!(local.pk(), base.pk());
+        assert_ne!(
+            local,
+            ContentKey::scoped(&content(1, 1000), &options, Some("local:m@2"))
+        );
     }
 
     #[test]

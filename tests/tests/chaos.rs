@@ -437,7 +437,7 @@ impl Run {
             let lane = gateway.lane().await.expect("a gateway lane");
             lanes.push(Lane::open(lane, &direct).await);
         }
-        let versioned = seed % 2 == 0;
+        let versioned = seed.is_multiple_of(2);
         if versioned {
             enable_versioning(&s3, &stack.bucket).await;
         }

@@ -2,10 +2,16 @@
 //! job definition can set defaults in `environment` and Batch's own
 //! variables (`AWS_BATCH_JOB_*`) are picked up without flags.
 
+use crate::backend::{Backend, Cascade, Kind, Local};
+use crate::model::{LocalModel, ModelError};
 use crate::run::{Fleet, JobRequest, RateControl, Reuse, Settings};
 use crate::source::ConvertSettings;
+use crate::vocabulary::Vocabulary;
 use clap::Parser;
+use labeler_core::budget::{Budget, Period};
 use labeler_core::labeling::Attempt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Labels one chunk of images with Amazon Rekognition and stores the labels
@@ -147,6 +153,59 @@ pub struct Cli {
     )]
     pub max_convert_bytes: u64,
 
+    /// Who labels the images: Amazon Rekognition (`rekognition`), the
+    /// worker's own model (`local`: EfficientNet-Lite0 on the CPU, no AWS
+    /// call), or the local model first and Rekognition for the images it
+    /// is unsure of (`cascade`).
+    #[arg(long, env = "LABELER_BACKEND", value_enum, default_value_t = Kind::Rekognition)]
+    pub backend: Kind,
+
+    /// The local model's ONNX file (`make model`; in the worker image at
+    /// this default path). Refused unless its SHA-256 is the pinned one.
+    #[arg(
+        long,
+        env = "LABELER_MODEL",
+        default_value = DEFAULT_MODEL,
+        value_name = "PATH"
+    )]
+    pub model: PathBuf,
+
+    /// Images the local model classifies at once, each on a blocking
+    /// thread (one per core is the fastest).
+    #[arg(
+        long,
+        env = "LABELER_LOCAL_CONCURRENCY",
+        value_parser = clap::value_parser!(u16).range(1..=256),
+        value_name = "N"
+    )]
+    pub local_concurrency: Option<u16>,
+
+    /// The cascade asks Rekognition when the local model's most probable
+    /// class is below this confidence, in percent.
+    #[arg(
+        long,
+        env = "LABELER_CASCADE_BELOW",
+        default_value_t = 60.0,
+        value_parser = percent,
+        value_name = "PERCENT"
+    )]
+    pub cascade_below: f32,
+
+    /// Most DetectLabels calls the cascade makes per period, counted in the
+    /// results table for the whole fleet; past it, images keep their local
+    /// labels. No cap when not set.
+    #[arg(long, env = "LABELER_REKOGNITION_BUDGET", value_name = "CALLS")]
+    pub rekognition_budget: Option<u64>,
+
+    /// The period of `--rekognition-budget`: a UTC `day` or `month`.
+    #[arg(
+        long,
+        env = "LABELER_BUDGET_PERIOD",
+        default_value = "month",
+        value_name = "PERIOD"
+    )]
+    pub budget_period: Period,
+
     /// Batch attempt number, recorded on every image written.
     #[arg(
         long,
@@ -155,6 +214,16 @@ pub struct Cli {
         value_name = "N"
     )]
     pub batch_attempt: u32,
+}
+
+/// Where the worker image carries the local model.
+pub const DEFAULT_MODEL: &str = "/opt/image-labeler/efficientnet-lite0.onnx";
+
+fn percent(raw: &str) -> Result<f32, String> {
+    match raw.trim().parse::<f32>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{raw:?} is not a percentage from 0 to 100")),
+    }
 }
 
 fn positive_rate(raw: &str) -> Result<f64, String> {
@@ -181,7 +250,34 @@ impl Cli {
         }
     }
 
-    /// How to run it.
+    /// The backend the flags ask for, its model loaded (once per process).
+    pub fn backend(&self) -> Result<Backend, ModelError> {
+        let local = || -> Result<Local, ModelError> {
+            let concurrency = self.local_concurrency.map_or_else(
+                || std::thread::available_parallelism().map_or(1, usize::from),
+                usize::from,
+            );
+            Ok(Local {
+                model: LocalModel::load(&self.model, concurrency)?,
+                vocabulary: Vocabulary::imagenet(),
+            })
+        };
+        Ok(match self.backend {
+            Kind::Rekognition => Backend::Rekognition,
+            Kind::Local => Backend::Local(Arc::new(local()?)),
+            Kind::Cascade => Backend::Cascade(Arc::new(Cascade {
+                local: local()?,
+                below: self.cascade_below,
+                budget: self.rekognition_budget.map(|cap| Budget {
+                    cap,
+                    period: self.budget_period,
+                }),
+            })),
+        })
+    }
+
+    /// How to run it, with Rekognition as the backend until [`Cli::backend`]
+    /// loads the one asked for.
     pub fn settings(&self) -> Settings {
         Settings {
             concurrency: usize::from(self.concurrency),
@@ -211,6 +307,7 @@ impl Cli {
                 concurrency: usize::from(self.convert_concurrency),
                 max_bytes: self.max_convert_bytes,
             },
+            backend: Backend::default(),
         }
     }
 }
@@ -262,6 +359,24 @@ mod tests {
     }
 
     #[test]
+    fn a_local_backend_without_its_model_fails_naming_the_file_and_variable() {
+        let cli = parse(&[
+            "--job",
+            "{}",
+            "--backend",
+            "local",
+            "--model",
+            "/nonexistent.onnx",
+        ])
+        .unwrap();
+        let err = cli.backend().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent.onnx"), "{err}");
+        assert!(err.contains("LABELER_MODEL"), "{err}");
+        let rekognition = parse(&["--job", "{}", "--model", "/nonexistent.onnx"]).unwrap();
+        assert_eq!(rekognition.backend().unwrap(), Backend::Rekognition);
+    }
+
+    #[test]
     fn array_children_record_their_parent_job_id() {
         let cli = parse(&[
             "--job",
@@ -288,6 +403,9 @@ mod tests {
             &["--job", "{}", "--fleet-rate", "0"][..],
             &["--job", "{}", "--fleet-size", "0"][..],
             &["--job", "{}", "--rate-control", "fast"][..],
+            &["--job", "{}", "--backend", "gpu"][..],
+            &["--job", "{}", "--cascade-below", "101"][..],
+            &["--job", "{}", "--budget-period", "week"][..],
             &["--job", "{}", "--unknown"][..],
         ] {
             let err = parse(args).unwrap_err();
@@ -320,6 +438,12 @@ mod tests {
             ("--array-index", "AWS_BATCH_JOB_ARRAY_INDEX"),
             ("--batch-job-id", "AWS_BATCH_JOB_ID"),
             ("--batch-attempt", "AWS_BATCH_JOB_ATTEMPT"),
+            ("--backend", "LABELER_BACKEND"),
+            ("--model", "LABELER_MODEL"),
+            ("--local-concurrency", "LABELER_LOCAL_CONCURRENCY"),
+            ("--cascade-below", "LABELER_CASCADE_BELOW"),
+            ("--rekognition-budget", "LABELER_REKOGNITION_BUDGET"),
+            ("--budget-period", "LABELER_BUDGET_PERIOD"),
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
             assert!(

@@ -23,6 +23,8 @@ use tracing::{info, warn};
 pub(crate) struct ContentReuse {
     ttl_days: u64,
     table: String,
+    /// The backend's part of keys and marker ([`crate::Backend::reuse_scope`]).
+    scope: Option<String>,
     models: Mutex<CurrentModel>,
 }
 
@@ -30,14 +32,22 @@ impl ContentReuse {
     /// Reuse of entries kept `ttl_days` in `table`, serving those of the
     /// fleet's current label model (read once; a failed read serves nothing
     /// until this run pays for an answer).
-    pub(crate) async fn load(ttl_days: u64, db: &Client, table: &str) -> Self {
-        let current = reuse::current_model(db, table).await.unwrap_or_else(|e| {
+    pub(crate) async fn load(
+        ttl_days: u64,
+        db: &Client,
+        table: &str,
+        scope: Option<String>,
+    ) -> Self {
+        let current = reuse::scoped_current_model(db, table, scope.as_deref())
+            .await
+            .unwrap_or_else(|e| {
             warn!(error = %e, "could not read the current label model; reusing nothing until an answer names it");
             CurrentModel::Unknown
         });
         Self {
             ttl_days,
             table: table.to_owned(),
+            scope,
             models: Mutex::new(current),
         }
     }
@@ -84,7 +94,7 @@ pub(crate) async fn look_up(
             return None;
         }
     };
-    let key = ContentKey::new(&read.content, options);
+    let key = ContentKey::scoped(&read.content, options, reuse.scope.as_deref());
     let current = reuse.current();
     match reuse::lookup(db, &reuse.table, &key, &current, Clock::now()).await {
         Ok(found) => Some(Lookup { key, read, found }),
@@ -109,7 +119,11 @@ pub(crate) async fn remember(
     let (bucket, object) = (image.bucket.as_str(), image.key.as_str());
     let table = reuse.table.as_str();
     if reuse.saw(detected.model_version) {
-        let marker = reuse::model_marker(detected.model_version, Clock::now());
+        let marker = reuse::scoped_model_marker(
+            detected.model_version,
+            reuse.scope.as_deref(),
+            Clock::now(),
+        );
         if let Err(e) = reuse::remember(db, table, marker).await {
             warn!(error = %e, "could not record the current label model");
         }

@@ -56,6 +56,7 @@
 //! Rekognition reads directly, and conversion of the rest to JPEG),
 //! [`source`] (what Rekognition reads for an image, bounded conversions).
 
+pub mod backend;
 pub mod batch;
 pub mod cli;
 mod content;
@@ -65,13 +66,16 @@ pub mod exit;
 mod formats;
 pub mod heif;
 pub mod labels;
+pub mod model;
 pub mod outcome;
 pub mod rate;
 pub mod run;
 pub mod shutdown;
 pub mod source;
 pub mod telemetry;
+pub mod vocabulary;
 
+pub use backend::Backend;
 pub use error::WorkerError;
 pub use exit::ExitCode;
 pub use outcome::Outcome;

@@ -15,8 +15,16 @@ async fn main() -> std::process::ExitCode {
             return ExitCode::Retryable.into();
         }
     };
+    let mut settings = cli.settings();
+    settings.backend = match cli.backend() {
+        Ok(backend) => backend,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the labeling backend");
+            return ExitCode::Usage.into();
+        }
+    };
     let clients = worker::clients(cli.max_attempts, cli.rate_control).await;
-    worker::execute(&cli.job_request(), &clients, &cli.settings(), shutdown)
+    worker::execute(&cli.job_request(), &clients, &settings, shutdown)
         .await
         .into()
 }

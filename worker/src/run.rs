@@ -1,6 +1,7 @@
 //! One labeling run: resolve the job's chunk, label its images with bounded
 //! concurrency, and sum up what happened.
 
+use crate::backend::{Backend, Cascade, Local};
 use crate::content::{self, ContentReuse};
 use crate::error::{classify, full_chain, Fault, WorkerError};
 use crate::exit::ExitCode;
@@ -17,7 +18,7 @@ use labeler_core::emf;
 use labeler_core::job::{select_chunk, ImageSource, Manifest, ManifestRef};
 use labeler_core::labeling::{self, Attempt};
 use labeler_core::reuse;
-use labeler_core::schema::attr;
+use labeler_core::schema::{attr, Label};
 use labeler_core::store::{self, Clock, StoreError, WriteOutcome};
 use labeler_core::{ImageRef, JobSpec, Revision, Status};
 use std::collections::HashMap;
@@ -61,6 +62,8 @@ pub struct Settings {
     pub reuse: Option<Reuse>,
     /// How format conversions are bounded ([`crate::source`]).
     pub convert: ConvertSettings,
+    /// Who labels the images ([`crate::backend`]).
+    pub backend: Backend,
 }
 
 /// The worker processes sharing one DetectLabels quota.
@@ -117,6 +120,7 @@ impl Default for Settings {
             },
             reuse: Some(Reuse::default()),
             convert: ConvertSettings::default(),
+            backend: Backend::default(),
         }
     }
 }
@@ -281,6 +285,7 @@ struct Shared<'a> {
     reuse: Option<&'a ContentReuse>,
     conversions: &'a Conversions,
     telemetry: &'a Telemetry,
+    backend: &'a Backend,
 }
 
 /// Labels `chunk`, at most `settings.concurrency` images at a time, and
@@ -302,7 +307,10 @@ pub async fn run(
     let pace = &Pace::new(settings);
     let telemetry = &Telemetry::default();
     let reuse = match settings.reuse {
-        Some(r) => Some(ContentReuse::load(r.ttl_days, &clients.dynamodb, &job.table).await),
+        Some(r) => {
+            let scope = settings.backend.reuse_scope();
+            Some(ContentReuse::load(r.ttl_days, &clients.dynamodb, &job.table, scope).await)
+        }
         None => None,
     };
     let shared = &Shared {
@@ -313,6 +321,7 @@ pub async fn run(
         reuse: reuse.as_ref(),
         conversions: &Conversions::new(settings.convert),
         telemetry,
+        backend: &settings.backend,
     };
     let mut outcome = Outcome {
         images: chunk.len(),
@@ -478,23 +487,23 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
             return Ok(written(outcome, ImageOutcome::Failed(refusal)));
         }
     };
-    let response = detect(shared, image, request_image).await;
-    let written_outcome = match response {
-        Ok(output) => {
-            let labels = stored_labels(&output);
+    let written_outcome = match answer(shared, image, request_image).await {
+        Ok(answer) => {
             let detected = labeling::Detected {
-                labels: &labels,
-                model_version: output.label_model_version(),
+                labels: &answer.labels,
+                model_version: answer.model_version.as_deref(),
                 conversion: conversion.as_deref(),
             };
             let outcome = keep_paid_answer(shared, image, &detected).await?;
-            if let (Some(r), Some(lookup), WriteOutcome::Written) = (reuse, &lookup, &outcome) {
+            if let (Some(r), Some(lookup), WriteOutcome::Written, true) =
+                (reuse, &lookup, &outcome, answer.reusable)
+            {
                 content::remember(r, (&clients.s3, db), (image, lookup), &detected).await;
             }
             (
                 outcome,
                 ImageOutcome::Labeled {
-                    labels: labels.len(),
+                    labels: answer.labels.len(),
                     reused_from: None,
                 },
             )
@@ -514,6 +523,112 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
         }
     };
     Ok(written(written_outcome.0, written_outcome.1))
+}
+
+/// What the run's backend answered for an image.
+struct Answer {
+    /// The labels, as they will be stored.
+    labels: Vec<Label>,
+    /// The model that produced them.
+    model_version: Option<String>,
+    /// Whether copies of the same bytes may reuse them: not when a cascade
+    /// kept local labels only because its budget was spent.
+    reusable: bool,
+}
+
+/// Labels `image` (as `request` holds it) with the run's backend
+/// ([`crate::backend`]).
+async fn answer(shared: &Shared<'_>, image: &ImageRef, request: Image) -> Result<Answer, Fault> {
+    match shared.backend {
+        Backend::Rekognition => rekognition(shared, image, request).await,
+        Backend::Local(local) => Ok(local_answer(shared, local, image, &request).await?.0),
+        Backend::Cascade(cascade) => {
+            let (mut local, top) = local_answer(shared, &cascade.local, image, &request).await?;
+            if top >= cascade.below {
+                return Ok(local);
+            }
+            if !within_budget(shared, cascade, image, top).await? {
+                local.reusable = false;
+                return Ok(local);
+            }
+            shared.telemetry.escalated();
+            rekognition(shared, image, request).await
+        }
+    }
+}
+
+async fn rekognition(
+    shared: &Shared<'_>,
+    image: &ImageRef,
+    request: Image,
+) -> Result<Answer, Fault> {
+    let output = detect(shared, image, request).await?;
+    Ok(Answer {
+        labels: stored_labels(&output),
+        model_version: output.label_model_version().map(str::to_owned),
+        reusable: true,
+    })
+}
+
+/// The local model's labels of `image`, and the confidence of its most
+/// probable class (percent). The bytes are the request's when the worker
+/// converted the image, else the object's (one GET of its version).
+async fn local_answer(
+    shared: &Shared<'_>,
+    local: &Local,
+    image: &ImageRef,
+    request: &Image,
+) -> Result<(Answer, f32), Fault> {
+    let bytes = match request.bytes() {
+        Some(blob) => blob.as_ref().to_vec(),
+        None => source::whole(&shared.clients.s3, image)
+            .await
+            .map_err(|e| Fault::Transient(full_chain(&e)))?
+            .map_err(Fault::Permanent)?,
+    };
+    let started = tokio::time::Instant::now();
+    let probabilities = local.model.classify(bytes).await.map_err(|e| {
+        Fault::Permanent(crate::error::Refusal::new(e.reason_class(), e.to_string()))
+    })?;
+    shared.telemetry.local_inference(started.elapsed());
+    let top = probabilities.iter().copied().fold(0.0, f32::max) * 100.0;
+    let labels =
+        labeling::prepare_labels(local.vocabulary.labels(&probabilities, &shared.job.options));
+    let answer = Answer {
+        labels,
+        model_version: Some(local.model.version().to_owned()),
+        reusable: true,
+    };
+    Ok((answer, top))
+}
+
+/// Whether the cascade may ask Rekognition about `image` now: takes one
+/// call from the fleet's budget ([`labeler_core::budget`]) when there is
+/// one. A store fault leaves the image QUEUED, as any other.
+async fn within_budget(
+    shared: &Shared<'_>,
+    cascade: &Cascade,
+    image: &ImageRef,
+    top: f32,
+) -> Result<bool, Fault> {
+    let Some(budget) = cascade.budget else {
+        return Ok(true);
+    };
+    let (db, table) = (&shared.clients.dynamodb, shared.job.table.as_str());
+    let allowed = labeler_core::budget::spend(db, table, budget, Clock::now())
+        .await
+        .map_err(|e| Fault::Transient(full_chain(&e)))?;
+    if !allowed {
+        shared.telemetry.budget_reached();
+        info!(
+            bucket = image.bucket.as_str(),
+            key = image.key.as_str(),
+            top_confidence = top,
+            cap = budget.cap,
+            "the Rekognition budget of this period is spent; keeping the local labels"
+        );
+    }
+    Ok(allowed)
 }
 
 /// Longest wait between two writes of a paid answer ([`keep_paid_answer`]).

@@ -147,6 +147,15 @@ pub async fn prepare(
     }
 }
 
+/// The whole object (its recorded version), or why it cannot be read for
+/// good: what the local model classifies.
+pub(crate) async fn whole(
+    s3: &aws_sdk_s3::Client,
+    image: &ImageRef,
+) -> Result<Result<Vec<u8>, Refusal>, WorkerError> {
+    Ok(read(s3, image, None).await?.map(|r| r.bytes))
+}
+
 /// Bytes read from the object.
 struct Read {
     bytes: Vec<u8>,

@@ -18,6 +18,10 @@
 //! | `DetectLabelsThrottles` | Count | of those, throttled by the account's quota |
 //! | `DetectLabelsLatency` | Milliseconds | every call's duration (percentiles in CloudWatch) |
 //! | `WriteConflicts` | Count | conditional writes that lost to another writer |
+//! | `LocalInferences` | Count | images the local model classified (backends `local`, `cascade`) |
+//! | `LocalLatency` | Milliseconds | each local classification, waiting for a slot included |
+//! | `CascadeEscalations` | Count | images the cascade sent on to DetectLabels |
+//! | `CascadeBudgetReached` | Count | images the cascade kept local because the period's Rekognition budget was spent |
 //! | `RateLimit` | Count/Second | the process's DetectLabels pace at the flush, when it has one |
 //! | `ChunkDuration` | Seconds | the whole chunk, in the last line only |
 //!
@@ -40,6 +44,9 @@ pub struct Telemetry {
     throttles: AtomicUsize,
     conflicts: AtomicUsize,
     latencies_ms: Mutex<Vec<f64>>,
+    escalations: AtomicUsize,
+    budget_reached: AtomicUsize,
+    local_ms: Mutex<Vec<f64>>,
 }
 
 /// What [`Telemetry`] counted since it was last taken.
@@ -53,6 +60,12 @@ pub struct Calls {
     pub conflicts: usize,
     /// Duration of every DetectLabels call, ms.
     pub latencies_ms: Vec<f64>,
+    /// Images the cascade sent on to DetectLabels.
+    pub escalations: usize,
+    /// Images the cascade kept local for want of budget.
+    pub budget_reached: usize,
+    /// Duration of every local classification, ms.
+    pub local_ms: Vec<f64>,
 }
 
 impl Telemetry {
@@ -62,15 +75,27 @@ impl Telemetry {
         if throttled {
             self.throttles.fetch_add(1, Ordering::Relaxed);
         }
-        self.latencies_ms
-            .lock()
-            .expect("the latency list lock is never poisoned")
-            .push(took.as_secs_f64() * 1e3);
+        push(&self.latencies_ms, took);
     }
 
     /// A conditional write that lost to another writer.
     pub fn conflict(&self) {
         self.conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One image the local model classified in `took`.
+    pub fn local_inference(&self, took: Duration) {
+        push(&self.local_ms, took);
+    }
+
+    /// One image the cascade sends on to DetectLabels.
+    pub fn escalated(&self) {
+        self.escalations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One image the cascade keeps local because the budget is spent.
+    pub fn budget_reached(&self) {
+        self.budget_reached.fetch_add(1, Ordering::Relaxed);
     }
 
     /// What was counted since the last call, and a fresh start.
@@ -79,14 +104,22 @@ impl Telemetry {
             calls: self.calls.swap(0, Ordering::Relaxed),
             throttles: self.throttles.swap(0, Ordering::Relaxed),
             conflicts: self.conflicts.swap(0, Ordering::Relaxed),
-            latencies_ms: std::mem::take(
-                &mut *self
-                    .latencies_ms
-                    .lock()
-                    .expect("the latency list lock is never poisoned"),
-            ),
+            latencies_ms: drain(&self.latencies_ms),
+            escalations: self.escalations.swap(0, Ordering::Relaxed),
+            budget_reached: self.budget_reached.swap(0, Ordering::Relaxed),
+            local_ms: drain(&self.local_ms),
         }
     }
+}
+
+fn push(list: &Mutex<Vec<f64>>, took: Duration) {
+    list.lock()
+        .expect("a latency list lock is never poisoned")
+        .push(took.as_secs_f64() * 1e3);
+}
+
+fn drain(list: &Mutex<Vec<f64>>) -> Vec<f64> {
+    std::mem::take(&mut *list.lock().expect("a latency list lock is never poisoned"))
 }
 
 /// One flush: what happened to images since the last one (`images`), the
@@ -121,11 +154,15 @@ pub fn lines(table: &str, at_millis: u64, flush: Flush) -> Vec<String> {
         .count("DetectLabelsCalls", calls.calls)
         .count("DetectLabelsThrottles", calls.throttles)
         .count("WriteConflicts", calls.conflicts)
+        .count("LocalInferences", calls.local_ms.len())
+        .count("CascadeEscalations", calls.escalations)
+        .count("CascadeBudgetReached", calls.budget_reached)
         .values(
             "DetectLabelsLatency",
             Unit::Milliseconds,
             calls.latencies_ms,
-        );
+        )
+        .values("LocalLatency", Unit::Milliseconds, calls.local_ms);
     if let Some(rate) = rate_limit {
         main = main.value("RateLimit", Unit::CountPerSecond, rate);
     }
@@ -186,6 +223,9 @@ mod tests {
         telemetry.detect_labels(Duration::from_millis(120), false);
         telemetry.detect_labels(Duration::from_millis(80), true);
         telemetry.conflict();
+        telemetry.local_inference(Duration::from_millis(40));
+        telemetry.escalated();
+        telemetry.budget_reached();
         let now = Outcome {
             images: 5,
             labeled: 3,
@@ -215,6 +255,10 @@ mod tests {
             "DetectLabelsThrottles",
             "DetectLabelsLatency",
             "WriteConflicts",
+            "LocalInferences",
+            "LocalLatency",
+            "CascadeEscalations",
+            "CascadeBudgetReached",
             "RateLimit",
             "ChunkDuration",
         ] {
@@ -226,6 +270,8 @@ mod tests {
             serde_json::json!([120.0, 80.0])
         );
         assert_eq!(main["DetectLabelsThrottles"], 1.0);
+        assert_eq!(main["LocalLatency"], serde_json::json!([40.0]));
+        assert_eq!(main["CascadeEscalations"], 1.0);
         let class: Value = serde_json::from_str(&lines[1]).unwrap();
         assert_eq!(class["ReasonClass"], "not_an_image");
         assert_eq!(class["ImagesFailed"], 1.0);
