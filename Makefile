@@ -70,10 +70,10 @@ lambda: setup ## Build the dispatcher Lambda zip for arm64 (provided.al2023)
 	@python3 scripts/check_lambda_zip.py $(LAMBDA_ZIP)
 
 IMAGE_ARCHES ?= arm64 amd64
-image: setup image-tools ## Build the worker image for $(IMAGE_ARCHES) into target/worker-image/oci, with no Docker daemon
+image: setup model image-tools ## Build the worker image for $(IMAGE_ARCHES) into target/worker-image/oci, with no Docker daemon
 	scripts/build-worker-image.sh $(IMAGE_ARCHES)
 
-test-image: setup image-tools ## The arm64 worker image that `make test` runs under qemu
+test-image: setup model image-tools ## The arm64 worker image that `make test` runs under qemu
 	scripts/build-worker-image.sh arm64
 
 demo: setup model lambda build ## Run the whole pipeline locally on sample images and show the labels

@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "worker/image/packages.txt"
 LOCK = ROOT / "worker/image/packages.lock"
 WORK = ROOT / "target/worker-image"
+MODEL = ROOT / "target/model/efficientnet-lite0.onnx"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 ARCHES = {"arm64": "aarch64-linux-gnu", "amd64": "x86_64-linux-gnu"}
 SOURCES = """\
@@ -443,6 +444,16 @@ def oci_image(arch: str, rootfs: Path, binary: Path, epoch: int) -> str:
     clamp_mtimes(staged, epoch)
     run("umoci", "insert", *created, "--history.created_by", "the worker binary", "--image", image,
         staged / "worker", "/worker")
+    # The local backend's model (`make model`, SHA-256 pinned), where the
+    # worker's --model default looks: its own layer, shared by both arches.
+    model_dir = WORK / "model"
+    shutil.rmtree(model_dir, ignore_errors=True)
+    model_dir.mkdir(parents=True)
+    shutil.copyfile(MODEL, model_dir / MODEL.name)
+    (model_dir / MODEL.name).chmod(0o444)
+    clamp_mtimes(model_dir, epoch)
+    run("umoci", "insert", *created, "--history.created_by", "the local model (make model)",
+        "--image", image, model_dir, "/opt/image-labeler")
     run("umoci", "config", "--image", image, "--no-history", "--created", iso(epoch),
         "--architecture", arch, "--os", "linux", "--config.user", f"{NONROOT}:{NONROOT}",
         "--config.entrypoint", "/worker", "--config.workingdir", "/home/nonroot",
