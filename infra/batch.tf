@@ -201,6 +201,11 @@ locals {
     reuse_ttl_days     = tostring(var.reuse_ttl_days)
     fleet_rate         = local.fleet_rate
     fleet_size         = local.fleet_size
+    label_backend      = var.label_backend
+    cascade_below      = tostring(var.cascade_below)
+    # The worker reads `none` as no cap: the variable is always set.
+    rekognition_budget        = var.rekognition_budget == null ? "none" : tostring(var.rekognition_budget)
+    rekognition_budget_period = var.rekognition_budget_period
   }))
 
   fargate_only_container_keys = ["fargatePlatformConfiguration", "networkConfiguration", "runtimePlatform"]

@@ -77,5 +77,14 @@ locals {
     MANIFEST_PREFIX  = var.manifest_prefix
     IMAGE_SUFFIXES   = join(",", var.image_suffixes)
     INCLUDE_PREFIXES = join(",", var.image_prefixes)
+    MIN_CONFIDENCE   = tostring(local.min_confidence)
   }
+
+  # Labels below this confidence are not stored. Rekognition's answers sit
+  # near 100% for what is clearly in a picture; the local model spreads its
+  # probability over 1,000 classes, so a right answer can be 30%. The same
+  # values as worker::backend::Kind::default_min_confidence (checked by
+  # tests/tests/infra_contract.rs).
+  default_min_confidence = { rekognition = 70, local = 25, cascade = 25 }
+  min_confidence         = var.min_confidence == null ? local.default_min_confidence[var.label_backend] : var.min_confidence
 }

@@ -482,6 +482,65 @@ variable "rekognition_tps" {
 }
 
 ################################################################################
+# Labeling backend
+################################################################################
+
+variable "label_backend" {
+  description = "Who labels the images (LABELER_BACKEND): rekognition (Amazon Rekognition DetectLabels), local (the worker's own EfficientNet-Lite0 model on the task's CPU: no Rekognition call or charge, ImageNet's 1,000 classes, no people and no boxes) or cascade (the local model first, Rekognition for the images it is unsure of; see cascade_below and rekognition_budget)."
+  type        = string
+  default     = "rekognition"
+
+  validation {
+    condition     = contains(["rekognition", "local", "cascade"], var.label_backend)
+    error_message = "label_backend must be rekognition, local or cascade."
+  }
+}
+
+variable "min_confidence" {
+  description = "Labels below this confidence, in percent, are not stored (the dispatcher's MIN_CONFIDENCE, DetectLabels' MinConfidence). null: 70 for rekognition, 25 for local and cascade (the local model spreads its probability over 1,000 classes, so a right answer can be 30%)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.min_confidence == null ? true : var.min_confidence >= 0 && var.min_confidence <= 100
+    error_message = "min_confidence must be a percentage from 0 to 100 (or null for the backend's default)."
+  }
+}
+
+variable "cascade_below" {
+  description = "cascade only: send an image to Rekognition when the local model's most probable class is below this confidence, in percent (LABELER_CASCADE_BELOW). 0 never escalates; 100 escalates every image."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.cascade_below >= 0 && var.cascade_below <= 100
+    error_message = "cascade_below must be a percentage from 0 to 100."
+  }
+}
+
+variable "rekognition_budget" {
+  description = "cascade only: most DetectLabels calls the whole fleet makes per rekognition_budget_period, counted in the results table (LABELER_REKOGNITION_BUDGET). Past it, images keep their local labels and their record says so. null: no cap."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.rekognition_budget == null ? true : var.rekognition_budget >= 0 && floor(var.rekognition_budget) == var.rekognition_budget
+    error_message = "rekognition_budget must be a whole number of calls, 0 or more (or null for no cap)."
+  }
+}
+
+variable "rekognition_budget_period" {
+  description = "The period rekognition_budget counts over, in UTC: day or month (LABELER_BUDGET_PERIOD)."
+  type        = string
+  default     = "month"
+
+  validation {
+    condition     = contains(["day", "month"], var.rekognition_budget_period)
+    error_message = "rekognition_budget_period must be day or month."
+  }
+}
+
+################################################################################
 # Monitoring and alarms (monitoring.tf)
 ################################################################################
 

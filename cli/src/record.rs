@@ -39,6 +39,9 @@ pub struct Record {
     /// What the worker did to the image before DetectLabels (a format
     /// conversion, a downscale), when it did anything.
     pub conversion: Option<String>,
+    /// Why the labels are not what the backend normally gives (a cascade
+    /// past its Rekognition budget).
+    pub label_note: Option<String>,
     /// Batch job id (the parent's for array jobs).
     pub job_id: Option<String>,
     /// Batch job name.
@@ -92,6 +95,7 @@ impl Record {
             label_model_version: string(item, attr::LABEL_MODEL_VERSION),
             reused_from: string(item, attr::REUSED_FROM),
             conversion: string(item, attr::CONVERSION),
+            label_note: string(item, attr::LABEL_NOTE),
             job_id: string(item, attr::JOB_ID),
             job_name: string(item, attr::JOB_NAME),
             array_index: number(item, attr::ARRAY_INDEX),

@@ -55,6 +55,14 @@ impl std::str::FromStr for Period {
 }
 
 impl Period {
+    /// The name `--budget-period` takes: `day` or `month`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Month => "month",
+        }
+    }
+
     /// The counter's sort key for the period holding `now`:
     /// `PERIOD#2026-12-05` or `PERIOD#2026-12`.
     pub fn sort_key(self, now: Clock) -> String {

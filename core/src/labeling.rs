@@ -145,6 +145,7 @@ pub async fn record_labeled(
 ) -> Result<WriteOutcome, StoreError> {
     let provenance = Provenance::Detected {
         conversion: detected.conversion,
+        note: detected.note,
     };
     let labeling = labeling(detected.labels, detected.model_version, provenance);
     write_labeled(Table::new(client, table), image, &labeling, attempt, now).await
@@ -182,6 +183,11 @@ pub struct Detected<'a> {
     ///
     /// [`attr::CONVERSION`]: crate::schema::attr::CONVERSION
     pub conversion: Option<&'a str>,
+    /// Why the labels are not what the backend normally gives (e.g. a
+    /// cascade past its Rekognition budget). Stored as [`attr::LABEL_NOTE`].
+    ///
+    /// [`attr::LABEL_NOTE`]: crate::schema::attr::LABEL_NOTE
+    pub note: Option<&'a str>,
 }
 
 impl<'a> Detected<'a> {
@@ -191,6 +197,7 @@ impl<'a> Detected<'a> {
             labels,
             model_version,
             conversion: None,
+            note: None,
         }
     }
 }
@@ -304,7 +311,10 @@ mod tests {
             &image(),
             &labels,
             Some("3.0"),
-            Provenance::Detected { conversion: None },
+            Provenance::Detected {
+                conversion: None,
+                note: None,
+            },
             &attempt(),
             NOW,
         );
@@ -323,7 +333,10 @@ mod tests {
             &image(),
             &[label("Cat", 99.0)],
             Some("3.0"),
-            Provenance::Detected { conversion: None },
+            Provenance::Detected {
+                conversion: None,
+                note: None,
+            },
             &attempt(),
             NOW,
         );
@@ -350,7 +363,7 @@ mod tests {
         assert_eq!(
             update.update_expression(),
             "SET #status = :labeled, labels = :labels, attempts = :attempts, updated_at = :now, \
-             label_model_version = :model, job_id = :job_id REMOVE reason, status_key, status_at, reused_from, conversion"
+             label_model_version = :model, job_id = :job_id REMOVE reason, status_key, status_at, reused_from, conversion, label_note"
         );
         assert_eq!(
             update.return_values_on_condition_check_failure(),
@@ -381,7 +394,10 @@ mod tests {
             &image(),
             &[],
             None,
-            Provenance::Detected { conversion: None },
+            Provenance::Detected {
+                conversion: None,
+                note: None,
+            },
             &Attempt::default(),
             NOW,
         );

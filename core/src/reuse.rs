@@ -451,6 +451,7 @@ mod tests {
             labels: &labels,
             model_version: Some("3.0"),
             conversion: Some("converted from HEIF, 4032×3024 → 3024×2268"),
+            note: None,
         };
         let item = entry(&key, &image("a.heic"), &detected, now, 30);
         let reused = read_entry(&item, &current("3.0"), now).unwrap();

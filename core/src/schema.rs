@@ -99,6 +99,10 @@ pub mod attr {
     /// conversion, downscaling), on LABELED records; absent when
     /// Rekognition read the object as it is.
     pub const CONVERSION: &str = "conversion";
+    /// Why a LABELED record's labels are not the ones its backend would
+    /// normally give (a cascade that kept the local model's labels because
+    /// the Rekognition budget was spent); absent otherwise.
+    pub const LABEL_NOTE: &str = "label_note";
 }
 
 /// Name of the sparse global secondary index over records that need

@@ -307,6 +307,9 @@ pub enum Provenance<'a> {
     Detected {
         /// What was done to the image first, if anything.
         conversion: Option<&'a str>,
+        /// Why these labels are not what the backend normally gives, if
+        /// so. Stored as [`attr::LABEL_NOTE`].
+        note: Option<&'a str>,
     },
     /// A content entry: the labels of `from` (`s3://BUCKET/KEY`), an image
     /// with the same bytes. Stored as [`attr::REUSED_FROM`].
@@ -631,18 +634,25 @@ pub(crate) fn labeled<'a>(
         .with(attempt.job_id.as_deref(), |w, job_id| {
             w.set("job_id = :job_id").value(":job_id", s(job_id))
         });
-    let (write, conversion) = match labeling.provenance {
-        Provenance::Detected { conversion } => (write.remove(attr::REUSED_FROM), conversion),
+    let (write, conversion, note) = match labeling.provenance {
+        Provenance::Detected { conversion, note } => {
+            (write.remove(attr::REUSED_FROM), conversion, note)
+        }
         Provenance::Reused { from, conversion } => (
             write.set("reused_from = :from").value(":from", s(from)),
             conversion,
+            None,
         ),
     };
-    let record = match conversion {
-        Some(note) => write
+    let write = match conversion {
+        Some(conversion) => write
             .set("conversion = :conversion")
-            .value(":conversion", s(note)),
+            .value(":conversion", s(conversion)),
         None => write.remove(attr::CONVERSION),
+    };
+    let record = match note {
+        Some(note) => write.set("label_note = :note").value(":note", s(note)),
+        None => write.remove(attr::LABEL_NOTE),
     };
     let entries = labeling
         .labels
@@ -997,7 +1007,10 @@ mod tests {
             model_version,
             provenance,
         };
-        let detected = Provenance::Detected { conversion: None };
+        let detected = Provenance::Detected {
+            conversion: None,
+            note: None,
+        };
         let reused = Provenance::Reused {
             from: "s3://photos/a.jpg",
             conversion: Some("converted from WebP"),
@@ -1507,6 +1520,28 @@ mod tests {
     }
 
     #[test]
+    fn a_labeling_with_a_note_stores_it_and_one_without_clears_an_older_one() {
+        let attempt = attempt();
+        let with = |note| Labeling {
+            labels: vec![label("Cat", 41.0)],
+            model_version: Some("local:efficientnet-lite0@ebff25b4216a"),
+            provenance: Provenance::Detected {
+                conversion: None,
+                note,
+            },
+        };
+        let noted = labeled(&image("0A"), &with(Some("budget spent")), &attempt, NOW);
+        let expression = noted.record.update_expression().unwrap();
+        assert!(expression.contains("label_note = :note"), "{expression}");
+        assert!(!expression
+            .contains("REMOVE reason, status_key, status_at, reused_from, conversion, label_note"));
+        assert_eq!(noted.record.values[":note"].as_s().unwrap(), "budget spent");
+        let plain = labeled(&image("0A"), &with(None), &attempt, NOW);
+        let expression = plain.record.update_expression().unwrap();
+        assert!(expression.ends_with(", label_note"), "{expression}");
+    }
+
+    #[test]
     fn a_labeling_updates_the_owned_record_then_puts_one_entry_per_label() {
         let attempt = attempt();
         let labeling = Labeling {
@@ -1530,7 +1565,7 @@ mod tests {
             write.update_expression().unwrap(),
             "SET #status = :labeled, labels = :labels, attempts = :attempts, updated_at = :now, \
              label_model_version = :model, job_id = :job_id, reused_from = :from, \
-             conversion = :conversion REMOVE reason, status_key, status_at"
+             conversion = :conversion REMOVE reason, status_key, status_at, label_note"
         );
         let values = [
             ":attempts",

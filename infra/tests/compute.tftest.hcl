@@ -343,3 +343,74 @@ run "a_reuse_ttl_outside_one_day_to_ten_years_is_refused_at_plan_time" {
 
   expect_failures = [var.reuse_ttl_days]
 }
+
+run "the_worker_labels_with_rekognition_by_default_and_no_budget" {
+  command = plan
+
+  assert {
+    condition = [
+      for e in jsondecode(aws_batch_job_definition.worker[0].container_properties).environment : e.value
+      if contains(["LABELER_BACKEND", "LABELER_CASCADE_BELOW", "LABELER_REKOGNITION_BUDGET", "LABELER_BUDGET_PERIOD"], e.name)
+    ] == ["rekognition", "60", "none", "month"]
+    error_message = "label_backend defaults to rekognition, with the cascade's defaults and no budget."
+  }
+}
+
+run "a_cascade_under_a_daily_budget_reaches_the_worker" {
+  command = plan
+
+  variables {
+    label_backend             = "cascade"
+    cascade_below             = 45
+    rekognition_budget        = 5000
+    rekognition_budget_period = "day"
+  }
+
+  assert {
+    condition = [
+      for e in jsondecode(aws_batch_job_definition.worker[0].container_properties).environment : e.value
+      if contains(["LABELER_BACKEND", "LABELER_CASCADE_BELOW", "LABELER_REKOGNITION_BUDGET", "LABELER_BUDGET_PERIOD"], e.name)
+    ] == ["cascade", "45", "5000", "day"]
+    error_message = "label_backend, cascade_below, rekognition_budget and its period reach the worker's environment."
+  }
+}
+
+run "an_unknown_backend_or_a_fractional_budget_is_refused_at_plan_time" {
+  command = plan
+
+  variables {
+    label_backend             = "gpu"
+    rekognition_budget        = 2.5
+    rekognition_budget_period = "week"
+    cascade_below             = 101
+  }
+
+  expect_failures = [var.label_backend, var.rekognition_budget, var.rekognition_budget_period, var.cascade_below]
+}
+
+run "the_local_model_stores_labels_from_25_percent_unless_told_otherwise" {
+  command = plan
+
+  variables {
+    label_backend = "local"
+  }
+
+  assert {
+    condition     = output.dispatcher_env["MIN_CONFIDENCE"] == "25"
+    error_message = "The local backend's default MIN_CONFIDENCE is 25."
+  }
+}
+
+run "an_explicit_min_confidence_wins_over_the_backend_default" {
+  command = plan
+
+  variables {
+    label_backend  = "local"
+    min_confidence = 55
+  }
+
+  assert {
+    condition     = output.dispatcher_env["MIN_CONFIDENCE"] == "55"
+    error_message = "min_confidence reaches the dispatcher's environment."
+  }
+}

@@ -7,13 +7,16 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use labeler_core::schema::{attr, label_from_attr, Status};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use worker::backend::Kind;
 
-/// What the demo uploads: (key in the bucket, file under `samples/`). The
-/// keys include a space, unicode and a `+`, a non-image and an empty file.
-pub const UPLOADS: [(&str, Option<&str>); 5] = [
-    ("beach day.png", Some("beach day.png")),
-    ("café/λ+1 sunset.jpg", Some("sunset.jpg")),
-    ("forest/tall trees.png", Some("forest.png")),
+/// What the demo uploads: (key in the bucket, file under `samples/`): four
+/// photographs of known content (`samples/photos/LICENSES.md`), under keys
+/// with a space, unicode and a `+`, then a non-image and an empty file.
+pub const UPLOADS: [(&str, Option<&str>); 6] = [
+    ("my cat.png", Some("photos/chelsea.png")),
+    ("café/λ+1 espresso.jpg", Some("photos/coffee.jpg")),
+    ("trips/launch pad.jpg", Some("photos/rocket.jpg")),
+    ("trips/summer palace.jpg", Some("photos/china.jpg")),
     ("notes/readme.txt", Some("notes.txt")),
     ("empty.jpg", None),
 ];
@@ -106,7 +109,7 @@ pub async fn run(opts: &Options, serve: Option<&str>) -> anyhow::Result<()> {
         "Starting the local stack (moto, dispatcher under cargo lambda, local Batch executor)…"
     );
     let stack = Stack::up(opts).await?;
-    let mut result = drive(&stack).await;
+    let mut result = drive(&stack, opts.backend).await;
     if result.is_ok() {
         result = match serve {
             Some(bind) => gallery(&stack, bind).await,
@@ -154,7 +157,8 @@ async fn gallery(stack: &Stack, bind: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn drive(stack: &Stack) -> anyhow::Result<()> {
+/// Uploads [`UPLOADS`] into the stack's bucket.
+pub async fn upload(stack: &Stack) -> anyhow::Result<()> {
     let s3 = crate::s3_client(&stack.sdk);
     let bucket = &stack.provisioned.names.bucket;
     for (key, file) in UPLOADS {
@@ -172,6 +176,11 @@ async fn drive(stack: &Stack) -> anyhow::Result<()> {
             .with_context(|| format!("upload {key}"))?;
         println!("  uploaded s3://{bucket}/{key}");
     }
+    Ok(())
+}
+
+async fn drive(stack: &Stack, backend: Kind) -> anyhow::Result<()> {
+    upload(stack).await?;
     let keys: Vec<&str> = UPLOADS.iter().map(|(k, _)| *k).collect();
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut last = usize::MAX;
@@ -198,10 +207,27 @@ async fn drive(stack: &Stack) -> anyhow::Result<()> {
     println!();
     print!("{}", table(&rows));
     println!();
-    println!("Note: the local Rekognition (moto) returns the same fixed labels for every image;");
-    println!("on AWS the labels come from Amazon Rekognition DetectLabels.");
+    println!("{}", source_note(backend));
     show_cli(stack, &rows);
     Ok(())
+}
+
+/// Where the demo's labels came from.
+fn source_note(backend: Kind) -> &'static str {
+    match backend {
+        Kind::Local => {
+            "Labeled by the worker's own model (EfficientNet-Lite0 on the CPU, no AWS call).\n\
+             On AWS, Terraform's label_backend picks rekognition (the default), local or cascade."
+        }
+        Kind::Rekognition => {
+            "Note: the local Rekognition (moto) returns the same fixed labels for every image;\n\
+             on AWS the labels come from Amazon Rekognition DetectLabels."
+        }
+        Kind::Cascade => {
+            "Labeled by the worker's own model, and by moto's DetectLabels (the same fixed labels\n\
+             for every image) where the model was below 60%; on AWS that is Amazon Rekognition."
+        }
+    }
 }
 
 /// Shows the operator CLI on the demo's results, if it is built.

@@ -5,6 +5,7 @@ use labeler_local::container::{self, Image, Worker};
 use labeler_local::stack::{Options, Stack};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use worker::backend::Kind;
 
 /// Runs image-labeler locally: moto for AWS, the dispatcher under
 /// cargo-lambda, a local AWS Batch executor running the worker.
@@ -50,6 +51,12 @@ struct Cli {
     /// starting moto; it is provisioned like a fresh moto and left running.
     #[arg(long, global = true, value_name = "URL", env = "LABELER_AWS_ENDPOINT")]
     aws_endpoint: Option<String>,
+    /// Who labels the images: the worker's own model (`local`, the labels
+    /// say what is in the pictures), moto's DetectLabels (`rekognition`:
+    /// the same fixed labels for every image), or the model first and moto
+    /// below 60% (`cascade`).
+    #[arg(long, global = true, value_enum, default_value_t = Kind::Local, env = "LABELER_BACKEND")]
+    backend: Kind,
 }
 
 #[derive(Subcommand)]
@@ -92,6 +99,7 @@ async fn main() -> ExitCode {
         deploy: !cli.no_deploy,
         deliver_events: !cli.no_events,
         aws_endpoint: cli.aws_endpoint,
+        backend: cli.backend,
         ..Options::default()
     };
     let result = match cli.command {

@@ -13,6 +13,7 @@ use aws_sdk_batch::types::{
 };
 use serde_json::Value;
 use std::collections::HashMap;
+use worker::backend::Kind;
 
 /// Names of the local resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,14 +60,15 @@ pub fn job_definition_template() -> std::path::PathBuf {
 
 /// Renders the shared template with the local stack's values, with the
 /// worker's implementation of Terraform's `templatefile()` substitution.
-pub fn render(template: &str, names: &Names) -> anyhow::Result<String> {
-    let owned = local_template_vars(names);
+pub fn render(template: &str, names: &Names, backend: Kind) -> anyhow::Result<String> {
+    let owned = local_template_vars(names, backend);
     let vars: HashMap<&str, &str> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Ok(worker::batch::render_template(template, &vars)?)
 }
 
-/// Values of the template's placeholders on the local stack.
-pub fn local_template_vars(names: &Names) -> HashMap<&'static str, String> {
+/// Values of the template's placeholders on the local stack, whose workers
+/// label with `backend`.
+pub fn local_template_vars(names: &Names, backend: Kind) -> HashMap<&'static str, String> {
     HashMap::from([
         ("image", "image-labeler-worker:local".to_owned()),
         (
@@ -91,6 +93,11 @@ pub fn local_template_vars(names: &Names) -> HashMap<&'static str, String> {
         // DetectLabels quota, shared by the containers the executor runs.
         ("fleet_rate", "50".to_owned()),
         ("fleet_size", crate::executor::DEFAULT_PARALLEL.to_string()),
+        ("label_backend", backend.as_str().to_owned()),
+        // Terraform's defaults.
+        ("cascade_below", "60".to_owned()),
+        ("rekognition_budget", "none".to_owned()),
+        ("rekognition_budget_period", "month".to_owned()),
     ])
 }
 
@@ -166,7 +173,11 @@ pub fn job_definition_parts(
 }
 
 /// Creates every local resource.
-pub async fn provision(sdk: &SdkConfig, names: &Names) -> anyhow::Result<Provisioned> {
+pub async fn provision(
+    sdk: &SdkConfig,
+    names: &Names,
+    backend: Kind,
+) -> anyhow::Result<Provisioned> {
     let s3 = crate::s3_client(sdk);
     s3.create_bucket()
         .bucket(&names.bucket)
@@ -263,7 +274,7 @@ pub async fn provision(sdk: &SdkConfig, names: &Names) -> anyhow::Result<Provisi
         .context("create job queue")?;
     let template = std::fs::read_to_string(job_definition_template())
         .context("read infra/job-definition.json")?;
-    let rendered = render(&template, names)?;
+    let rendered = render(&template, names, backend)?;
     let def: Value = serde_json::from_str(&rendered).context("job definition template is JSON")?;
     let (props, retry, timeout) = job_definition_parts(&def)?;
     batch
@@ -289,7 +300,7 @@ mod tests {
 
     #[test]
     fn local_values_cover_every_template_variable() {
-        let vars = local_template_vars(&Names::default());
+        let vars = local_template_vars(&Names::default(), Kind::Local);
         for name in worker::batch::TEMPLATE_VARIABLES {
             assert!(vars.contains_key(name), "{name} has no local value");
         }
@@ -298,7 +309,7 @@ mod tests {
     #[test]
     fn the_shared_template_renders_into_a_job_definition() {
         let text = std::fs::read_to_string(job_definition_template()).unwrap();
-        let rendered = render(&text, &Names::default()).unwrap();
+        let rendered = render(&text, &Names::default(), Kind::Cascade).unwrap();
         let def: Value = serde_json::from_str(&rendered).unwrap();
         let (props, retry, timeout) = job_definition_parts(&def).unwrap();
         assert_eq!(props.command(), ["--job", "Ref::job"]);
@@ -306,6 +317,10 @@ mod tests {
             .environment()
             .iter()
             .any(|e| e.value() == Some("image-labeler-results")));
+        assert!(props
+            .environment()
+            .iter()
+            .any(|e| e.name() == Some("LABELER_BACKEND") && e.value() == Some("cascade")));
         let retry = retry.expect("the template has a retry strategy");
         assert!(retry.attempts().unwrap_or(1) > 1);
         assert!(!retry.evaluate_on_exit().is_empty());

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::info;
+use worker::backend::Kind;
 
 /// How to start the stack.
 #[derive(Debug, Clone)]
@@ -43,6 +44,13 @@ pub struct Options {
     /// LocalStack, or a fault-injecting proxy in front of one) to use
     /// instead of starting moto.
     pub aws_endpoint: Option<String>,
+    /// Who labels: the job definition's `LABELER_BACKEND`. `local` by
+    /// default, so that the labels say what is in the pictures (moto's
+    /// DetectLabels answers the same fixed labels for every image).
+    pub backend: Kind,
+    /// The local model the worker binary loads (`make model`); the worker
+    /// image carries its own.
+    pub model: PathBuf,
 }
 
 impl Default for Options {
@@ -58,6 +66,8 @@ impl Default for Options {
             images_per_job: 25,
             batch_size: 100,
             deliver_events: true,
+            backend: Kind::Local,
+            model: root.join(MODEL),
             aws_endpoint: None,
         }
     }
@@ -110,18 +120,40 @@ async fn reconcile_every(
     }
 }
 
+/// Where `make model` writes the local backend's model.
+pub const MODEL: &str = "target/model/efficientnet-lite0.onnx";
+
+/// `LABELER_MODEL` for a worker binary whose backend needs the model;
+/// fails naming `make model` when it is missing.
+fn model_env(opts: &Options) -> anyhow::Result<Option<(String, String)>> {
+    if opts.backend == Kind::Rekognition || !matches!(opts.worker, Worker::Binary(_)) {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        opts.model.exists(),
+        "{} is missing: run `make model` (the {} backend needs it)",
+        opts.model.display(),
+        opts.backend.as_str()
+    );
+    Ok(Some((
+        "LABELER_MODEL".to_owned(),
+        opts.model.display().to_string(),
+    )))
+}
+
 impl Stack {
     /// Starts everything and returns once the dispatcher answers.
     pub async fn up(opts: &Options) -> anyhow::Result<Stack> {
         std::fs::create_dir_all(&opts.state_dir)?;
         opts.worker.check()?;
+        let model_env = model_env(opts)?;
         let moto = match &opts.aws_endpoint {
             Some(url) => Moto::attach(url)?,
             None => Moto::start(opts.moto_port, &opts.state_dir.join("moto.log"))?,
         };
         info!(endpoint = %moto.endpoint, "moto is up");
         let sdk = moto.sdk_config().await;
-        let provisioned = provision(&sdk, &Names::default()).await?;
+        let provisioned = provision(&sdk, &Names::default(), opts.backend).await?;
         let names = &provisioned.names;
         let mut env: Vec<(String, String)> = moto
             .env()
@@ -133,6 +165,10 @@ impl Stack {
             ("JOB_DEFINITION".to_owned(), names.job_definition.clone()),
             ("TABLE_NAME".to_owned(), names.table.clone()),
             ("IMAGES_PER_JOB".to_owned(), opts.images_per_job.to_string()),
+            (
+                "MIN_CONFIDENCE".to_owned(),
+                opts.backend.default_min_confidence().to_string(),
+            ),
             (
                 "RECONCILE_AFTER_SECONDS".to_owned(),
                 LOCAL_RECONCILE_AFTER.as_secs().to_string(),
@@ -147,7 +183,8 @@ impl Stack {
             )?;
             info!("dispatcher deployed into moto with cargo lambda deploy");
         }
-        let worker_env = env.clone();
+        let mut worker_env = env.clone();
+        worker_env.extend(model_env);
         env.extend(function_env);
         let port = if opts.lambda_port == 0 {
             free_port()?

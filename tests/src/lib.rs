@@ -13,6 +13,7 @@ pub use labeler_local::moto::{free_port, repo_root, venv_bin, Moto};
 use labeler_local::moto::{ACCOUNT, REGION};
 use labeler_local::provision::Names;
 pub use labeler_local::s3_client;
+use worker::backend::Kind;
 
 /// Names of the resources one test stack uses.
 #[derive(Debug, Clone)]
@@ -82,10 +83,11 @@ pub async fn assert_dispatched_s3_put(
     assert_eq!(record["status"].as_s().unwrap(), "QUEUED");
 }
 
-/// Provisions moto exactly as the local stack does.
+/// Provisions moto exactly as the local stack does, its job definition
+/// naming the Rekognition backend.
 pub async fn provision(config: &SdkConfig) -> Stack {
     let names = Names::default();
-    let p = labeler_local::provision::provision(config, &names)
+    let p = labeler_local::provision::provision(config, &names, Kind::Rekognition)
         .await
         .unwrap_or_else(|e| panic!("provisioning moto failed: {e:#}"));
     Stack {

@@ -22,6 +22,7 @@ use labeler_core::schema::{
 use labeler_core::table::KEY_ATTRIBUTES;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use worker::backend::Kind;
 
 // ---------------------------------------------------------------------------
 // What the binaries call, and what the platform calls with their roles
@@ -722,6 +723,26 @@ fn the_dispatcher_environment_sets_the_required_variables_and_only_known_ones() 
         "variables the dispatcher does not read: {:?}",
         keys.difference(&set(DISPATCHER_VARIABLES))
             .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn each_backend_s_default_min_confidence_is_the_one_the_worker_documents() {
+    let blocks = infra();
+    let Value::Object(defaults) = local_value(&blocks, "default_min_confidence") else {
+        panic!("local.default_min_confidence is not an object");
+    };
+    for kind in <Kind as clap::ValueEnum>::value_variants() {
+        assert_eq!(
+            defaults.get(kind.as_str()).and_then(Value::as_f64),
+            Some(f64::from(kind.default_min_confidence())),
+            "{kind:?}"
+        );
+    }
+    let env = dispatcher_env(&blocks);
+    assert_eq!(
+        env["MIN_CONFIDENCE"], "70",
+        "label_backend defaults to rekognition"
     );
 }
 

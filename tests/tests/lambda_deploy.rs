@@ -9,6 +9,7 @@ use labeler_local::provision::{provision, Names};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::process::Command;
+use worker::backend::Kind;
 
 /// `[workspace.metadata.lambda.deploy]` of the root `Cargo.toml`.
 fn workspace_deploy_metadata() -> Value {
@@ -82,7 +83,7 @@ async fn a_bare_cargo_lambda_deploy_updates_the_deployed_function_and_keeps_its_
     let moto = Moto::start_for_tests();
     let sdk = moto.sdk_config().await;
     let names = Names::default();
-    let stack = provision(&sdk, &names).await.unwrap();
+    let stack = provision(&sdk, &names, Kind::default()).await.unwrap();
     let name = infra_default_function_name();
     let env = [
         format!("TABLE_NAME={}", names.table),

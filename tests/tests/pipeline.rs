@@ -5,13 +5,14 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{drain_as_lambda_event, repo_root, s3_client};
-use labeler_core::schema::attr;
+use labeler_core::schema::{attr, label_from_attr, Label};
 use labeler_core::Status;
 use labeler_local::container::{Image, Worker, DEFAULT_IMAGE};
 use labeler_local::executor::job_ids;
 use labeler_local::stack::{Options, Stack};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use worker::backend::Kind;
 
 async fn stack(tweak: impl FnOnce(&mut Options)) -> Stack {
     let state = repo_root().join(format!(
@@ -109,7 +110,12 @@ async fn submitted_jobs(stack: &Stack) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn awkward_keys_are_labeled_under_their_exact_names_and_bad_input_is_skipped() {
-    let stack = stack(|o| o.deploy = true).await;
+    // The Rekognition backend (moto's DetectLabels), deployed with cargo lambda.
+    let stack = stack(|o| {
+        o.deploy = true;
+        o.backend = Kind::Rekognition;
+    })
+    .await;
     let png = std::fs::read(repo_root().join("samples/forest.png")).unwrap();
     let images = [
         "a b.png",
@@ -161,6 +167,63 @@ async fn awkward_keys_are_labeled_under_their_exact_names_and_bad_input_is_skipp
     );
     let skipped = metric_total(&stack, "dispatcher.log", "ImagesSkipped");
     assert_eq!(skipped, 2.0);
+    stack.down().await;
+}
+
+/// `make demo`'s photographs, through the whole local stack on its default
+/// backend (the worker's own model): each record's labels say what is in
+/// the picture, with the hierarchy's parents, and the model is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_photos_are_labeled_with_what_is_in_them() {
+    let stack = stack(|_| {}).await;
+    labeler_local::demo::upload(&stack).await.unwrap();
+    let keys: Vec<String> = labeler_local::demo::UPLOADS
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .collect();
+    let records = terminal(&stack, &keys, Duration::from_secs(240)).await;
+    let labels = |key: &str| -> Vec<Label> {
+        let r = &records[keys.iter().position(|k| k == key).unwrap()];
+        assert_eq!(status(r), Some(Status::Labeled), "{key}: {r:?}");
+        assert!(
+            text(r, attr::LABEL_MODEL_VERSION).starts_with("local:efficientnet-lite0@"),
+            "{key}: {r:?}"
+        );
+        r[attr::LABELS]
+            .as_l()
+            .unwrap()
+            .iter()
+            .filter_map(label_from_attr)
+            .collect()
+    };
+    let named = |labels: &[Label], name: &str| labels.iter().find(|l| l.name == name).cloned();
+
+    let cat = labels("my cat.png");
+    let label = named(&cat, "Cat").unwrap_or_else(|| panic!("no Cat: {cat:?}"));
+    assert!(label.confidence >= 80.0, "{label:?}");
+    assert!(label.parents.iter().any(|p| p == "Animal"), "{label:?}");
+    assert!(named(&cat, "Food").is_none(), "{cat:?}");
+
+    let coffee = labels("café/λ+1 espresso.jpg");
+    assert!(named(&coffee, "Espresso").is_some(), "{coffee:?}");
+    assert!(named(&coffee, "Beverage").is_some(), "{coffee:?}");
+    assert!(named(&coffee, "Animal").is_none(), "{coffee:?}");
+
+    let palace = labels("trips/summer palace.jpg");
+    assert!(
+        named(&palace, "Building").is_some() || named(&palace, "Architecture").is_some(),
+        "{palace:?}"
+    );
+    let rocket = labels("trips/launch pad.jpg");
+    assert!(
+        named(&rocket, "Animal").is_none() && named(&rocket, "Food").is_none(),
+        "{rocket:?}"
+    );
+    for (key, reason) in [("notes/readme.txt", "not an image"), ("empty.jpg", "empty")] {
+        let r = &records[keys.iter().position(|k| k == key).unwrap()];
+        assert_eq!(status(r), Some(Status::Skipped), "{key}: {r:?}");
+        assert!(text(r, attr::REASON).contains(reason), "{key}: {r:?}");
+    }
     stack.down().await;
 }
 

@@ -63,6 +63,29 @@ pub enum Kind {
     Cascade,
 }
 
+impl Kind {
+    /// The `MinConfidence` a deployment uses unless told otherwise:
+    /// Rekognition's answers sit near 100% for what is clearly in a
+    /// picture; the local model spreads its probability over 1,000
+    /// classes, so a right answer can be 30%. `infra/main.tf` renders the
+    /// same values (`local.default_min_confidence`).
+    pub fn default_min_confidence(self) -> f32 {
+        match self {
+            Kind::Rekognition => 70.0,
+            Kind::Local | Kind::Cascade => 25.0,
+        }
+    }
+
+    /// The name `--backend` and `LABELER_BACKEND` take.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Rekognition => "rekognition",
+            Kind::Local => "local",
+            Kind::Cascade => "cascade",
+        }
+    }
+}
+
 impl Backend {
     /// The key part that keeps content entries of different backends
     /// apart (`None` for Rekognition, whose entries predate backends).

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 /// Every placeholder the template may use; Terraform passes exactly these.
-pub const TEMPLATE_VARIABLES: [&str; 12] = [
+pub const TEMPLATE_VARIABLES: [&str; 16] = [
     "image",
     "execution_role_arn",
     "job_role_arn",
@@ -40,6 +40,10 @@ pub const TEMPLATE_VARIABLES: [&str; 12] = [
     "reuse_ttl_days",
     "fleet_rate",
     "fleet_size",
+    "label_backend",
+    "cascade_below",
+    "rekognition_budget",
+    "rekognition_budget_period",
 ];
 
 /// Replaces `${name}` placeholders as Terraform's `templatefile()` does for

@@ -193,9 +193,17 @@ pub struct Cli {
 
     /// Most DetectLabels calls the cascade makes per period, counted in the
     /// results table for the whole fleet; past it, images keep their local
-    /// labels. No cap when not set.
-    #[arg(long, env = "LABELER_REKOGNITION_BUDGET", value_name = "CALLS")]
-    pub rekognition_budget: Option<u64>,
+    /// labels. `none` (the default) sets no cap.
+    // The full path keeps clap from treating the flag as optional: `none`
+    // is a value, so that a deployment can always set the variable.
+    #[arg(
+        long,
+        env = "LABELER_REKOGNITION_BUDGET",
+        default_value = "none",
+        value_parser = calls,
+        value_name = "CALLS"
+    )]
+    pub rekognition_budget: std::option::Option<u64>,
 
     /// The period of `--rekognition-budget`: a UTC `day` or `month`.
     #[arg(
@@ -223,6 +231,16 @@ fn percent(raw: &str) -> Result<f32, String> {
     match raw.trim().parse::<f32>() {
         Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
         _ => Err(format!("{raw:?} is not a percentage from 0 to 100")),
+    }
+}
+
+fn calls(raw: &str) -> Result<Option<u64>, String> {
+    match raw.trim() {
+        "none" => Ok(None),
+        n => n
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{raw:?} is neither a whole number of calls nor `none`")),
     }
 }
 
@@ -394,6 +412,18 @@ mod tests {
     }
 
     #[test]
+    fn a_rekognition_budget_is_a_number_of_calls_or_none() {
+        let cap = |args: &[&str]| parse(args).unwrap().rekognition_budget;
+        assert_eq!(cap(&["--job", "{}"]), None);
+        assert_eq!(cap(&["--job", "{}", "--rekognition-budget", "none"]), None);
+        assert_eq!(cap(&["--job", "{}", "--rekognition-budget", "0"]), Some(0));
+        assert_eq!(
+            cap(&["--job", "{}", "--rekognition-budget", "1000"]),
+            Some(1000)
+        );
+    }
+
+    #[test]
     fn usage_errors_exit_with_the_usage_code() {
         for args in [
             &["--job", "{}", "--concurrency", "0"][..],
@@ -406,6 +436,8 @@ mod tests {
             &["--job", "{}", "--backend", "gpu"][..],
             &["--job", "{}", "--cascade-below", "101"][..],
             &["--job", "{}", "--budget-period", "week"][..],
+            &["--job", "{}", "--rekognition-budget", "-1"][..],
+            &["--job", "{}", "--rekognition-budget", "lots"][..],
             &["--job", "{}", "--unknown"][..],
         ] {
             let err = parse(args).unwrap_err();

@@ -14,6 +14,7 @@ use crate::telemetry::{self, Flusher, Telemetry};
 use aws_sdk_rekognition::operation::detect_labels::DetectLabelsOutput;
 use aws_sdk_rekognition::types::Image;
 use futures::{stream, StreamExt};
+use labeler_core::budget::Budget;
 use labeler_core::emf;
 use labeler_core::job::{select_chunk, ImageSource, Manifest, ManifestRef};
 use labeler_core::labeling::{self, Attempt};
@@ -493,10 +494,11 @@ async fn label_image(shared: &Shared<'_>, image: &ImageRef) -> Result<ImageOutco
                 labels: &answer.labels,
                 model_version: answer.model_version.as_deref(),
                 conversion: conversion.as_deref(),
+                note: answer.note.as_deref(),
             };
             let outcome = keep_paid_answer(shared, image, &detected).await?;
             if let (Some(r), Some(lookup), WriteOutcome::Written, true) =
-                (reuse, &lookup, &outcome, answer.reusable)
+                (reuse, &lookup, &outcome, answer.note.is_none())
             {
                 content::remember(r, (&clients.s3, db), (image, lookup), &detected).await;
             }
@@ -531,9 +533,10 @@ struct Answer {
     labels: Vec<Label>,
     /// The model that produced them.
     model_version: Option<String>,
-    /// Whether copies of the same bytes may reuse them: not when a cascade
-    /// kept local labels only because its budget was spent.
-    reusable: bool,
+    /// Why they are not what the backend normally gives: a cascade kept
+    /// the local labels because its budget was spent. Such labels are not
+    /// offered to copies of the same bytes either.
+    note: Option<String>,
 }
 
 /// Labels `image` (as `request` holds it) with the run's backend
@@ -547,8 +550,8 @@ async fn answer(shared: &Shared<'_>, image: &ImageRef, request: Image) -> Result
             if top >= cascade.below {
                 return Ok(local);
             }
-            if !within_budget(shared, cascade, image, top).await? {
-                local.reusable = false;
+            if let Some(note) = over_budget(shared, cascade, image, top).await? {
+                local.note = Some(note);
                 return Ok(local);
             }
             shared.telemetry.escalated();
@@ -566,7 +569,7 @@ async fn rekognition(
     Ok(Answer {
         labels: stored_labels(&output),
         model_version: output.label_model_version().map(str::to_owned),
-        reusable: true,
+        note: None,
     })
 }
 
@@ -597,38 +600,50 @@ async fn local_answer(
     let answer = Answer {
         labels,
         model_version: Some(local.model.version().to_owned()),
-        reusable: true,
+        note: None,
     };
     Ok((answer, top))
 }
 
-/// Whether the cascade may ask Rekognition about `image` now: takes one
-/// call from the fleet's budget ([`labeler_core::budget`]) when there is
-/// one. A store fault leaves the image QUEUED, as any other.
-async fn within_budget(
+/// Whether the cascade must keep its local labels of `image` because the
+/// fleet's Rekognition budget ([`labeler_core::budget`]) is spent, and if
+/// so the note its record carries; takes one call from the budget when
+/// there is one left. A store fault leaves the image QUEUED, as any other.
+async fn over_budget(
     shared: &Shared<'_>,
     cascade: &Cascade,
     image: &ImageRef,
     top: f32,
-) -> Result<bool, Fault> {
+) -> Result<Option<String>, Fault> {
     let Some(budget) = cascade.budget else {
-        return Ok(true);
+        return Ok(None);
     };
     let (db, table) = (&shared.clients.dynamodb, shared.job.table.as_str());
     let allowed = labeler_core::budget::spend(db, table, budget, Clock::now())
         .await
         .map_err(|e| Fault::Transient(full_chain(&e)))?;
-    if !allowed {
-        shared.telemetry.budget_reached();
-        info!(
-            bucket = image.bucket.as_str(),
-            key = image.key.as_str(),
-            top_confidence = top,
-            cap = budget.cap,
-            "the Rekognition budget of this period is spent; keeping the local labels"
-        );
+    if allowed {
+        return Ok(None);
     }
-    Ok(allowed)
+    shared.telemetry.budget_reached();
+    info!(
+        bucket = image.bucket.as_str(),
+        key = image.key.as_str(),
+        top_confidence = top,
+        cap = budget.cap,
+        "the Rekognition budget of this period is spent; keeping the local labels"
+    );
+    Ok(Some(budget_note(top, cascade.below, budget)))
+}
+
+/// The note of an image the cascade would have sent to Rekognition.
+fn budget_note(top: f32, below: f32, budget: Budget) -> String {
+    format!(
+        "local labels only: the local model's top class ({top:.1}%) is below {below}%, \
+         and this {}'s Rekognition budget of {} calls is spent",
+        budget.period.as_str(),
+        budget.cap
+    )
 }
 
 /// Longest wait between two writes of a paid answer ([`keep_paid_answer`]).
@@ -819,6 +834,19 @@ mod tests {
             Decision::NotOurs { newer: None }
         );
         assert_eq!(decide(&image(), None), Decision::NotOurs { newer: None });
+    }
+
+    #[test]
+    fn a_budget_note_names_the_confidence_the_threshold_and_the_spent_budget() {
+        let budget = Budget {
+            cap: 1000,
+            period: labeler_core::budget::Period::Month,
+        };
+        assert_eq!(
+            budget_note(41.26, 60.0, budget),
+            "local labels only: the local model's top class (41.3%) is below 60%, \
+             and this month's Rekognition budget of 1000 calls is spent"
+        );
     }
 
     #[test]

@@ -40,6 +40,10 @@ fn vars() -> HashMap<&'static str, &'static str> {
         ("reuse_ttl_days", "30"),
         ("fleet_rate", "50"),
         ("fleet_size", "32"),
+        ("label_backend", "cascade"),
+        ("cascade_below", "60"),
+        ("rekognition_budget", "none"),
+        ("rekognition_budget_period", "month"),
     ])
 }
 
@@ -271,18 +275,19 @@ fn the_environment_the_definition_sets_is_accepted_by_the_worker() {
         awkward_spec().to_parameter(),
     )]));
     let mut command = <Cli as clap::CommandFactory>::command();
-    let known: Vec<String> = command
-        .get_arguments()
-        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
-        .collect();
 
     for var in &definition.container_properties.environment {
-        if var.name.starts_with("LABELER_") {
-            assert!(
-                known.contains(&var.name),
-                "{} is not a worker flag",
-                var.name
-            );
+        if !var.name.starts_with("LABELER_") {
+            continue;
+        }
+        let flag = command
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|e| e == var.name.as_str()))
+            .and_then(|a| a.get_long())
+            .unwrap_or_else(|| panic!("{} is not a worker flag", var.name));
+        let with_value = ["worker", "--job", "{}", &format!("--{flag}"), &var.value];
+        if let Err(e) = command.try_get_matches_from_mut(with_value) {
+            panic!("{}={:?} is refused by the worker: {e}", var.name, var.value);
         }
     }
     let matches = command

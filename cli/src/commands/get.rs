@@ -63,6 +63,9 @@ pub fn render(r: &Record) -> String {
     if let Some(note) = &r.conversion {
         pairs.push(("conversion", note.clone()));
     }
+    if let Some(note) = &r.label_note {
+        pairs.push(("note", note.clone()));
+    }
     if let Some(from) = &r.reused_from {
         pairs.push(("labels", format!("reused from {from} (same content)")));
     }
@@ -101,6 +104,7 @@ mod tests {
             label_model_version: Some("3.0".into()),
             reused_from: Some("s3://b/a.jpg".into()),
             conversion: None,
+            label_note: None,
             job_id: None,
             job_name: None,
             array_index: None,
@@ -122,6 +126,12 @@ mod tests {
         record.conversion = Some("converted from WebP, 4032×3024 → 3024×2268".into());
         assert!(
             render(&record).contains("conversion   converted from WebP, 4032×3024 → 3024×2268"),
+            "{}",
+            render(&record)
+        );
+        record.label_note = Some("local labels only: budget spent".into());
+        assert!(
+            render(&record).contains("note         local labels only: budget spent"),
             "{}",
             render(&record)
         );

@@ -256,6 +256,7 @@ mod tests {
             label_model_version: None,
             reused_from: None,
             conversion: None,
+            label_note: None,
             job_id: None,
             job_name: None,
             array_index: None,
