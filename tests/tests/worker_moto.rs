@@ -2,20 +2,26 @@
 //! claimed by the real dispatcher writes in moto's DynamoDB, and moto's
 //! DetectLabels (fixed labels). moto has no Rekognition error paths, so the
 //! one test that needs a bad image swaps in an aws-smithy-mocks Rekognition
-//! that refuses one key; S3 and DynamoDB stay moto.
+//! that refuses one key, and the cascade's tests, which run the local model,
+//! swap in one that counts its calls; S3 and DynamoDB stay moto.
 
 use aws_sdk_rekognition::operation::detect_labels::{DetectLabelsError, DetectLabelsOutput};
 use aws_sdk_rekognition::types::error::InvalidImageFormatException;
 use aws_sdk_rekognition::types::Label as RekognitionLabel;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use integration_tests::{provision, s3_client, Moto, Stack};
+use labeler_core::budget::{Budget, Period};
 use labeler_core::job::ImageSource;
 use labeler_core::job::{LabelOptions, CONTRACT_VERSION};
 use labeler_core::schema::attr;
 use labeler_core::store::{self, Clock, WriteOutcome};
 use labeler_core::{ImageRef, JobSpec, Revision, Status};
+use std::sync::Arc;
+use worker::backend::{Backend, Cascade, Local};
+use worker::model::LocalModel;
 use worker::run::{run, Clients, Settings};
 use worker::shutdown::Shutdown;
+use worker::vocabulary::Vocabulary;
 
 struct World {
     _moto: Moto,
@@ -594,4 +600,195 @@ async fn the_worker_decides_from_the_bytes_and_converts_what_rekognition_cannot_
         "{notes:?}"
     );
     assert_eq!((from_s3.num_calls(), from_bytes.num_calls()), (2, 2));
+}
+
+/// A photograph of `samples/photos`.
+fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(
+        integration_tests::repo_root()
+            .join("samples/photos")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// The local model (`make model`) in a cascade to Rekognition below 60%.
+fn cascade(budget: Option<Budget>) -> Backend {
+    let path = integration_tests::repo_root().join("target/model/efficientnet-lite0.onnx");
+    let model = LocalModel::load(&path, 2).unwrap_or_else(|e| panic!("{e} (run `make model`)"));
+    Backend::Cascade(Arc::new(Cascade {
+        local: Local {
+            model,
+            vocabulary: Vocabulary::imagenet(),
+        },
+        below: 60.0,
+        budget,
+    }))
+}
+
+/// A Rekognition stand-in (aws-smithy-mocks) that counts its calls and
+/// answers model version `3.0`, so its answers are told from the model's.
+fn counting_rekognition() -> (aws_smithy_mocks::Rule, aws_sdk_rekognition::Client) {
+    let detect = mock!(aws_sdk_rekognition::Client::detect_labels).then_output(|| {
+        DetectLabelsOutput::builder()
+            .labels(
+                RekognitionLabel::builder()
+                    .name("Rocket")
+                    .confidence(98.0)
+                    .build(),
+            )
+            .label_model_version("3.0")
+            .build()
+    });
+    let client = mock_client!(aws_sdk_rekognition, RuleMode::MatchAny, [&detect]);
+    (detect, client)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cascade_asks_rekognition_only_about_the_photos_its_model_is_unsure_of() {
+    let w = world().await;
+    let (detect, rekognition) = counting_rekognition();
+    let clients = Clients {
+        rekognition,
+        ..w.clients()
+    };
+    // The cascade judges the most probable class: espresso at 94%, but
+    // tiger cat at 41% (the breeds share the 93% of Cat), palace at 27%
+    // and missile at 24%. An image whose probability is spread, as a photo
+    // of a person's is over clothing classes, goes to Rekognition.
+    let photos = ["chelsea.png", "coffee.jpg", "china.jpg", "rocket.jpg"];
+    let mut images = Vec::new();
+    for (i, name) in photos.iter().enumerate() {
+        let key = format!("cascade/{name}");
+        images.push(w.queued_bytes(&key, photo(name), &format!("0{i}")).await);
+    }
+    let settings = Settings {
+        backend: cascade(None),
+        ..Settings::default()
+    };
+
+    let outcome = run(
+        &w.job(&images),
+        &images,
+        &clients,
+        &settings,
+        Shutdown::never(),
+    )
+    .await;
+
+    assert_eq!(outcome.labeled, 4, "{outcome:?}");
+    assert_eq!(
+        detect.num_calls(),
+        3,
+        "only the three unsure photos cost a call"
+    );
+    for name in photos {
+        let r = w.record(&format!("cascade/{name}")).await;
+        let version = text(&r, attr::LABEL_MODEL_VERSION);
+        let local = version.starts_with("local:efficientnet-lite0@");
+        let expected_local = name == "coffee.jpg";
+        assert_eq!(local, expected_local, "{name}: {version}");
+        assert!(!r.contains_key(attr::LABEL_NOTE), "{name}: {r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_at_once_never_spend_more_than_the_fleet_s_budget() {
+    let w = world().await;
+    let (detect, rekognition) = counting_rekognition();
+    let clients = Clients {
+        rekognition,
+        ..w.clients()
+    };
+    let budget = Budget {
+        cap: 3,
+        period: Period::Day,
+    };
+    // Eight photos the model is unsure of, four for each worker; without
+    // content reuse every one asks for a call, and only three may have one.
+    let mut jobs = [Vec::new(), Vec::new()];
+    for i in 0..8 {
+        let name = if i % 2 == 0 {
+            "china.jpg"
+        } else {
+            "rocket.jpg"
+        };
+        let image = w
+            .queued_bytes(&format!("unsure/{i} {name}"), photo(name), &format!("1{i}"))
+            .await;
+        jobs[i % 2].push(image);
+    }
+    let settings = Settings {
+        backend: cascade(Some(budget)),
+        reuse: None,
+        ..Settings::default()
+    };
+    let specs = [w.job(&jobs[0]), w.job(&jobs[1])];
+    let worker = |i: usize| run(&specs[i], &jobs[i], &clients, &settings, Shutdown::never());
+    let (first, second) = tokio::join!(worker(0), worker(1));
+
+    assert_eq!(first.labeled + second.labeled, 8, "{first:?} {second:?}");
+    assert_eq!(detect.num_calls(), 3, "the fleet's budget is three calls");
+    let db = aws_sdk_dynamodb::Client::new(&w.sdk);
+    let spent = labeler_core::budget::spent(&db, &w.stack.table, Period::Day, Clock::now())
+        .await
+        .unwrap();
+    assert_eq!(spent, 3);
+    let mut kept_local = 0;
+    for image in jobs.iter().flatten() {
+        let r = w.record(&image.key).await;
+        assert_eq!(text(&r, attr::STATUS), Status::Labeled.as_str(), "{r:?}");
+        let note = text(&r, attr::LABEL_NOTE);
+        if text(&r, attr::LABEL_MODEL_VERSION) == "3.0" {
+            assert!(note.is_empty(), "{r:?}");
+        } else {
+            kept_local += 1;
+            assert!(
+                note.contains("this day's Rekognition budget of 3 calls is spent"),
+                "{r:?}"
+            );
+        }
+    }
+    assert_eq!(
+        kept_local, 5,
+        "the other five keep their local labels and say why"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_of_zero_keeps_every_image_local_without_a_call() {
+    let w = world().await;
+    let (detect, rekognition) = counting_rekognition();
+    let clients = Clients {
+        rekognition,
+        ..w.clients()
+    };
+    let images = vec![
+        w.queued_bytes("zero/rocket.jpg", photo("rocket.jpg"), "21")
+            .await,
+    ];
+    let settings = Settings {
+        backend: cascade(Some(Budget {
+            cap: 0,
+            period: Period::Month,
+        })),
+        ..Settings::default()
+    };
+
+    let outcome = run(
+        &w.job(&images),
+        &images,
+        &clients,
+        &settings,
+        Shutdown::never(),
+    )
+    .await;
+
+    assert_eq!(outcome.labeled, 1, "{outcome:?}");
+    assert_eq!(detect.num_calls(), 0);
+    let r = w.record("zero/rocket.jpg").await;
+    assert!(
+        text(&r, attr::LABEL_NOTE).contains("budget of 0 calls is spent"),
+        "{r:?}"
+    );
 }
