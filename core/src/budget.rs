@@ -14,8 +14,9 @@
 //! that the SDK sends again counts twice. Every fault errs on the side of
 //! fewer calls, never more: the cap is a ceiling, the spend can fall short
 //! of it by the number of such faults. A counter the table cannot be asked
-//! about (DynamoDB unavailable) is treated as spent: images keep their
-//! local labels.
+//! about (DynamoDB unavailable) is a transient fault of the image: no call
+//! is made, and the worker leaves the image QUEUED for a later attempt, as
+//! it does when it cannot write the image's record.
 
 use crate::db::{n, s, Clock, StoreError};
 use crate::schema::{attr, PK, SK};
