@@ -11,8 +11,8 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let cfg = Config::from_env()?;
     let clients = dispatcher::clients(&cfg).await;
-    let (cfg, clients): (&Config, &Clients) =
-        (Box::leak(Box::new(cfg)), Box::leak(Box::new(clients)));
+    // Borrowed for the life of `run`, which serves every invocation.
+    let (cfg, clients): (&Config, &Clients) = (&cfg, &clients);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         dispatch::handle(
             &event.payload,
