@@ -792,3 +792,54 @@ async fn a_budget_of_zero_keeps_every_image_local_without_a_call() {
         "{r:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_picture_the_model_cannot_read_goes_to_rekognition_and_fails_only_past_the_budget() {
+    let w = world().await;
+    let (detect, rekognition) = counting_rekognition();
+    let clients = Clients {
+        rekognition,
+        ..w.clients()
+    };
+    // A JPEG cut off in its first scan: its header says JPEG, so it is
+    // dispatched and sent as it is; the model's decoder refuses it.
+    let cut = photo("coffee.jpg")[..4096].to_vec();
+    let images = vec![
+        w.queued_bytes("cut/one.jpg", cut.clone(), "31").await,
+        w.queued_bytes("cut/two.jpg", cut, "32").await,
+    ];
+    let settings = |cap| Settings {
+        backend: cascade(Some(Budget {
+            cap,
+            period: Period::Day,
+        })),
+        reuse: None,
+        ..Settings::default()
+    };
+
+    let asked = run(
+        &w.job(&images[..1]),
+        &images[..1],
+        &clients,
+        &settings(1),
+        Shutdown::never(),
+    )
+    .await;
+    let spent = run(
+        &w.job(&images[1..]),
+        &images[1..],
+        &clients,
+        &settings(1),
+        Shutdown::never(),
+    )
+    .await;
+
+    assert_eq!((asked.labeled, detect.num_calls()), (1, 1), "{asked:?}");
+    let r = w.record("cut/one.jpg").await;
+    assert_eq!(text(&r, attr::LABEL_MODEL_VERSION), "3.0", "{r:?}");
+    assert_eq!(spent.failed, 1, "{spent:?}");
+    assert_eq!(detect.num_calls(), 1, "the budget's one call is spent");
+    let r = w.record("cut/two.jpg").await;
+    assert_eq!(text(&r, attr::STATUS), Status::Failed.as_str(), "{r:?}");
+    assert!(!text(&r, attr::REASON).is_empty(), "{r:?}");
+}

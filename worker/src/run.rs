@@ -545,19 +545,34 @@ async fn answer(shared: &Shared<'_>, image: &ImageRef, request: Image) -> Result
     match shared.backend {
         Backend::Rekognition => rekognition(shared, image, request).await,
         Backend::Local(local) => Ok(local_answer(shared, local, image, &request).await?.0),
-        Backend::Cascade(cascade) => {
-            let (mut local, top) = local_answer(shared, &cascade.local, image, &request).await?;
-            if top >= cascade.below {
-                return Ok(local);
-            }
-            if let Some(note) = over_budget(shared, cascade, image, top).await? {
-                local.note = Some(note);
-                return Ok(local);
-            }
-            shared.telemetry.escalated();
-            rekognition(shared, image, request).await
-        }
+        Backend::Cascade(cascade) => cascade_answer(shared, cascade, image, request).await,
     }
+}
+
+/// The cascade: the local model's labels when its most probable class
+/// reaches `below`, else Rekognition's while the budget allows, else the
+/// local labels with a note. What the model cannot read goes to
+/// Rekognition as well (it may read it), and ends FAILED only when the
+/// budget is spent.
+async fn cascade_answer(
+    shared: &Shared<'_>,
+    cascade: &Cascade,
+    image: &ImageRef,
+    request: Image,
+) -> Result<Answer, Fault> {
+    let (local, top) = match local_answer(shared, &cascade.local, image, &request).await {
+        Ok((local, top)) if top >= cascade.below => return Ok(local),
+        Ok((local, top)) => (Ok(local), top),
+        Err(Fault::Permanent(refusal)) => (Err(refusal), 0.0),
+        Err(fault) => return Err(fault),
+    };
+    if let Some(note) = over_budget(shared, cascade, image, top).await? {
+        let mut local = local.map_err(Fault::Permanent)?;
+        local.note = Some(note);
+        return Ok(local);
+    }
+    shared.telemetry.escalated();
+    rekognition(shared, image, request).await
 }
 
 async fn rekognition(
