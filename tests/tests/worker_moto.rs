@@ -804,7 +804,7 @@ async fn a_picture_the_model_cannot_read_goes_to_rekognition_and_fails_only_past
     // A JPEG cut off in its first scan: its header says JPEG, so it is
     // dispatched and sent as it is; the model's decoder refuses it.
     let cut = photo("coffee.jpg")[..4096].to_vec();
-    let images = vec![
+    let images = [
         w.queued_bytes("cut/one.jpg", cut.clone(), "31").await,
         w.queued_bytes("cut/two.jpg", cut, "32").await,
     ];
