@@ -290,6 +290,20 @@ pub struct Inputs {
     /// Size of a content entry with `labels_per_image` labels, bytes, by
     /// DynamoDB's item-size rules (`labeler_core::schema::item_size`).
     pub content_entry_bytes: usize,
+    /// The local backend's measured figures; `None` when not measured.
+    pub local: Option<LocalInputs>,
+}
+
+/// What `bench --local` measured for the cost of the local backend and
+/// the cascade.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalInputs {
+    /// Seconds of one core per image the local model classifies (decode,
+    /// resize and inference), measured.
+    pub inference_seconds_per_core: f64,
+    /// Share of images the cascade sent to DetectLabels, by corpus,
+    /// measured.
+    pub cascade_shares: Vec<(String, f64)>,
 }
 
 impl Inputs {
@@ -316,6 +330,7 @@ impl Inputs {
             duplicate_ratio: 0.25,
             content_entry_bytes: content_entry_bytes(10),
             lambda_gb: 0.25,
+            local: None,
         }
     }
 }
@@ -371,12 +386,38 @@ impl Bill {
     }
 }
 
-/// Billed seconds of one Fargate task labeling `images` images.
-pub fn task_seconds(inputs: &Inputs, images: usize) -> f64 {
-    let per_image = inputs.detect_labels_seconds
-        / (inputs.worker_concurrency.max(1) as f64 * inputs.worker_efficiency.clamp(0.01, 1.0));
+/// Seconds of a task per image when DetectLabels labels it: the call's
+/// latency shared by the images in flight, at the measured efficiency.
+fn rekognition_seconds_per_image(inputs: &Inputs) -> f64 {
+    inputs.detect_labels_seconds
+        / (inputs.worker_concurrency.max(1) as f64 * inputs.worker_efficiency.clamp(0.01, 1.0))
+}
+
+/// Billed seconds of one Fargate task labeling `images` images at
+/// `per_image` seconds each (one-minute minimum, whole seconds).
+fn billed_seconds(inputs: &Inputs, images: usize, per_image: f64) -> f64 {
     let run = inputs.task_startup_seconds + images as f64 * per_image;
     run.max(60.0).ceil()
+}
+
+/// Billed seconds of one Fargate task labeling `images` images.
+pub fn task_seconds(inputs: &Inputs, images: usize) -> f64 {
+    billed_seconds(inputs, images, rekognition_seconds_per_image(inputs))
+}
+
+/// Fargate dollars per second of a task of `vcpu` vCPUs and `gb` GB.
+fn per_task_second(arch: Arch, vcpu: f64, gb: f64) -> f64 {
+    let (cpu, mem) = match arch {
+        Arch::Arm64 => (
+            PRICES.fargate_arm_vcpu_hour.usd(),
+            PRICES.fargate_arm_gb_hour.usd(),
+        ),
+        Arch::X86 => (
+            PRICES.fargate_x86_vcpu_hour.usd(),
+            PRICES.fargate_x86_gb_hour.usd(),
+        ),
+    };
+    (vcpu * cpu + gb * mem) / 3600.0
 }
 
 /// Fargate dollars for labeling all images in jobs of `images_per_job`.
@@ -389,18 +430,11 @@ pub fn fargate_usd(
 ) -> (f64, f64, f64) {
     let tasks = (inputs.images / images_per_job as f64).ceil();
     let seconds = task_seconds(inputs, images_per_job);
-    let (cpu, mem) = match arch {
-        Arch::Arm64 => (
-            PRICES.fargate_arm_vcpu_hour.usd(),
-            PRICES.fargate_arm_gb_hour.usd(),
-        ),
-        Arch::X86 => (
-            PRICES.fargate_x86_vcpu_hour.usd(),
-            PRICES.fargate_x86_gb_hour.usd(),
-        ),
-    };
-    let usd = tasks * seconds * (vcpu * cpu + gb * mem) / 3600.0;
-    (tasks, seconds, usd)
+    (
+        tasks,
+        seconds,
+        tasks * seconds * per_task_second(arch, vcpu, gb),
+    )
 }
 
 fn line(service: &'static str, what: impl Into<String>, quantity: f64, price: &Price) -> Line {
@@ -568,7 +602,7 @@ fn common_lines(inputs: &Inputs) -> Vec<Line> {
             n * inputs.worker_wru_per_image,
             &PRICES.dynamodb_wru,
         ),
-        line("S3", "GET of the image by Rekognition", n, &PRICES.s3_get),
+        line("S3", REKOGNITION_GET, n, &PRICES.s3_get),
         line(
             "S3",
             "worker: ranged GET of the image's first 64 KiB (its real format)",
@@ -576,6 +610,159 @@ fn common_lines(inputs: &Inputs) -> Vec<Line> {
             &PRICES.s3_get,
         ),
     ]
+}
+
+/// The S3 line of Rekognition's own GET of an image.
+const REKOGNITION_GET: &str = "GET of the image by Rekognition";
+
+/// The packed arm64 bill with the local model labeling every image: no
+/// DetectLabels call and no GET by Rekognition; the worker GETs the whole
+/// image instead, and each task runs longer by the measured inference time
+/// per image (one inference per vCPU at once).
+pub fn local_bill(inputs: &Inputs, local: &LocalInputs) -> Bill {
+    let mut bill = packed(inputs, Arch::Arm64);
+    bill.scenario = "packed, local model";
+    bill.lines
+        .retain(|l| !matches!(l.service, "Rekognition" | "Fargate") && l.what != REKOGNITION_GET);
+    let ipj = inputs.images_per_job;
+    let tasks = (inputs.images / ipj as f64).ceil();
+    let per_image = local.inference_seconds_per_core / inputs.task_vcpu.max(0.01);
+    let seconds = billed_seconds(inputs, ipj, per_image);
+    bill.lines.push(Line {
+        service: "Fargate",
+        what: format!(
+            "{} tasks × {seconds:.0} s billed, {} vCPU / {} GB, {:.1} ms of one core per image",
+            group(tasks as u64),
+            inputs.task_vcpu,
+            inputs.task_gb,
+            local.inference_seconds_per_core * 1e3
+        ),
+        quantity: tasks,
+        unit: "task",
+        usd: tasks * seconds * per_task_second(Arch::Arm64, inputs.task_vcpu, inputs.task_gb),
+    });
+    bill.lines.push(line(
+        "S3",
+        "worker: GET of the whole image for the local model",
+        inputs.images,
+        &PRICES.s3_get,
+    ));
+    bill
+}
+
+/// The local bill plus DetectLabels, and Rekognition's GET of the image,
+/// for the `share` of images the cascade sends on. Their calls overlap the
+/// other images' inference, so the tasks take no longer.
+pub fn cascade_bill(inputs: &Inputs, local: &LocalInputs, share: f64) -> Bill {
+    let mut bill = local_bill(inputs, local);
+    bill.scenario = "packed, cascade";
+    let escalated = inputs.images * share.clamp(0.0, 1.0);
+    bill.lines.push(line(
+        "Rekognition",
+        format!("DetectLabels for the {:.1}% escalated", 100.0 * share),
+        escalated,
+        &PRICES.detect_labels,
+    ));
+    bill.lines.push(line(
+        "S3",
+        format!("{REKOGNITION_GET} (escalated only)"),
+        escalated,
+        &PRICES.s3_get,
+    ));
+    bill
+}
+
+/// The "Local model and cascade" section of `docs/cost.md`.
+fn local_section(inputs: &Inputs) -> String {
+    let mut out = String::from("## Local model and cascade\n\n");
+    let Some(local) = &inputs.local else {
+        out.push_str(
+            "Not measured in this run (`bench --local` needs `make model` and the release \
+             worker).\n\n",
+        );
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "`LABELER_BACKEND=local` labels every image with EfficientNet-Lite0 in the worker: no \
+         DetectLabels call and no GET by Rekognition, a GET of the whole image by the worker \
+         instead, and {:.1} ms of one core per image (the mean `LocalLatency` of the one-slot \
+         run in the [benchmarks](benchmarks.md), measured on an x86 CPU; Graviton's will \
+         differ) added to each task's time. `cascade` pays that, plus DetectLabels and \
+         Rekognition's GET for the share of images whose most probable local class is below \
+         `--cascade-below`; the shares are the measured ones of the benchmark's two small \
+         corpora, not of your photos. Packed, arm64, {} images:\n",
+        local.inference_seconds_per_core * 1e3,
+        qty(inputs.images)
+    );
+    let rekognition = packed(inputs, Arch::Arm64);
+    let mut bills = vec![("rekognition".to_owned(), rekognition.clone())];
+    bills.push(("local".to_owned(), local_bill(inputs, local)));
+    for (corpus, share) in &local.cascade_shares {
+        bills.push((
+            format!("cascade, {corpus} corpus share {:.1}%", 100.0 * share),
+            cascade_bill(inputs, local, *share),
+        ));
+    }
+    out.push_str(&backend_table(&bills, rekognition.total()));
+    let _ = writeln!(out, "\n{}", local_compute(inputs, local, &rekognition));
+    out
+}
+
+/// The bills of the backends side by side, against `reference`.
+fn backend_table(bills: &[(String, Bill)], reference: f64) -> String {
+    let mut out = String::from(
+        "| backend | DetectLabels calls | Rekognition | Fargate | everything else | total | total / rekognition |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (name, bill) in bills {
+        let calls: f64 = bill
+            .lines
+            .iter()
+            .filter(|l| l.service == "Rekognition")
+            .map(|l| l.quantity)
+            .sum();
+        // An empty sum is -0.0: adding 0.0 keeps "$-0.000" out of the table.
+        let (total, rek, fargate) = (
+            bill.total(),
+            bill.service("Rekognition") + 0.0,
+            bill.service("Fargate"),
+        );
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {:.3} |",
+            qty(calls),
+            usd(rek),
+            usd(fargate),
+            usd(total - rek - fargate),
+            usd(total),
+            total / reference
+        );
+    }
+    out
+}
+
+/// What the model's CPU time amounts to, and whether the one-minute
+/// minimum hides it.
+fn local_compute(inputs: &Inputs, local: &LocalInputs, rekognition: &Bill) -> String {
+    let vcpu_hours = inputs.images * local.inference_seconds_per_core / 3600.0;
+    let fargate = local_bill(inputs, local).service("Fargate");
+    format!(
+        "The model's own CPU time for {} images is {vcpu_hours:.1} vCPU-hours ({} at the arm64 \
+         vCPU price). Billed Fargate goes from {} with Rekognition to {} with the local model: \
+         a job of {} images takes {:.1} s of inference plus {} s of start-up, against Fargate's \
+         one-minute minimum per task. Every 1% of images the cascade escalates adds {} per {} \
+         images.\n",
+        qty(inputs.images),
+        usd(vcpu_hours * PRICES.fargate_arm_vcpu_hour.usd()),
+        usd(rekognition.service("Fargate")),
+        usd(fargate),
+        inputs.images_per_job,
+        inputs.images_per_job as f64 * local.inference_seconds_per_core
+            / inputs.task_vcpu.max(0.01),
+        inputs.task_startup_seconds,
+        usd(0.01 * inputs.images * (PRICES.detect_labels.usd() + PRICES.s3_get.usd())),
+        qty(inputs.images)
+    )
 }
 
 fn usd(v: f64) -> String {
@@ -818,6 +1005,8 @@ pub fn render(inputs: &Inputs, measured_on: &str) -> String {
          negative saving); one duplicate in a few hundred images pays for them.\n"
     );
 
+    out.push_str(&local_section(inputs));
+
     let _ = writeln!(out, "## Images per job\n");
     let _ = writeln!(
         out,
@@ -1015,8 +1204,7 @@ fn duration(seconds: f64) -> String {
 }
 
 fn fits_in_a_minute(inputs: &Inputs) -> usize {
-    let per_image = inputs.detect_labels_seconds
-        / (inputs.worker_concurrency.max(1) as f64 * inputs.worker_efficiency.clamp(0.01, 1.0));
+    let per_image = rekognition_seconds_per_image(inputs);
     ((60.0 - inputs.task_startup_seconds).max(0.0) / per_image) as usize
 }
 
@@ -1071,6 +1259,68 @@ mod tests {
         assert!(share > 0.9, "{share}");
         let single = one_job_per_image(&inputs, Arch::Arm64);
         assert!(single.service("Fargate") > 50.0 * bill.service("Fargate"));
+    }
+
+    fn measured(inference_seconds_per_core: f64, shares: &[f64]) -> LocalInputs {
+        LocalInputs {
+            inference_seconds_per_core,
+            cascade_shares: shares.iter().map(|s| ("demo".to_owned(), *s)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_cascade_that_escalates_a_tenth_pays_a_tenth_of_rekognition() {
+        let inputs = Inputs::from_code();
+        let local = measured(0.03, &[0.1]);
+        let rekognition = packed(&inputs, Arch::Arm64).service("Rekognition");
+
+        let cascade = cascade_bill(&inputs, &local, 0.1);
+        let alone = local_bill(&inputs, &local);
+
+        assert!((cascade.service("Rekognition") - 0.1 * rekognition).abs() < 1e-9);
+        let gets = 0.1 * inputs.images * PRICES.s3_get.usd();
+        assert!((cascade.total() - alone.total() - 0.1 * rekognition - gets).abs() < 1e-9);
+        assert_eq!(cascade_bill(&inputs, &local, 0.0).total(), alone.total());
+    }
+
+    #[test]
+    fn the_local_backend_drops_rekognition_and_pays_fargate_for_its_inference() {
+        let inputs = Inputs::from_code();
+        let packed_bill = packed(&inputs, Arch::Arm64);
+
+        // One second of a core per image: 100 images take 30 s + 100 s.
+        let slow = local_bill(&inputs, &measured(1.0, &[]));
+        let fast = local_bill(&inputs, &measured(0.01, &[]));
+
+        assert_eq!(slow.service("Rekognition"), 0.0);
+        let tasks = inputs.images / inputs.images_per_job as f64;
+        let hourly = 0.03238 + 2.0 * 0.00356;
+        assert!((slow.service("Fargate") - tasks * 130.0 * hourly / 3600.0).abs() < 1e-6);
+        assert_eq!(
+            fast.service("Fargate"),
+            packed_bill.service("Fargate"),
+            "a fast model still fits in the one-minute minimum"
+        );
+        assert_eq!(
+            slow.service("S3"),
+            packed_bill.service("S3"),
+            "one GET for another"
+        );
+        assert!(fast.total() < 0.05 * packed_bill.total());
+    }
+
+    #[test]
+    fn the_document_prices_the_measured_cascade_shares_or_says_they_were_not_measured() {
+        let mut inputs = Inputs::from_code();
+        assert!(render(&inputs, "today").contains("Not measured in this run"));
+        inputs.local = Some(measured(0.03, &[0.25]));
+        let doc = render(&inputs, "today");
+        assert!(
+            doc.contains("| cascade, demo corpus share 25.0% | 250 k |"),
+            "{doc}"
+        );
+        assert!(doc.contains("| rekognition | 1 M |"), "{doc}");
+        assert!(doc.contains("| local | 0 | $0.000 |"), "{doc}");
     }
 
     #[test]

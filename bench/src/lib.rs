@@ -7,8 +7,8 @@
 //!   Batch, DynamoDB, Rekognition and S3 for the real SDK clients, with
 //!   fixed latency, throttling caps and call accounting;
 //! * [`scenario_dispatcher`], [`scenario_worker`], [`scenario_fleet`],
-//!   [`scenario_lambda`], [`scenario_gallery`], [`scenario_convert`]: the
-//!   measurements;
+//!   [`scenario_lambda`], [`scenario_gallery`], [`scenario_convert`],
+//!   [`scenario_local`]: the measurements;
 //! * [`cost`]: the cost model of `docs/cost.md`;
 //! * [`report`]: the table printed and written to `docs/benchmarks.md` and
 //!   `target/bench/results.json`, and [`plot`], the fleet figure.
@@ -24,5 +24,6 @@ pub mod scenario_dispatcher;
 pub mod scenario_fleet;
 pub mod scenario_gallery;
 pub mod scenario_lambda;
+pub mod scenario_local;
 pub mod scenario_worker;
 pub mod standin;

@@ -6,12 +6,13 @@
 //! Flags: `--quick` (smaller runs, for a smoke test), and
 //! `--worker IMAGES CONCURRENCY`, `--cap INVOCATIONS IMAGES`,
 //! `--gallery IMAGES NAVIGATIONS`, `--fleet PROCESSES CONCURRENCY IMAGES
-//! aimd|sdk-adaptive|none` and `--convert` (one worker run, one run against
-//! the SubmitJob cap, the gallery's first page, one fleet, or the
-//! conversion memory runs, printed only; the fleet's figure goes to
+//! aimd|sdk-adaptive|none`, `--convert` and `--local [IMAGES]` (one worker
+//! run, one run against the SubmitJob cap, the gallery's first page, one
+//! fleet, the conversion memory runs, or the local model and the cascade
+//! against Rekognition, printed only; the fleet's figure goes to
 //! `target/bench/fleet-rate.svg`).
-//! Expects `make lambda`, `make browser` and `cargo build --release -p worker -p dispatcher -p labeler-cli`
-//! to have run (`make bench` does both).
+//! Expects `make lambda`, `make browser`, `make model` and `cargo build --release -p worker -p dispatcher -p labeler-cli`
+//! to have run (`make bench` does all of them).
 
 use anyhow::Context;
 use bench::cost::{self, Inputs};
@@ -20,6 +21,7 @@ use bench::report::{self, Machine, Results, Setup};
 use bench::scenario_dispatcher::{self as dispatch, SizeResult};
 use bench::scenario_fleet::{self as fleet, Control, FleetCase};
 use bench::scenario_lambda as lambda;
+use bench::scenario_local::{self as local, LocalResults};
 use bench::scenario_worker::{self as worker, Case};
 use std::time::Duration;
 
@@ -106,6 +108,16 @@ async fn main() -> anyhow::Result<()> {
             .map(|(accepted, throttled)| format!("{accepted}/{throttled}"))
             .collect();
         println!("accepted/throttled each second: {}", seconds.join(" "));
+        return Ok(());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--local") {
+        let images = match args.get(i + 1).filter(|a| !a.starts_with("--")) {
+            Some(n) => n.parse().context("--local [IMAGES]")?,
+            None => local_images(quick),
+        };
+        let plan = local::Plan::new(&root, images, DETECT_LATENCY);
+        let results = local::measure(&plan).await?;
+        println!("{}", serde_json::to_string_pretty(&results)?);
         return Ok(());
     }
     if args.iter().any(|a| a == "--convert") {
@@ -227,7 +239,9 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let cost_inputs = cost_inputs(&dispatcher, &workers);
+    let local = local_run(&root, quick, &mut not_measured).await;
+
+    let cost_inputs = cost_inputs(&dispatcher, &workers, local.as_ref());
     let results = Results {
         machine,
         setup: Setup {
@@ -245,6 +259,7 @@ async fn main() -> anyhow::Result<()> {
         startup,
         gallery,
         convert,
+        local,
         not_measured,
         cost_inputs,
     };
@@ -281,9 +296,40 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Images of the bench corpus in the local-backend runs.
+fn local_images(quick: bool) -> usize {
+    if quick {
+        200
+    } else {
+        1_000
+    }
+}
+
+/// The local backend and the cascade against Rekognition, or why not.
+async fn local_run(
+    root: &std::path::Path,
+    quick: bool,
+    not_measured: &mut Vec<String>,
+) -> Option<LocalResults> {
+    let images = local_images(quick);
+    eprintln!("bench: local model and cascade against Rekognition, {images} images …");
+    match local::measure(&local::Plan::new(root, images, DETECT_LATENCY)).await {
+        Ok(results) => Some(results),
+        Err(e) => {
+            not_measured.push(format!("local backend: {e:#}"));
+            None
+        }
+    }
+}
+
 /// The cost model's inputs, from the measured runs where there is one.
-fn cost_inputs(dispatcher: &[SizeResult], workers: &[worker::WorkerRun]) -> Inputs {
+fn cost_inputs(
+    dispatcher: &[SizeResult],
+    workers: &[worker::WorkerRun],
+    local: Option<&LocalResults>,
+) -> Inputs {
     let mut inputs = Inputs::from_code();
+    inputs.local = local.and_then(LocalResults::cost_inputs);
     let by_size = |n: usize| dispatcher.iter().find(|d| d.images == n);
     if let Some(single) = by_size(1) {
         inputs.lambda_seconds_single = single.median_s;

@@ -7,10 +7,12 @@ use crate::scenario_dispatcher::{submit_calls_per_10k, CapResult, SizeResult};
 use crate::scenario_fleet::{FleetRun, RATE_TARGET, THROTTLED_TARGET};
 use crate::scenario_gallery::{GalleryRun, TARGET_MS};
 use crate::scenario_lambda::{Package, Startup, ZIP_TARGET_BYTES};
+use crate::scenario_local::{BackendRun, Corpus, LocalResults};
 use crate::scenario_worker::WorkerRun;
 use serde::Serialize;
 use std::fmt::Write;
 use std::process::Command;
+use worker::backend::Kind as Backend;
 
 /// Worker peak memory target.
 pub const WORKER_RSS_TARGET_BYTES: u64 = 64 * 1024 * 1024;
@@ -111,6 +113,8 @@ pub struct Results {
     pub gallery: Option<GalleryRun>,
     /// Peak memory while converting large images.
     pub convert: Vec<ConvertRun>,
+    /// The local backend and the cascade against Rekognition.
+    pub local: Option<LocalResults>,
     /// What could not be measured, and why.
     pub not_measured: Vec<String>,
     /// The cost model's inputs.
@@ -282,6 +286,9 @@ pub fn rows(r: &Results) -> Vec<Row> {
             ideal: format!("≤ {} (the container)", mib(CONTAINER_BYTES)),
             ratio: format!("{:.2}", c.ratio_to_container),
         });
+    }
+    if let Some(l) = &r.local {
+        rows.extend(local_rows(l));
     }
     if let Some(g) = &r.gallery {
         rows.push(Row {
@@ -571,6 +578,9 @@ pub fn section(r: &Results) -> String {
             );
         }
     }
+    if let Some(l) = &r.local {
+        let _ = write!(out, "\n{}", local_section(l));
+    }
     if let Some(g) = &r.gallery {
         let _ = writeln!(out, "\n### Web gallery\n");
         let _ = writeln!(
@@ -609,6 +619,215 @@ pub fn section(r: &Results) -> String {
         "\nRaw figures: `target/bench/results.json`. The cost of these calls on AWS: \
          [cost model](cost.md).\n\n{END}"
     );
+    out
+}
+
+/// The headline rows of `bench --local`: speed per core, memory and
+/// throughput against Rekognition, and the cascade's shares.
+pub fn local_rows(l: &LocalResults) -> Vec<Row> {
+    let mut rows = vec![Row {
+        figure: "local model load (`LocalModel::load`: read, SHA-256, tract optimisation)".into(),
+        measured: format!(
+            "{:.0} ms (median of {})",
+            l.model_load_median_ms(),
+            l.model_load_ms.len()
+        ),
+        ideal: format!("model {}", mb(l.model_bytes)),
+        ratio: String::new(),
+    }];
+    for run in l
+        .runs
+        .iter()
+        .filter(|r| r.backend == Backend::Local && r.corpus == Corpus::Bench)
+    {
+        let inference = run.local_ms_mean.map_or(0.0, |ms| 1e3 / ms);
+        rows.push(Row {
+            figure: format!(
+                "worker --backend local, {} images, per core at local concurrency {}",
+                group(run.images as u64),
+                run.concurrency
+            ),
+            measured: format!(
+                "{} (p50 {} / p99 {} per image)",
+                images_rate(run.per_core()),
+                ms(run.local_ms_p50),
+                ms(run.local_ms_p99)
+            ),
+            ideal: format!("{} (1 / mean inference)", images_rate(inference)),
+            ratio: format!("{:.2}", run.per_core() / inference.max(1e-9)),
+        });
+    }
+    rows.extend(comparison_rows(l));
+    for run in l.runs.iter().filter(|r| r.backend == Backend::Cascade) {
+        rows.push(Row {
+            figure: format!(
+                "cascade share sent to Rekognition, {} corpus ({} images, below {:.0}%)",
+                run.corpus.as_str(),
+                group(run.images as u64),
+                l.cascade_below
+            ),
+            measured: format!("{} of {}", run.escalations, run.images),
+            ideal: format!("{} DetectLabels calls", run.detect_labels_calls),
+            ratio: format!("{:.3}", run.escalated_share()),
+        });
+    }
+    rows
+}
+
+/// Local against Rekognition on the same chunk: peak RSS and images/s.
+fn comparison_rows(l: &LocalResults) -> Vec<Row> {
+    let mut rows = Vec::new();
+    if let Some((local, rekognition)) = l.local_and_rekognition() {
+        let same = format!(
+            "{} images, concurrency {}",
+            group(local.images as u64),
+            local.concurrency
+        );
+        rows.push(Row {
+            figure: format!("worker peak RSS, --backend local / rekognition, {same}"),
+            measured: mib(local.peak_rss_bytes),
+            ideal: format!("rekognition: {}", mib(rekognition.peak_rss_bytes)),
+            ratio: format!(
+                "{:.2}",
+                local.peak_rss_bytes as f64 / rekognition.peak_rss_bytes.max(1) as f64
+            ),
+        });
+        rows.push(Row {
+            figure: format!(
+                "worker images/s, --backend local / rekognition ({:.0} ms stand-in), {same}",
+                l.detect_labels_latency_ms
+            ),
+            measured: images_rate(local.images_per_s),
+            ideal: format!("rekognition: {}", images_rate(rekognition.images_per_s)),
+            ratio: format!("{:.2}", local.images_per_s / rekognition.images_per_s),
+        });
+    }
+    rows
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or("–".into(), |v| format!("{v:.1} ms"))
+}
+
+/// The generated subsection of `bench --local`: method, every run, the
+/// demo corpus image by image, and what the corpora are.
+pub fn local_section(l: &LocalResults) -> String {
+    let mut out = String::from("### Local model and cascade\n\n");
+    let _ = writeln!(
+        out,
+        "The release worker with `--backend rekognition`, `local` and `cascade` \
+         (`--cascade-below {:.0}`, no budget) on the same chunks, `--reuse-labels false`, \
+         `--concurrency` = `--local-concurrency` = C, so `LocalLatency` (the worker's EMF metric: \
+         decode, resize and inference, waiting for a slot included) has no queue in it. The \
+         stand-in's S3 serves the images' real bytes; its DetectLabels answers in {:.0} ms. \
+         The **bench** corpus is the worker benchmark's chunk: copies of `samples/sunset.jpg`, a \
+         synthetic 320×200 gradient, so its cascade share is one image's verdict repeated. The \
+         **demo** corpus is what `make demo` uploads: four real photos (a cat, an espresso, a \
+         rocket, a palace) and three synthetic images. Seven images say little about a real \
+         photo library's share; they show the mechanism, not a rate to plan on. Wall time \
+         includes process start and the model load; the machine is shared, so absolute figures \
+         are context only. Model load: `LocalModel::load` timed in the bench process, {} runs \
+         ({} ms).\n",
+        l.cascade_below,
+        l.detect_labels_latency_ms,
+        l.model_load_ms.len(),
+        l.model_load_ms
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "| backend | corpus | C | images | wall | images/s | per core | LocalLatency p50 / p99 | peak RSS | escalated | DetectLabels calls |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for run in &l.runs {
+        out.push_str(&local_run_row(run));
+    }
+    if let Some(demo) = l
+        .runs
+        .iter()
+        .find(|r| r.backend == Backend::Cascade && r.corpus == Corpus::Demo)
+    {
+        out.push_str(&demo_table(l, demo));
+    }
+    out
+}
+
+fn local_run_row(run: &BackendRun) -> String {
+    let local = run.backend != Backend::Rekognition;
+    format!(
+        "| {} | {} | {} | {} | {:.2} s | {:.1} | {} | {} | {} | {} | {} |\n",
+        run.backend.as_str(),
+        run.corpus.as_str(),
+        run.concurrency,
+        run.images,
+        run.wall_s,
+        run.images_per_s,
+        if local {
+            format!("{:.1}", run.per_core())
+        } else {
+            "–".into()
+        },
+        if local {
+            format!("{} / {}", ms(run.local_ms_p50), ms(run.local_ms_p99))
+        } else {
+            "–".into()
+        },
+        mib(run.peak_rss_bytes),
+        if run.backend == Backend::Cascade {
+            format!(
+                "{} ({:.1}%)",
+                run.escalations,
+                100.0 * run.escalated_share()
+            )
+        } else {
+            "–".into()
+        },
+        run.detect_labels_calls
+    )
+}
+
+/// The demo corpus image by image: the local model's most probable class
+/// (what the cascade decides on), its labels, and who labeled the image in
+/// the cascade.
+fn demo_table(l: &LocalResults, cascade: &BackendRun) -> String {
+    let local = l.find(Backend::Local, Corpus::Demo, cascade.concurrency);
+    let mut out = format!(
+        "\nThe demo corpus image by image: the local model's most probable ImageNet class \
+         (classified in the bench process with the worker's code; the cascade asks Rekognition \
+         when it is below {:.0}%), the three most confident labels the `local` run stored (a \
+         parent label's confidence is the sum of its classes'; none when no label reaches the \
+         job's `min_confidence`), and who labeled the image in the `cascade` run.\n\n\
+         | image | most probable class | local labels | cascade |\n|---|---|---|---|\n",
+        l.cascade_below
+    );
+    for image in &cascade.per_image {
+        let top = l
+            .demo_top_classes
+            .iter()
+            .find(|t| t.name == image.name)
+            .map_or("–".into(), |t| {
+                format!("{} {:.1}%", t.class, t.confidence)
+            });
+        let labels = local
+            .and_then(|run| run.per_image.iter().find(|i| i.name == image.name))
+            .map(|i| {
+                i.top_labels
+                    .iter()
+                    .map(|(name, c)| format!("{name} {c:.0}%"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .filter(|text| !text.is_empty())
+            .unwrap_or_else(|| "none".into());
+        let who = if image.model_version.starts_with("local:") {
+            "local".to_owned()
+        } else {
+            format!("Rekognition (stand-in, `{}`)", image.model_version)
+        };
+        let _ = writeln!(out, "| `{}` | {top} | {labels} | {who} |", image.name);
+    }
     out
 }
 

@@ -73,29 +73,50 @@ pub fn chunk(run: &str, images: usize) -> Vec<ImageRef> {
 }
 
 /// A real 320×200 JPEG: the worker reads the first 64 KiB of every image to
-/// decide its format, and hands this one to Rekognition as it is.
-const IMAGE: &[u8] = include_bytes!("../../samples/sunset.jpg");
+/// decide its format, and hands this one to Rekognition as it is. Every
+/// image of the benchmark's chunks is a copy of it.
+pub const IMAGE: &[u8] = include_bytes!("../../samples/sunset.jpg");
 
 /// Puts the objects, the QUEUED records and the manifest of `chunks` (one
 /// per array child) into the stand-in and returns the job parameter that
 /// points at them.
 pub fn prepare(standin: &StandIn, run: &str, chunks: &[Vec<ImageRef>]) -> String {
     for image in chunks.iter().flatten() {
-        standin.put_object(&image.bucket, &image.key, IMAGE.to_vec());
-        let s = |v: &str| json!({ "S": v });
-        let item: serde_json::Map<String, serde_json::Value> = [
-            (schema::PK, s(&schema::image_pk(&image.bucket, &image.key))),
-            (schema::SK, s(schema::IMAGE_SK)),
-            (attr::BUCKET, s(&image.bucket)),
-            (attr::KEY, s(&image.key)),
-            (attr::REVISION, s(image.revision.as_str())),
-            (attr::STATUS, s("QUEUED")),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        standin.put_item(TABLE, serde_json::Value::Object(item));
+        queue(standin, image, IMAGE.to_vec());
     }
+    job_parameter(standin, run, chunks)
+}
+
+/// Like [`prepare`] for one chunk whose images each have their own bytes.
+pub fn prepare_objects(standin: &StandIn, run: &str, images: &[(ImageRef, Vec<u8>)]) -> String {
+    for (image, body) in images {
+        queue(standin, image, body.clone());
+    }
+    let chunk: Vec<ImageRef> = images.iter().map(|(image, _)| image.clone()).collect();
+    job_parameter(standin, run, &[chunk])
+}
+
+/// Puts `image`'s object (`body`) and its QUEUED record into the stand-in.
+fn queue(standin: &StandIn, image: &ImageRef, body: Vec<u8>) {
+    standin.put_object(&image.bucket, &image.key, body);
+    let s = |v: &str| json!({ "S": v });
+    let item: serde_json::Map<String, serde_json::Value> = [
+        (schema::PK, s(&schema::image_pk(&image.bucket, &image.key))),
+        (schema::SK, s(schema::IMAGE_SK)),
+        (attr::BUCKET, s(&image.bucket)),
+        (attr::KEY, s(&image.key)),
+        (attr::REVISION, s(image.revision.as_str())),
+        (attr::STATUS, s("QUEUED")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    standin.put_item(TABLE, serde_json::Value::Object(item));
+}
+
+/// Puts the manifest of `chunks` into the stand-in and returns the job
+/// parameter that points at it.
+fn job_parameter(standin: &StandIn, run: &str, chunks: &[Vec<ImageRef>]) -> String {
     let (body, sha256) = Manifest {
         v: CONTRACT_VERSION,
         chunks: chunks.to_vec(),
